@@ -1,0 +1,72 @@
+"""The pure core: check_source for one string, check_files for a set of files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from .engine import Analysis, Settings, to_findings
+from .finding import Finding
+from .project import Project, SourceError
+from .rules import select_codes
+
+
+@dataclass
+class Config:
+    """Effective settings for one run (CLI flags merged over ``[tool.tracesafe]``)."""
+
+    target: str = "trace"
+    select: Optional[list[str]] = None
+    ignore: Optional[list[str]] = None
+    entry_points: tuple[str, ...] = ("forward",)
+    per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
+
+    def codes(self) -> set[str]:
+        return select_codes(self.select, self.ignore)
+
+    def settings(self) -> Settings:
+        return Settings(target=self.target, entry_points=tuple(self.entry_points))
+
+    def fingerprint(self) -> str:
+        return repr((self.target, sorted(self.codes()), tuple(self.entry_points),
+                     sorted((k, tuple(v)) for k, v in self.per_file_ignores.items())))
+
+
+@dataclass
+class RootResult:
+    findings: list[Finding]
+    error: Optional[str]  # one line, when the root itself could not be read or parsed
+    deps: dict[str, str]  # other files read, path -> content hash
+
+
+def analyze_root(path: str, data: bytes | str, config: Config, project: Optional[Project] = None) -> RootResult:
+    """Analyze one file's entry points and what they reach (other files parsed on demand)."""
+    project = project or Project()
+    project.touched = set()
+    try:
+        mod = project.add_module(path, data)
+    except SourceError as e:
+        return RootResult([], str(e), {})
+    an = Analysis(project, config.settings())
+    an.run(mod)
+    codes = config.codes()
+    found = [f for f in to_findings(an.raw_findings(), config.target) if f.code in codes]
+    deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
+    return RootResult(found, None, deps)
+
+
+def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None) -> list[Finding]:
+    """Findings for one source string. Raises SourceError (one-line message) when it does not parse."""
+    config = config or Config()
+    project = Project()
+    mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module")
+    an = Analysis(project, config.settings())
+    an.run(mod)
+    codes = config.codes()
+    return [f for f in to_findings(an.raw_findings(), config.target) if f.code in codes and f.path == path]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()

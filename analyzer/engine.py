@@ -1,0 +1,378 @@
+"""Entry points, reach and the fixpoint over reached functions; positions and suppression."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import libcst as cst
+from libcst.metadata.position_provider import PositionProvider
+
+from .finding import Finding
+from .infer import Walker, all_params, annotation_kind, is_literal
+from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
+from .project import ClassInfo, ModuleInfo, Project, dotted
+from .rules import RULES
+
+_MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
+
+
+@dataclass(frozen=True)
+class FuncRef:
+    module: ModuleInfo
+    cls: Optional[ClassInfo]
+    node: cst.FunctionDef
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.module.path, self.qualname)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.cls.name}.{self.node.name.value}" if self.cls else self.node.name.value
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, FuncRef) and self.key == other.key
+
+
+@dataclass
+class FuncState:
+    ref: FuncRef
+    entry: bool
+    params: dict[str, Kind]
+    ret: Kind = EMPTY
+    visits: int = 0
+    callers: set = field(default_factory=set)
+    found: dict = field(default_factory=dict)
+    returns: list = field(default_factory=list)
+
+
+@dataclass
+class Settings:
+    target: str = "trace"
+    entry_points: tuple[str, ...] = ("forward",)
+
+
+def default_params(fn: cst.FunctionDef, is_method: bool) -> dict[str, Kind]:
+    """Kinds of an entry point's parameters: tensors unless annotated or defaulted otherwise."""
+    out: dict[str, Kind] = {}
+    params = all_params(fn.params)
+    for i, p in enumerate(params):
+        name = p.name.value
+        if is_method and i == 0 and not fn.params.posonly_params or name == "self":
+            out[name] = KP
+            continue
+        ann = annotation_kind(p.annotation)
+        if ann is not None:
+            out[name] = ann
+        elif p.default is None:
+            out[name] = KT
+        elif isinstance(p.default, cst.Name) and p.default.value == "None":
+            out[name] = join(KT, KN)
+        elif is_literal(p.default):
+            out[name] = KP
+        else:
+            out[name] = KP
+    if isinstance(fn.params.star_arg, cst.Param):
+        out[fn.params.star_arg.name.value] = KLT
+    if fn.params.star_kwarg is not None:
+        out[fn.params.star_kwarg.name.value] = KP
+    return out
+
+
+class Analysis:
+    """One root file's analysis: its entry points and everything they reach, to a fixpoint."""
+
+    def __init__(self, project: Project, settings: Settings):
+        self.project = project
+        self.settings = settings
+        self.states: dict[tuple[str, str], FuncState] = {}
+        self.queue: deque = deque()
+        self._attr_cache: dict = {}
+
+    # ------------------------------------------------------------------ entry points
+    def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
+        out = []
+        for ci in mod.classes.values():
+            if not self.project.is_module_class(ci):
+                continue
+            for name in self.settings.entry_points:
+                fn = ci.methods.get(name)
+                if fn is not None:
+                    out.append(FuncRef(mod, ci, fn))
+        return out
+
+    def run(self, mod: ModuleInfo) -> None:
+        for ref in self.entry_points(mod):
+            st = self.states.get(ref.key)
+            if st is None:
+                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True))
+                self.queue.append(ref.key)
+            else:
+                st.entry = True
+        while self.queue:
+            key = self.queue.popleft()
+            st = self.states[key]
+            if st.visits >= _MAX_VISITS:
+                continue
+            st.visits += 1
+            walker = Walker(self, st.ref, st.params, self.settings.target)
+            self._current = key
+            ret = walker.run()
+            st.found = walker.found
+            st.returns = walker.returns
+            if ret != st.ret:
+                st.ret = join(st.ret, ret)
+                for caller in st.callers:
+                    if caller not in self.queue:
+                        self.queue.append(caller)
+
+    # ------------------------------------------------------------------ reach
+    def is_tree_name(self, ref: FuncRef, qualname: str) -> bool:
+        head = qualname.split(".")[0]
+        return head != "torch" and self.project.lookup(qualname) is not None
+
+    def resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
+        """The reached function a call goes to: a FuncRef, "class" for a constructor, or None."""
+        mod = ref.module
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
+                and ref.cls is not None:
+            name = func.attr.value
+            for c in self.project.mro(ref.cls):
+                if name in c.methods:
+                    return FuncRef(c.module, c, c.methods[name])
+            return None
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and \
+                dotted(func.value.func) == "super" and ref.cls is not None:
+            name = func.attr.value
+            for c in self.project.mro(ref.cls)[1:]:
+                if name in c.methods:
+                    return FuncRef(c.module, c, c.methods[name])
+            return None
+        if isinstance(func, cst.Name):
+            name = func.value
+            if name in mod.functions:
+                return FuncRef(mod, None, mod.functions[name])
+            if name in mod.classes:
+                return "class"
+        q = mod.qualify(func)
+        if q is None or q.startswith("torch."):
+            return None
+        hit = self.project.lookup(q)
+        if hit is None:
+            return None
+        kind, m, obj = hit
+        if kind == "function":
+            return FuncRef(m, None, obj)
+        if kind == "class":
+            return "class"
+        return None
+
+    def call(self, caller: FuncRef, callee: FuncRef, args) -> Kind:
+        st = self.states.get(callee.key)
+        is_method = callee.cls is not None
+        params = all_params(callee.node.params)
+        names = [p.name.value for p in params]
+        if is_method and names and names[0] in ("self", "cls"):
+            names = names[1:]
+        incoming: dict[str, Kind] = {}
+        mappable = True
+        i = 0
+        for kw, star, k in args:
+            if star:
+                mappable = False
+                break
+            if kw is None:
+                if i < len(names):
+                    incoming[names[i]] = k
+                i += 1
+            else:
+                incoming[kw] = k
+        base = default_params(callee.node, is_method)
+        if mappable:
+            # parameters not passed keep their defaults' kinds; passed ones take the caller's
+            for p in params:
+                n = p.name.value
+                if n in incoming:
+                    ann = annotation_kind(p.annotation)
+                    base[n] = ann if ann is not None and ann == KP else incoming[n]
+                elif p.default is None and n in base and base[n] == KT and n not in ("self", "cls"):
+                    base[n] = KT
+        if st is None:
+            st = FuncState(callee, False, base)
+            self.states[callee.key] = st
+            self.queue.append(callee.key)
+        else:
+            merged = {n: join(st.params.get(n, EMPTY), k) for n, k in base.items()}
+            if merged != st.params:
+                st.params = merged
+                if callee.key not in self.queue:
+                    self.queue.append(callee.key)
+        st.callers.add(caller.key)
+        return st.ret if st.ret else KP
+
+    def self_attr_kind(self, ref: FuncRef, name: str) -> Kind:
+        """Parameters and buffers are tensors; other attributes of `self` are Python values."""
+        if ref.cls is None:
+            return KP
+        key = ref.cls.qualname
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = set()
+            for c in self.project.mro(ref.cls):
+                attrs |= _tensor_attrs(c)
+            self._attr_cache[key] = attrs
+        return KT if name in attrs else KP
+
+    # ------------------------------------------------------------------ results
+    def raw_findings(self) -> Iterable[tuple[ModuleInfo, str, cst.CSTNode, str, str]]:
+        for st in self.states.values():
+            for node, code, msg, end in st.found.values():
+                yield st.ref.module, st.ref.qualname, node, code, end, msg
+            if st.entry:
+                yield from self._return_findings(st)
+
+    def _return_findings(self, st: FuncState):
+        fn = st.ref.node
+        mod = st.ref.module
+        rets = st.returns
+        may_none = [(r, k) for r, k in rets if N in k]
+        values = [(r, k) for r, k in rets if k - {N}]
+        from .infer import terminates
+
+        falls_off = isinstance(fn.body, cst.IndentedBlock) and not terminates(fn.body.body)
+        if (may_none or falls_off) and values:
+            for r, k in may_none:
+                what = "returns `None`" if r.value is None or dotted(r.value) == "None" else \
+                    "may return `None`"
+                yield mod, st.ref.qualname, r, "TS201", r, \
+                    f"`{fn.name.value}` {what} here and a value elsewhere: ONNX outputs are fixed"
+            if falls_off:
+                yield mod, st.ref.qualname, fn.name, "TS201", fn.name, \
+                    f"`{fn.name.value}` can fall off its end (returning `None`) and returns a value elsewhere"
+        shapes = []
+        for r, k in values:
+            s = _structure(k)
+            if s is not None:
+                shapes.append((r, s))
+        if len({s for _, s in shapes}) > 1:
+            first = shapes[0][1]
+            for r, s in shapes:
+                if s != first:
+                    yield mod, st.ref.qualname, r, "TS202", r, \
+                        f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
+
+
+def _structure(k: Kind):
+    atoms = [a for a in k if a != N]
+    if len(atoms) != 1:
+        return None
+    a = atoms[0]
+    if a == "T":
+        return ("tensor",)
+    if isinstance(a, tuple) and a[0] == "tup":
+        return ("tuple", len(a[1]))
+    if isinstance(a, tuple) and a[0] == "dict":
+        return ("dict", tuple(sorted(a[1])))
+    return None
+
+
+def _describe(s) -> str:
+    if s[0] == "tensor":
+        return "a tensor"
+    if s[0] == "tuple":
+        return f"a {s[1]}-tuple"
+    return "a dict with keys " + ", ".join(s[1])
+
+
+_PARAM_CALLS = {"Parameter", "register_buffer", "register_parameter"}
+
+
+def _tensor_attrs(ci: ClassInfo) -> set[str]:
+    """Names of `self` attributes that hold parameters, buffers or tensors."""
+    out: set[str] = set()
+    mod = ci.module
+
+    class V(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign):
+            for t in node.targets:
+                d = dotted(t.target)
+                if d and d.startswith("self.") and d.count(".") == 1 and _tensorish(node.value, mod):
+                    out.add(d[5:])
+
+        def visit_AnnAssign(self, node: cst.AnnAssign):
+            d = dotted(node.target)
+            if d and d.startswith("self.") and node.value is not None and _tensorish(node.value, mod):
+                out.add(d[5:])
+
+        def visit_Call(self, node: cst.Call):
+            name = dotted(node.func) or ""
+            if name.endswith(("register_buffer", "register_parameter")) and node.args:
+                a0 = node.args[0].value
+                if isinstance(a0, cst.SimpleString):
+                    out.add(a0.evaluated_value)
+
+    ci.node.visit(V())
+    return out
+
+
+def _tensorish(e: cst.BaseExpression, mod: ModuleInfo) -> bool:
+    if isinstance(e, cst.Call):
+        q = mod.qualify(e.func) or ""
+        last = q.rsplit(".", 1)[-1]
+        if last == "Parameter":
+            return True
+        if q.startswith("torch.") and not q.startswith(("torch.nn.", "torch.jit", "torch.device")) and \
+                not last[:1].isupper():
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------- positions and noqa
+_NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:[\s,]+[A-Za-z0-9]+)*))?", re.IGNORECASE)
+
+
+def positions(tree: cst.Module):
+    """Code ranges of the given nodes (by id) from one codegen pass, no MetadataWrapper copy."""
+    provider = PositionProvider()
+    provider._gen_impl(tree)  # the provider's own codegen; avoids MetadataWrapper's deep copy
+    return provider._computed
+
+
+def suppressed(line_text: str, code: str) -> bool:
+    m = _NOQA.search(line_text)
+    if not m:
+        return False
+    codes = m.group("codes")
+    if not codes:
+        return True
+    wanted = [c.upper() for c in re.split(r"[\s,]+", codes) if c]
+    return any(code.startswith(w) for w in wanted)
+
+
+def to_findings(raw, target: str) -> list[Finding]:
+    """Turn (module, function, node, code, message) into positioned, de-duplicated, unsuppressed Findings."""
+    by_module: dict[int, tuple[ModuleInfo, list]] = {}
+    for mod, func, node, code, end, msg in raw:
+        if target not in RULES[code].targets:
+            continue
+        by_module.setdefault(id(mod), (mod, []))[1].append((func, node, code, msg, end))
+    out: set[Finding] = set()
+    for mod, items in by_module.values():
+        computed = positions(mod.tree)
+        lines = re.split(r"\r\n|\r|\n", mod.text) if items else []
+        for func, node, code, msg, end in items:
+            rng, erng = computed.get(node), computed.get(end)
+            if rng is None or erng is None:
+                continue
+            line_text = lines[rng.start.line - 1] if rng.start.line - 1 < len(lines) else ""
+            if suppressed(line_text, code):
+                continue
+            out.add(Finding(mod.path, rng.start.line, rng.start.column + 1, erng.end.line, erng.end.column + 1,
+                            code, msg, func, None))
+    return sorted(out, key=Finding.sort_key)

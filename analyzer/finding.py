@@ -1,0 +1,46 @@
+"""The finding type shared by check, fix, export and every reporter."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from .rules import RULES
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    code: str
+    message: str
+    function: str
+    fix: Optional[dict] = None  # {"form": ..., "applicability": "safe"|"unsafe"} or None
+
+    @property
+    def name(self) -> str:
+        return RULES[self.code].name
+
+    @property
+    def severity(self) -> str:
+        return RULES[self.code].severity
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            "path": d["path"], "line": d["line"], "column": d["column"],
+            "end_line": d["end_line"], "end_column": d["end_column"],
+            "code": self.code, "name": self.name, "severity": self.severity,
+            "message": self.message, "function": self.function, "fix": self.fix,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Finding":
+        return cls(d["path"], d["line"], d["column"], d["end_line"], d["end_column"],
+                   d["code"], d["message"], d["function"], d.get("fix"))
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.code, self.end_line, self.end_column)

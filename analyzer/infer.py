@@ -1,0 +1,873 @@
+"""Tensor inference over one function body, and the rules that fire on what it finds.
+
+The walker is flow-sensitive over assignments (branches join, loops run to a fixpoint of two
+passes) and asks its Analysis for the kinds of calls into other reached functions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Optional
+
+import libcst as cst
+
+from . import torchapi as api
+from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, is_size,
+                    is_tensor, join, traced, tup, unpack)
+from .project import dotted
+
+if TYPE_CHECKING:
+    from .engine import Analysis, FuncRef
+
+Env = dict  # name -> Kind
+
+_BUILTIN_CONVERT = {"int": "a Python int", "float": "a Python float", "complex": "a Python complex",
+                    "str": "a string", "repr": "a string", "format": "a string", "print": "printed text",
+                    "hash": "a hash", "hex": "a string", "oct": "a string", "chr": "a string"}
+_BUILTIN_ITERATE = {"list", "tuple", "set", "frozenset", "enumerate", "zip", "iter", "sum", "any", "all",
+                    "map", "filter", "reversed", "dict"}
+_BUILTIN_COMPARE = {"min", "max", "sorted"}
+_BUILTIN_PYTHON = {"isinstance", "issubclass", "hasattr", "getattr", "callable", "type", "id", "len",
+                   "range", "setattr", "vars", "dir", "super", "object", "slice", "open", "globals",
+                   "locals", "NotImplementedError", "ValueError", "TypeError", "RuntimeError"}
+_LITERAL_NAMES = {"True", "False", "None"}
+
+
+def is_literal(e: cst.BaseExpression) -> bool:
+    """A constant the user wrote down: numbers, strings, and lists/tuples of them."""
+    if isinstance(e, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    if isinstance(e, cst.Name):
+        return e.value in _LITERAL_NAMES
+    if isinstance(e, cst.UnaryOperation):
+        return is_literal(e.expression)
+    if isinstance(e, (cst.List, cst.Tuple)):
+        return all(isinstance(el, cst.Element) and is_literal(el.value) for el in e.elements)
+    if isinstance(e, cst.Call) and dotted(e.func) in ("float", "int") and len(e.args) == 1:
+        return is_literal(e.args[0].value)
+    return False
+
+
+def annotation_kind(ann: Optional[cst.Annotation]) -> Optional[Kind]:
+    if ann is None:
+        return None
+    e = ann.annotation
+    text = dotted(e) if not isinstance(e, cst.Subscript) else dotted(e.value)
+    if text is None:
+        if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):
+            s = e.evaluated_value if isinstance(e, cst.SimpleString) else None
+            if isinstance(s, str):
+                return KT if "Tensor" in s else KP
+        return None
+    last = text.rsplit(".", 1)[-1]
+    if isinstance(e, cst.Subscript):
+        inner = [annotation_kind(cst.Annotation(s.slice.value)) for s in e.slice
+                 if isinstance(s.slice, cst.Index)]
+        inner = [k for k in inner if k is not None]
+        if last in ("Optional",):
+            return join(KN, *inner) if inner else None
+        if last in ("Union",):
+            return join(*inner) if inner else None
+        if last in ("List", "list", "Tuple", "tuple", "Sequence", "Iterable"):
+            return KLT if any(is_tensor(k) for k in inner) else KP
+        return KP
+    if last in ("Tensor", "FloatTensor", "LongTensor", "BoolTensor", "Parameter"):
+        return KT
+    if last in api.NON_TENSOR_ANNOTATIONS:
+        return KP
+    return None
+
+
+def short(module: cst.Module, node: cst.CSTNode, limit: int = 48) -> str:
+    try:
+        text = " ".join(module.code_for_node(node).split())
+    except Exception:  # pragma: no cover - codegen of a parsed node does not fail
+        return "expression"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def terminates(stmts: Iterable[cst.BaseStatement]) -> bool:
+    """Does this block always end in return/raise (so control never falls through)?"""
+    for stmt in stmts:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            if any(isinstance(s, (cst.Return, cst.Raise)) for s in stmt.body):
+                return True
+        elif isinstance(stmt, cst.If):
+            if stmt.orelse is None:
+                continue
+            other = [stmt.orelse] if isinstance(stmt.orelse, cst.If) else stmt.orelse.body.body
+            if terminates(stmt.body.body) and terminates(other):
+                return True
+        elif isinstance(stmt, (cst.With,)):
+            if terminates(stmt.body.body):
+                return True
+        elif isinstance(stmt, cst.Try):
+            if terminates(stmt.body.body) and all(terminates(h.body.body) for h in stmt.handlers):
+                return True
+        elif isinstance(stmt, cst.While):
+            t = stmt.test
+            if isinstance(t, cst.Name) and t.value == "True" and not _has_break(stmt.body):
+                return True
+    return False
+
+
+def _has_break(node: cst.CSTNode) -> bool:
+    found = False
+
+    class V(cst.CSTVisitor):
+        def visit_Break(self, n):
+            nonlocal found
+            found = True
+
+        def visit_For(self, n):
+            return False
+
+        def visit_While(self, n):
+            return False
+
+        def visit_FunctionDef(self, n):
+            return False
+
+    node.visit(V())
+    return found
+
+
+class Walker:
+    def __init__(self, analysis: "Analysis", ref: "FuncRef", params: Env, target: str):
+        self.an = analysis
+        self.ref = ref
+        self.module = ref.module.tree
+        self.target = target
+        self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
+        self.returns: list[tuple[cst.Return, Kind]] = []
+        self.params = params
+        self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
+
+    # ---------------------------------------------------------------- reporting
+    def report(self, node: cst.CSTNode, code: str, message: str, end: Optional[cst.CSTNode] = None) -> None:
+        """Record a finding spanning from node's start to end's end (default: the node itself)."""
+        self.found.setdefault((id(node), code), (node, code, message, end or node))
+
+    def src(self, node: cst.CSTNode) -> str:
+        return short(self.module, node)
+
+    def report_test(self, stmt_node, test, kind: Kind, what: str) -> None:
+        """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size."""
+        code_tensor = {"if": "TS101", "while": "TS102", "ternary": "TS103", "assert": "TS105",
+                       "comprehension-if": "TS104"}[what]
+        label = {"if": "`if`", "while": "`while`", "ternary": "conditional expression",
+                 "assert": "`assert`", "comprehension-if": "comprehension filter"}[what]
+        if is_tensor(kind):
+            self.report(stmt_node, code_tensor,
+                        f"{label} tests a tensor value `{self.src(test)}`: tracing freezes the outcome for "
+                        f"the example input", end=test)
+        elif is_size(kind):
+            self.report(stmt_node, "TS108",
+                        f"{label} tests a traced size `{self.src(test)}`: the branch is frozen for dynamic axes",
+                        end=test)
+
+    # ---------------------------------------------------------------- entry
+    def run(self) -> Kind:
+        fn = self.ref.node
+        if self.target == "script":
+            self.script_checks_signature(fn)
+        env: Env = dict(self.params)
+        out = self.block(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [fn.body], env)
+        kinds = [k for _, k in self.returns]
+        if out is not None and not terminates(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else []):
+            kinds.append(KN)
+        return join(*kinds) if kinds else KN
+
+    # ---------------------------------------------------------------- statements
+    def block(self, stmts, env: Env) -> Optional[Env]:
+        for stmt in stmts:
+            env = self.stmt(stmt, env)
+            if env is None:
+                return None
+        return env
+
+    def stmt(self, s: cst.BaseStatement, env: Env) -> Optional[Env]:
+        if isinstance(s, cst.SimpleStatementLine):
+            for small in s.body:
+                env = self.small(small, env)
+                if env is None:
+                    return None
+            return env
+        if isinstance(s, cst.If):
+            return self.if_stmt(s, env)
+        if isinstance(s, cst.For):
+            return self.for_stmt(s, env)
+        if isinstance(s, cst.While):
+            return self.while_stmt(s, env)
+        if isinstance(s, cst.With):
+            for item in s.items:
+                k = self.ev(item.item, env)
+                if item.asname is not None:
+                    self.bind(item.asname.name, k, env)
+            return self.block(s.body.body, env)
+        if isinstance(s, cst.Try):
+            if self.target == "script":
+                self.report(s, "TS301", "`try` is not supported by torch.jit.script")
+            body_env = self.block(s.body.body, dict(env))
+            outs = []
+            start = join_env(env, body_env) if body_env is not None else env
+            for h in s.handlers:
+                if h.type is not None:
+                    self.ev(h.type, env)
+                henv = dict(start)
+                if h.name is not None:
+                    self.bind(h.name.name, KP, henv)
+                outs.append(self.block(h.body.body, henv))
+            if s.orelse is not None and body_env is not None:
+                body_env = self.block(s.orelse.body.body, body_env)
+            outs.append(body_env)
+            live = [o for o in outs if o is not None]
+            res = join_env(*live) if live else None
+            if s.finalbody is not None:
+                res = self.block(s.finalbody.body.body, res if res is not None else dict(start))
+            return res
+        if isinstance(s, cst.FunctionDef):
+            if self.target == "script":
+                self.report(s, "TS301", f"nested function `{s.name.value}` is not supported by torch.jit.script")
+            self.nested_function(s, env)
+            env[s.name.value] = KP
+            return env
+        if isinstance(s, cst.ClassDef):
+            env[s.name.value] = KP
+            return env
+        if isinstance(s, cst.Match):
+            self.ev(s.subject, env)
+            outs = [self.block(c.body.body, dict(env)) for c in s.cases]
+            live = [o for o in outs if o is not None] + [env]
+            return join_env(*live)
+        return env
+
+    def nested_function(self, fn: cst.FunctionDef, env: Env) -> None:
+        inner = dict(env)
+        for p in all_params(fn.params):
+            ann = annotation_kind(p.annotation)
+            inner[p.name.value] = ann if ann is not None else (KP if p.default is not None and is_literal(p.default) else KT)
+        saved = self.returns
+        self.returns = []
+        if isinstance(fn.body, cst.IndentedBlock):
+            self.block(fn.body.body, inner)
+        self.returns = saved
+
+    def small(self, s: cst.BaseSmallStatement, env: Env) -> Optional[Env]:
+        if isinstance(s, cst.Assign):
+            k = self.ev(s.value, env)
+            for t in s.targets:
+                self.bind(t.target, k, env, value=s.value)
+            return env
+        if isinstance(s, cst.AnnAssign):
+            k = self.ev(s.value, env) if s.value is not None else EMPTY
+            ann = annotation_kind(s.annotation)
+            self.bind(s.target, k if s.value is not None else (ann or KP), env)
+            return env
+        if isinstance(s, cst.AugAssign):
+            k = join(self.ev(s.target, env), self.ev(s.value, env))
+            self.bind(s.target, k, env)
+            return env
+        if isinstance(s, cst.Expr):
+            self.ev(s.value, env)
+            return env
+        if isinstance(s, cst.Return):
+            k = self.ev(s.value, env) if s.value is not None else KN
+            self.returns.append((s, k))
+            return None
+        if isinstance(s, cst.Raise):
+            if s.exc is not None:
+                self.ev(s.exc, env)
+            return None
+        if isinstance(s, cst.Assert):
+            k = self.test_kind(s.test, env)
+            self.report_test(s, s.test, k, "assert")
+            if s.msg is not None:
+                self.ev(s.msg, env)
+            return env
+        if isinstance(s, cst.Del):
+            return env
+        if isinstance(s, (cst.Global, cst.Nonlocal)):
+            if self.target == "script":
+                self.report(s, "TS301", "`global`/`nonlocal` is not supported by torch.jit.script")
+            return env
+        return env
+
+    def guard_value(self, test: cst.BaseExpression) -> Optional[bool]:
+        """The known value of an export guard such as ``torch.jit.is_tracing()`` under this target."""
+        if self.guard_index is None:
+            return None
+        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            v = self.guard_value(test.expression)
+            return None if v is None else not v
+        if isinstance(test, cst.BooleanOperation):
+            lv, rv = self.guard_value(test.left), self.guard_value(test.right)
+            if isinstance(test.operator, cst.Or):
+                return True if (lv or rv) else (False if lv is False and rv is False else None)
+            return False if (lv is False or rv is False) else (True if lv and rv else None)
+        if isinstance(test, cst.Call) and not test.args:
+            q = self.ref.module.qualify(test.func)
+            if q is None:
+                return None
+            for name, vals in api.GUARDS.items():
+                if q == name or q.endswith("." + name) and "." not in name:
+                    return vals[self.guard_index]
+        return None
+
+    def if_stmt(self, s: cst.If, env: Env) -> Optional[Env]:
+        g = self.guard_value(s.test)
+        if g is None:
+            k = self.test_kind(s.test, env)
+            self.report_test(s, s.test, k, "if")
+        outs = []
+        if g is not False:
+            outs.append(self.block(s.body.body, dict(env)))
+        if g is not True:
+            if s.orelse is None:
+                outs.append(env)
+            elif isinstance(s.orelse, cst.If):
+                outs.append(self.if_stmt(s.orelse, dict(env)))
+            else:
+                outs.append(self.block(s.orelse.body.body, dict(env)))
+        live = [o for o in outs if o is not None]
+        return join_env(*live) if live else None
+
+    def for_stmt(self, s: cst.For, env: Env) -> Optional[Env]:
+        it = self.iterate(s.iter, env)
+        elem = element(it)
+        start = env
+        for _ in range(2):
+            body_env = dict(start)
+            self.bind(s.target, elem, body_env)
+            out = self.block(s.body.body, body_env)
+            start = join_env(start, out) if out is not None else start
+        if s.orelse is not None:
+            self.block(s.orelse.body.body, dict(start))
+        return start
+
+    def while_stmt(self, s: cst.While, env: Env) -> Optional[Env]:
+        start = env
+        g = self.guard_value(s.test)
+        for _ in range(2):
+            if g is None:
+                k = self.test_kind(s.test, start)
+                self.report_test(s, s.test, k, "while")
+            out = self.block(s.body.body, dict(start))
+            start = join_env(start, out) if out is not None else start
+        if s.orelse is not None:
+            self.block(s.orelse.body.body, dict(start))
+        return start
+
+    # ---------------------------------------------------------------- binding
+    def bind(self, target: cst.BaseExpression, k: Kind, env: Env, value=None) -> None:
+        if isinstance(target, cst.Name):
+            env[target.value] = k
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            elems = [e for e in target.elements]
+            if is_tensor(k) and not any(isinstance(a, tuple) for a in k) and LT not in k:
+                self.report(value if value is not None else target, "TS107",
+                            "unpacking a tensor iterates over it: the number of items is frozen by tracing")
+            parts = unpack(k, len(elems))
+            for el, pk in zip(elems, parts):
+                if isinstance(el, cst.StarredElement):
+                    self.bind(el.value, KLT if is_tensor(pk) else KP, env)
+                else:
+                    self.bind(el.value, pk, env)
+        elif isinstance(target, cst.Attribute):
+            self.ev(target.value, env)
+            d = dotted(target)
+            if d is not None:
+                env[d] = k
+        elif isinstance(target, cst.Subscript):
+            self.ev(target, env)
+        elif isinstance(target, cst.StarredElement):
+            self.bind(target.value, k, env)
+
+    # ---------------------------------------------------------------- expressions
+    def test_kind(self, e: cst.BaseExpression, env: Env) -> Kind:
+        """Kind of an expression used as a condition: and/or/not coerce here, not separately."""
+        if isinstance(e, cst.BooleanOperation):
+            return join(self.test_kind(e.left, env), self.test_kind(e.right, env))
+        if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
+            return self.test_kind(e.expression, env)
+        k = self.ev(e, env)
+        return frozenset(a for a in k if a in (T, S))
+
+    def coerce(self, node, k: Kind, what: str) -> None:
+        """A tensor or traced size turned into a Python bool here."""
+        if is_tensor(k):
+            self.report(node, "TS104", f"{what} converts a tensor to a Python bool: tracing freezes it")
+        elif is_size(k):
+            self.report(node, "TS108", f"{what} compares a traced size: the result is frozen for dynamic axes")
+
+    def ev(self, e: cst.BaseExpression, env: Env) -> Kind:
+        m = getattr(self, "ev_" + type(e).__name__, None)
+        if m is None:
+            # recurse into children so nested calls and conversions are still seen
+            for child in e.children:
+                if isinstance(child, cst.BaseExpression):
+                    self.ev(child, env)
+            return KP
+        return m(e, env)
+
+    def iterate(self, node: cst.BaseExpression, env: Env) -> Kind:
+        """Evaluate something a `for` iterates over; iterating a tensor is TS107."""
+        k = self.ev(node, env)
+        if is_tensor(k) and LT not in k and not any(isinstance(a, tuple) for a in k):
+            self.report(node, "TS107", f"iterating over tensor `{self.src(node)}`: the number of steps is "
+                        f"frozen by tracing")
+        return k
+
+    def ev_Name(self, e: cst.Name, env: Env) -> Kind:
+        if e.value == "None":
+            return KN
+        return env.get(e.value, KP)
+
+    def ev_Integer(self, e, env):
+        return KP
+
+    ev_Float = ev_Imaginary = ev_SimpleString = ev_Ellipsis = ev_Integer
+
+    def ev_ConcatenatedString(self, e, env):
+        self.ev(e.left, env)
+        self.ev(e.right, env)
+        return KP
+
+    def ev_FormattedString(self, e: cst.FormattedString, env: Env) -> Kind:
+        for part in e.parts:
+            if isinstance(part, cst.FormattedStringExpression):
+                k = self.ev(part.expression, env)
+                if traced(k):
+                    self.report(part, "TS106",
+                                f"formatting `{self.src(part.expression)}` converts a "
+                                f"{'tensor' if is_tensor(k) else 'traced size'} to text: frozen by tracing")
+        return KP
+
+    def ev_Attribute(self, e: cst.Attribute, env: Env) -> Kind:
+        d = dotted(e)
+        if d is not None and d in env:
+            return env[d]
+        if isinstance(e.value, cst.Name) and e.value.value == "self":
+            return self.an.self_attr_kind(self.ref, e.attr.value)
+        base = self.ev(e.value, env)
+        name = e.attr.value
+        out = []
+        if T in base:
+            if name == "shape":
+                out.append(KST)
+            elif name in api.NON_TENSOR_ATTRS:
+                out.append(KP)
+            else:
+                out.append(KT)
+        if LT in base and name in ("values", "indices"):
+            out.append(KT)
+        for a in base:
+            if isinstance(a, tuple) and a[0] == "tup" and name in ("values", "indices"):
+                out.append(KT)
+        return join(*out) if out else KP
+
+    def ev_Subscript(self, e: cst.Subscript, env: Env) -> Kind:
+        base = self.ev(e.value, env)
+        idx_kinds = []
+        const_index = None
+        is_slice = False
+        for el in e.slice:
+            if isinstance(el.slice, cst.Index):
+                ik = self.ev(el.slice.value, env)
+                idx_kinds.append(ik)
+                v = el.slice.value
+                if isinstance(v, cst.Integer):
+                    const_index = int(v.value, 0)
+                elif isinstance(v, cst.UnaryOperation) and isinstance(v.expression, cst.Integer) and \
+                        isinstance(v.operator, cst.Minus):
+                    const_index = -int(v.expression.value, 0)
+            else:
+                is_slice = True
+                for part in (el.slice.lower, el.slice.upper, el.slice.step):
+                    if part is not None:
+                        idx_kinds.append(self.ev(part, env))
+        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and base != EMPTY:
+            self.report(e, "TS106",
+                        f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
+        out = []
+        for a in base:
+            if a == T:
+                out.append(KT)
+            elif a == ST:
+                out.append(KST if is_slice else KS)
+            elif a == LT:
+                out.append(KLT if is_slice else KT)
+            elif isinstance(a, tuple) and a[0] == "tup":
+                elems = a[1]
+                if is_slice:
+                    out.append(KLT if any(is_tensor(x) for x in elems) else KP)
+                elif const_index is not None and -len(elems) <= const_index < len(elems):
+                    out.append(elems[const_index])
+                else:
+                    out.append(join(*elems))
+            elif isinstance(a, tuple) and a[0] == "dict":
+                out.append(KP)
+        return join(*out) if out else KP
+
+    def ev_BinaryOperation(self, e, env):
+        lk, rk = self.ev(e.left, env), self.ev(e.right, env)
+        both = join(lk, rk)
+        if is_tensor(both):
+            return KT
+        if is_size(both):
+            return KS
+        if ST in both and isinstance(e.operator, (cst.Add, cst.Multiply)):
+            return KST
+        if LT in both and isinstance(e.operator, cst.Add):
+            return KLT
+        return KP
+
+    def ev_UnaryOperation(self, e, env):
+        k = self.ev(e.expression, env)
+        if isinstance(e.operator, cst.Not):
+            self.coerce(e, k, f"`not {self.src(e.expression)}`")
+            return KP
+        return frozenset(a for a in k if a in (T, S)) or KP
+
+    def ev_BooleanOperation(self, e, env):
+        lk = self.ev(e.left, env)
+        rk = self.ev(e.right, env)
+        op = "and" if isinstance(e.operator, cst.And) else "or"
+        self.coerce(e, lk, f"`{op}` on `{self.src(e.left)}`")
+        return join(lk, rk)
+
+    def ev_Comparison(self, e: cst.Comparison, env: Env) -> Kind:
+        left = self.ev(e.left, env)
+        kinds = [left]
+        result: list[Kind] = []
+        chained = len(e.comparisons) > 1
+        prev = left
+        for target in e.comparisons:
+            rk = self.ev(target.comparator, env)
+            kinds.append(rk)
+            op = target.operator
+            if isinstance(op, (cst.Is, cst.IsNot)):
+                result.append(KP)
+            elif isinstance(op, (cst.In, cst.NotIn)):
+                if traced(prev) or traced(rk) or ST in rk or LT in rk and traced(prev):
+                    k = join(prev, rk, KS if ST in rk else frozenset())
+                    self.coerce(e, frozenset(a for a in k if a in (T, S)), f"`in` test `{self.src(e)}`")
+                result.append(KP)
+            elif ST in prev and ST in rk or (ST in prev or ST in rk) and isinstance(op, (cst.Equal, cst.NotEqual)) \
+                    and not traced(join(prev, rk)):
+                # torch.Size comparisons compare traced sizes element by element inside __eq__
+                self.coerce(e, KS, f"comparing shapes `{self.src(e)}`")
+                result.append(KP)
+            else:
+                both = join(prev, rk)
+                result.append(KT if is_tensor(both) else KS if is_size(both) else KP)
+            prev = rk
+        res = join(*result)
+        if chained and traced(res):
+            self.coerce(e, res, f"chained comparison `{self.src(e)}`")
+            return KP
+        return frozenset(a for a in res if a in (T, S)) or KP
+
+    def ev_IfExp(self, e: cst.IfExp, env: Env) -> Kind:
+        g = self.guard_value(e.test)
+        if g is True:
+            return self.ev(e.body, env)
+        if g is False:
+            return self.ev(e.orelse, env)
+        k = self.test_kind(e.test, env)
+        self.report_test(e, e.test, k, "ternary")
+        return join(self.ev(e.body, env), self.ev(e.orelse, env))
+
+    def ev_Tuple(self, e: cst.Tuple, env: Env) -> Kind:
+        kinds = []
+        for el in e.elements:
+            k = self.ev(el.value, env)
+            if isinstance(el, cst.StarredElement):
+                return KLT if is_tensor(element(k)) else KP
+            kinds.append(k)
+        return tup(kinds)
+
+    def ev_List(self, e, env):
+        kinds = [self.ev(el.value, env) for el in e.elements]
+        if any(isinstance(el, cst.StarredElement) for el in e.elements):
+            kinds = [element(k) if isinstance(el, cst.StarredElement) else k for el, k in zip(e.elements, kinds)]
+        if any(is_tensor(k) for k in kinds):
+            return KLT
+        if kinds and all(is_size(k) or k == KP for k in kinds) and any(is_size(k) for k in kinds):
+            return KST
+        return KP
+
+    def ev_Set(self, e, env):
+        if self.target == "script":
+            self.report(e, "TS301", "set literals are not supported by torch.jit.script")
+        for el in e.elements:
+            self.ev(el.value, env)
+        return KP
+
+    def ev_Dict(self, e: cst.Dict, env: Env) -> Kind:
+        keys = []
+        for el in e.elements:
+            if isinstance(el, cst.DictElement):
+                self.ev(el.key, env)
+                self.ev(el.value, env)
+                if isinstance(el.key, cst.SimpleString):
+                    keys.append(el.key.evaluated_value)
+                else:
+                    return KP
+            else:
+                self.ev(el.value, env)
+                return KP
+        return dct(keys)
+
+    def ev_Lambda(self, e, env):
+        if self.target == "script":
+            self.report(e, "TS301", "`lambda` is not supported by torch.jit.script")
+        return KP
+
+    def ev_NamedExpr(self, e, env):
+        k = self.ev(e.value, env)
+        self.bind(e.target, k, env)
+        return k
+
+    def ev_Await(self, e, env):
+        self.ev(e.expression, env)
+        return KP
+
+    def ev_Yield(self, e, env):
+        if self.target == "script":
+            self.report(e, "TS301", "generators are not supported by torch.jit.script")
+        return KP
+
+    def _comprehension(self, e, env: Env, elts) -> list[Kind]:
+        inner = dict(env)
+        f = e.for_in
+        while f is not None:
+            it = self.iterate(f.iter, inner)
+            self.bind(f.target, element(it), inner)
+            for cond in f.ifs:
+                ck = self.test_kind(cond.test, inner)
+                self.report_test(cond, cond.test, ck, "comprehension-if")
+            f = f.inner_for_in
+        return [self.ev(x, inner) for x in elts]
+
+    def ev_ListComp(self, e, env):
+        (k,) = self._comprehension(e, env, [e.elt])
+        return KLT if is_tensor(k) else KST if is_size(k) else KP
+
+    def ev_GeneratorExp(self, e, env):
+        if self.target == "script":
+            self.report(e, "TS301", "generator expressions are not supported by torch.jit.script")
+        return self.ev_ListComp(e, env)
+
+    def ev_SetComp(self, e, env):
+        if self.target == "script":
+            self.report(e, "TS301", "set comprehensions are not supported by torch.jit.script")
+        self._comprehension(e, env, [e.elt])
+        return KP
+
+    def ev_DictComp(self, e, env):
+        self._comprehension(e, env, [e.key, e.value])
+        return KP
+
+    # ---------------------------------------------------------------- calls
+    def ev_Call(self, e: cst.Call, env: Env) -> Kind:
+        args = [(a.keyword.value if a.keyword else None, a.star, self.ev(a.value, env)) for a in e.args]
+        pos = [k for kw, star, k in args if kw is None and not star]
+        func = e.func
+        fname = dotted(func)
+        # builtins first
+        if isinstance(func, cst.Name) and func.value not in env and self.ref.module.imports.get(func.value) is None \
+                and func.value not in self.ref.module.functions and func.value not in self.ref.module.classes:
+            res = self.builtin(e, func.value, args, pos)
+            if res is not None:
+                return res
+        # method calls on values we know
+        if isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and
+                                                     func.value.value == "self"):
+            q = self.ref.module.qualify(func)
+            if q is None or not q.startswith(("torch.", "math.", "numpy.", "np.")) and not self.an.is_tree_name(self.ref, q):
+                recv = self.ev(func.value, env)
+                if traced(recv) or ST in recv or LT in recv or any(isinstance(a, tuple) for a in recv):
+                    res = self.method(e, func.attr.value, recv, args, pos)
+                    if res is not None:
+                        return res
+        q = self.ref.module.qualify(func) if fname else None
+        if q is not None and q.startswith("torch.") and not self.an.is_tree_name(self.ref, q):
+            return self.torch_call(e, q, args, pos)
+        if q is not None and q.startswith("math.") and any(traced(k) for k in pos):
+            self.report(e, "TS106", f"`{q}()` converts a tensor value to a Python float: frozen by tracing")
+            return KP
+        if q is not None and q.split(".")[0] in ("np", "numpy") and any(traced(k) for k in pos):
+            self.report(e, "TS106", f"`{fname}()` converts a tensor to a NumPy value: frozen by tracing")
+            return KP
+        # calls into reached code: self.method(...), helpers, imported functions
+        callee = self.an.resolve_call(self.ref, func)
+        if callee is not None:
+            if callee == "class":
+                return KP
+            return self.an.call(self.ref, callee, args)
+        # a submodule or an unknown callable: tensors in, tensors out
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            if self.an.self_attr_kind(self.ref, func.attr.value) == KT:
+                return KT  # a tensor attribute called? leave it to runtime
+            return KT
+        if any(is_tensor(k) or LT in k for _, _, k in args):
+            return KT
+        if isinstance(func, (cst.Subscript, cst.Call)) and args:
+            return KT
+        self.ev(func, env)
+        return KP
+
+    def builtin(self, e: cst.Call, name: str, args, pos) -> Optional[Kind]:
+        anyk = join(*(k for _, _, k in args)) if args else EMPTY
+        if name == "bool":
+            if pos:
+                self.coerce(e, pos[0], f"`bool({self.src(e.args[0].value)})`")
+            return KP
+        if name in _BUILTIN_CONVERT:
+            if name in ("int", "float", "complex") and not pos:
+                return KP
+            if traced(anyk):
+                self.report(e, "TS106", f"`{name}()` converts a "
+                            f"{'tensor' if is_tensor(anyk) else 'traced size'} to {_BUILTIN_CONVERT[name]}: "
+                            f"frozen by tracing")
+            return KP
+        if name == "len":
+            if pos and is_tensor(pos[0]) and not any(isinstance(a, tuple) for a in pos[0]) and LT not in pos[0]:
+                self.report(e, "TS108", f"`len({self.src(e.args[0].value)})` reads a tensor's first dimension as "
+                            f"a Python int: frozen for dynamic axes (use `.shape[0]`)")
+            return KP
+        if name == "range":
+            if any(is_tensor(k) for k in pos):
+                self.report(e, "TS106", "`range()` over a tensor value converts it to a Python int: frozen by tracing")
+            return KP
+        if name in _BUILTIN_COMPARE:
+            if len(pos) == 1:
+                k = pos[0]
+                if is_tensor(k) and LT not in k:
+                    self.report(e, "TS107", f"`{name}()` iterates over a tensor: frozen by tracing")
+                elif LT in k or is_tensor(element(k)):
+                    self.coerce(e, KT, f"`{name}()` over tensors")
+                elif ST in k or is_size(element(k)):
+                    self.coerce(e, KS, f"`{name}()` over traced sizes")
+            elif len(pos) > 1:
+                self.coerce(e, frozenset(a for a in anyk if a in (T, S)), f"`{name}()` of `{self.src(e)}`")
+            return KP
+        if name in _BUILTIN_ITERATE:
+            for (kw, star, k), a in zip(args, e.args):
+                if kw is None and is_tensor(k) and not any(isinstance(x, tuple) for x in k) and LT not in k:
+                    self.report(e, "TS107", f"`{name}()` iterates over tensor `{self.src(a.value)}`: the number of "
+                                f"items is frozen by tracing")
+                    break
+            if name == "enumerate" and pos:
+                return KLT if is_tensor(element(pos[0])) else KP
+            if name == "zip":
+                return tup([tup([element(k) for k in pos])]) if pos and len(pos) <= 8 else KP
+            if name in ("list", "tuple", "reversed", "iter") and pos:
+                k = pos[0]
+                if ST in k:
+                    return KST
+                if is_tensor(k) or LT in k:
+                    return KLT
+                return k if any(isinstance(a, tuple) for a in k) else KP
+            if name == "sum" and pos and (LT in pos[0] or is_tensor(element(pos[0]))):
+                return KT
+            return KP
+        if name == "abs" or name == "round":
+            return frozenset(a for a in anyk if a in (T, S)) or KP
+        if name in _BUILTIN_PYTHON:
+            return KP
+        return None
+
+    def method(self, e: cst.Call, name: str, recv: Kind, args, pos) -> Optional[Kind]:
+        """A method call on a tensor (or a shape, or a sequence of tensors)."""
+        if is_tensor(recv):
+            if name in api.CONVERTING_METHODS:
+                self.report(e, "TS106", f"`.{name}()` converts a tensor to {api.CONVERTING_METHODS[name]}: "
+                            f"the value is frozen by tracing")
+                return KP
+            if name == "size":
+                return KS if args else KST
+            if name in api.SIZE_RETURNING:
+                return KS
+            if name in api.PYTHON:
+                return KP
+            if name in api.MULTI or name in api.MULTI_WITH_DIM and (pos or any(kw == "dim" for kw, _, _ in args)):
+                return KLT
+            if name in ("__len__",):
+                self.report(e, "TS108", "`__len__()` of a tensor is frozen for dynamic axes")
+                return KP
+            return KT
+        if ST in recv:
+            if name == "numel":
+                return KS
+            return KP
+        if LT in recv or any(isinstance(a, tuple) for a in recv):
+            if name in ("append", "extend", "insert") and isinstance(e.func, cst.Attribute):
+                return KP
+            if name in ("values", "indices"):
+                return KT
+            return None
+        return None
+
+    def torch_call(self, e: cst.Call, q: str, args, pos) -> Kind:
+        last = q.rsplit(".", 1)[-1]
+        if q in ("torch.tensor", "torch.as_tensor", "torch.Tensor", "torch.LongTensor", "torch.FloatTensor",
+                 "torch.BoolTensor", "torch.IntTensor") and e.args:
+            a0 = e.args[0].value
+            if not is_literal(a0) and e.args[0].keyword is None:
+                self.report(e, "TS106", f"`{q}({self.src(a0)})` records a computed Python value as a constant: "
+                            f"frozen by tracing")
+            return KT
+        if q.startswith(api.PYTHON_NAMESPACES):
+            if q in ("torch.jit.annotate",) and len(pos) == 2:
+                return pos[1]
+            if q.startswith("torch.utils.checkpoint"):
+                return KT
+            return KP
+        if q == "torch.is_nonzero" and pos:
+            self.coerce(e, pos[0], "`torch.is_nonzero()`")
+            return KP
+        if last in api.PYTHON or last[:1].isupper() and q.count(".") == 1:
+            # torch.Size(...), torch.device(...), torch.Generator(...)
+            return KST if last == "Size" else KP
+        if last in api.SIZE_RETURNING:
+            return KS
+        if last in ("broadcast_shapes",):
+            return KST
+        if q.startswith("torch.nn.") and not q.startswith("torch.nn.functional.") and last[:1].isupper():
+            return KP  # constructing a module
+        if q.startswith("torch.nn.init."):
+            return KT
+        if last in api.MULTI or last in api.MULTI_WITH_DIM and (len(pos) > 1 or any(kw == "dim" for kw, _, _ in args)):
+            return KLT
+        if last == "where" and len(e.args) == 1 or last == "nonzero" and any(kw == "as_tuple" for kw, _, _ in args):
+            return KLT
+        if last == "cond" or last == "while_loop":
+            return KLT if last == "while_loop" else join(KT, KLT)
+        return KT
+
+    # ---------------------------------------------------------------- script-only checks
+    def script_checks_signature(self, fn: cst.FunctionDef) -> None:
+        p = fn.params
+        if isinstance(p.star_arg, cst.Param):
+            self.report(p.star_arg, "TS301", f"`*{p.star_arg.name.value}` is not supported by torch.jit.script")
+        if p.star_kwarg is not None:
+            self.report(p.star_kwarg, "TS301", f"`**{p.star_kwarg.name.value}` is not supported by torch.jit.script")
+        for param in all_params(p):
+            if param.default is not None and isinstance(param.default, cst.Name) and param.default.value == "None" \
+                    and (param.annotation is None or "Optional" not in short(self.module, param.annotation, 200)
+                         and "None" not in short(self.module, param.annotation, 200)):
+                self.report(param, "TS301", f"`{param.name.value}=None` needs an `Optional[...]` annotation for "
+                            f"torch.jit.script")
+
+
+def all_params(p: cst.Parameters) -> list[cst.Param]:
+    return list(p.posonly_params) + list(p.params) + list(p.kwonly_params)
+
+
+def join_env(*envs: Env) -> Env:
+    out: Env = {}
+    for env in envs:
+        for k, v in env.items():
+            out[k] = join(out[k], v) if k in out else v
+    return out

@@ -1,0 +1,1 @@
+"""tracesafe.rewriters: codemods that turn tracer-unsafe control flow into exportable code."""

@@ -1,0 +1,24 @@
+"""tracesafe: find, fix and prove tracer-unsafe control flow in PyTorch models.
+
+Importing this package never imports torch: the export stage lives in ``tracesafe.export``.
+"""
+
+__version__ = "0.1.0"
+
+from tracesafe.analyzer import Config, Finding, SourceError, check_source  # noqa: E402
+
+
+def check_paths(paths, config=None, **kwargs):
+    """Findings and per-file errors for files and directories (see ``tracesafe.runner.check_paths``)."""
+    from tracesafe.discover import discover
+    from tracesafe.runner import check_paths as _run
+
+    files, errors = [], []
+    for p, err in discover(list(paths), [], None):
+        (errors.append((p, err)) if err else files.append(p))
+    res = _run(files, config or Config(), **kwargs)
+    res.errors = sorted(set(res.errors) | set(errors))
+    return res
+
+
+__all__ = ["Config", "Finding", "SourceError", "check_paths", "check_source", "__version__"]

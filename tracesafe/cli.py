@@ -1,0 +1,147 @@
+"""The `tracesafe` command: a thin shell over the pure core."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from tracesafe import __version__
+from tracesafe.analyzer.rules import RULES, TARGETS
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tracesafe: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _codes(values: tuple[str, ...]) -> list[str]:
+    out = []
+    for v in values:
+        out.extend(c.strip() for c in v.split(",") if c.strip())
+    return out
+
+
+class _Group(click.Group):
+    """Turns any unexpected exception into one line and exit 2 (``--debug`` shows the traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("tracesafe: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - the last line of defence
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            msg = str(e).splitlines()[0] if str(e) else ""
+            click.echo(f"tracesafe: internal error: {type(e).__name__}: {msg} (run with --debug for details)",
+                       err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracesafe")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def main(ctx, debug):
+    """Find, fix and prove tracer-unsafe control flow in PyTorch models."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _load_config(config_file: Optional[str], paths: tuple[str, ...]):
+    from tracesafe.config import ConfigError, FileConfig, find_pyproject, load
+
+    try:
+        if config_file:
+            return load(Path(config_file))
+        start = Path(paths[0]) if paths else Path.cwd()
+        if not start.exists():
+            start = Path.cwd()
+        found = find_pyproject(start)
+        return load(found) if found else FileConfig()
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default=None,
+              help="How you export: which findings matter (default: trace, or the config's).")
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL).")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain.")
+@click.option("--statistics", is_flag=True, help="Print a count per rule instead of the findings.")
+@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
+              help="Worker processes (0 = one per core, used only for larger inputs).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write .tracesafe_cache/.")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
+@click.option("--output-file", "-o", type=click.Path(), default=None, help="Write the report to this file.")
+def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file):
+    """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
+    from tracesafe import report
+    from tracesafe.config import effective
+    from tracesafe.discover import discover
+    from tracesafe.runner import check_paths
+
+    fc = _load_config(config_file, paths)
+    try:
+        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+        config.codes()
+    except ValueError as e:
+        _fail(str(e))
+    files, errors = [], []
+    for p, err in discover(list(paths) or ["."], list(fc.values.get("exclude", [])), fc.root):
+        (errors.append((p, err)) if err else files.append(p))
+    jobs = jobs or (os.cpu_count() or 1)
+    res = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root,
+                      config_root=fc.root)
+    errors = sorted(set(errors) | set(res.errors))
+    if statistics:
+        out = report.statistics(res.findings)
+    elif fmt == "json":
+        out = report.as_json(res.findings)
+    else:
+        out = report.text(res.findings)
+    if output_file:
+        try:
+            Path(output_file).write_text(out, encoding="utf-8")
+        except OSError as e:
+            _fail(f"{output_file}: cannot write: {e.strerror}")
+    else:
+        click.echo(out, nl=False)
+    for path, msg in errors:
+        click.echo(f"{path}: error: {msg}", err=True)
+    if fmt == "text" and not statistics and not output_file:
+        n = len(res.findings)
+        if n:
+            click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
+                       f"file(s).", err=True)
+    if errors:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FOUND if res.findings and not exit_zero else EXIT_OK)
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="List every rule.")
+def rule(code, show_all):
+    """Print a rule's documentation (or list the rules)."""
+    if code is None or show_all:
+        for r in RULES.values():
+            click.echo(f"{r.code}  {r.name:<22} {r.severity:<8} {r.summary}")
+        return
+    r = RULES.get(code.upper())
+    if r is None:
+        _fail(f"unknown rule {code!r}; run `tracesafe rule` for the list")
+    click.echo(r.docs(), nl=False)

@@ -1,0 +1,117 @@
+"""Which files to check: paths and directories, .gitignore rules (pathspec) and excludes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pathspec
+
+_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".tox", ".nox", ".venv", "venv", ".mypy_cache",
+              ".pytest_cache", ".ruff_cache", ".tracesafe_cache", "node_modules", ".eggs", "build", "dist",
+              "site-packages"}
+
+
+def _gitignore(d: Path) -> Optional[pathspec.PathSpec]:
+    f = d / ".gitignore"
+    try:
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _outer_specs(d: Path) -> list[tuple[Path, pathspec.PathSpec]]:
+    """.gitignore files above a scanned directory, up to the repository root."""
+    specs = []
+    for parent in d.parents:
+        spec = _gitignore(parent)
+        if spec is not None:
+            specs.append((parent, spec))
+        if (parent / ".git").exists():
+            break
+    return specs
+
+
+def _ignored(path: Path, is_dir: bool, specs) -> bool:
+    for base, spec in specs:
+        try:
+            rel = path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+        if spec.match_file(rel + "/" if is_dir else rel):
+            return True
+    return False
+
+
+def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
+    """Yield (path, error) pairs: error is a one-line message for a path that cannot be used."""
+    excl = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
+
+    def excluded(p: Path, is_dir: bool) -> bool:
+        if excl is None:
+            return False
+        try:
+            rel = p.resolve().relative_to(exclude_root.resolve()).as_posix()
+        except ValueError:
+            rel = p.as_posix()
+        return excl.match_file(rel + "/" if is_dir else rel)
+
+    seen: set[str] = set()
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists() and not p.is_symlink():
+            yield raw, "no such file or directory"
+            continue
+        if p.is_file():
+            if not excluded(p, False):
+                key = os.path.normpath(raw)
+                if key not in seen:
+                    seen.add(key)
+                    yield key, None
+            continue
+        if not p.is_dir():
+            yield raw, "not a regular file or directory (broken symlink or special file)"
+            continue
+        specs = _outer_specs(p.resolve())
+        visited: set = set()
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+            d = Path(dirpath)
+            try:
+                st = d.stat()
+                if (st.st_dev, st.st_ino) in visited:
+                    dirnames[:] = []
+                    continue
+                visited.add((st.st_dev, st.st_ino))
+            except OSError:
+                continue
+            local = _gitignore(d)
+            if local is not None:
+                specs = specs + [(d.resolve(), local)]
+            keep = []
+            for name in sorted(dirnames):
+                sub = d / name
+                if name in _SKIP_DIRS or name.endswith(".egg-info"):
+                    continue
+                if name.endswith(".py"):
+                    # a directory named like a module file: skip with a note
+                    yield os.path.normpath(str(sub)), "is a directory, not a Python file"
+                    continue
+                if _ignored(sub.resolve(), True, specs) or excluded(sub, True):
+                    continue
+                keep.append(name)
+            dirnames[:] = keep
+            for name in sorted(filenames):
+                if not (name.endswith(".py") or name.endswith(".pyi") and False):
+                    continue
+                f = d / name
+                if _ignored(f.resolve(), False, specs) or excluded(f, False):
+                    continue
+                if f.is_symlink() and not f.exists():
+                    yield os.path.normpath(str(f)), "broken symlink"
+                    continue
+                key = os.path.normpath(str(f))
+                if key not in seen:
+                    seen.add(key)
+                    yield key, None

@@ -1,0 +1,214 @@
+"""Run the analyzer over many files: prefilter, cache, process pool; deterministic results."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pathspec
+
+from tracesafe import __version__
+from tracesafe.analyzer import Config, Finding, analyze_root
+from tracesafe.analyzer.api import content_hash
+from tracesafe.analyzer.project import Project, SourceError, decode
+
+_PARALLEL_MIN_FILES = 16  # below this a pool costs more than it saves (pre-commit runs one per core)
+
+
+@dataclass
+class RunResult:
+    findings: list[Finding]
+    errors: list[tuple[str, str]]  # (path, one-line message)
+    files: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def norm(path: str) -> str:
+    """Path relative to the cwd when below it (the text format's contract), else absolute."""
+    ap = os.path.abspath(path)
+    rel = os.path.relpath(ap)
+    return ap if rel.startswith("..") else rel
+
+
+def _entry_pattern(config: Config) -> re.Pattern:
+    names = "|".join(re.escape(n) for n in config.entry_points)
+    return re.compile(rb"def\s+(?:" + names.encode() + rb")\s*\(")
+
+
+def _analyze_batch(batch: list[tuple[str, bytes]], config: Config):
+    """Worker: analyze roots sharing one parse cache; return plain data for the parent."""
+    project = Project()
+    out = []
+    for path, data in batch:
+        try:
+            res = analyze_root(path, data, config, project)
+        except RecursionError:
+            out.append((path, [], "source is nested too deeply to analyze", {}))
+            continue
+        out.append((path, [f.to_json() for f in res.findings], res.error, res.deps))
+    return out
+
+
+def _syntax_only(path: str, data: bytes) -> Optional[str]:
+    """For prefiltered files: still report files that are not valid Python."""
+    try:
+        text = decode(data)
+    except SourceError as e:
+        return str(e)
+    if "\x00" in text:
+        return "source contains a NUL byte"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except SyntaxError as e:
+        return f"syntax error at {e.lineno}:{e.offset}: {e.msg}"
+    except (ValueError, RecursionError, MemoryError) as e:
+        return f"cannot parse: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
+
+
+class Cache:
+    """Per-root results keyed by content, tool version and settings; deps re-validated by hash."""
+
+    def __init__(self, root: Path, config: Config):
+        self.dir = root / ".tracesafe_cache"
+        self.salt = content_hash(f"{__version__}|{config.fingerprint()}".encode())[:16]
+        self.file = self.dir / f"v1-{self.salt}.json"
+        self.entries: dict = {}
+        self.dirty = False
+        try:
+            self.entries = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def get(self, path: str, digest: str):
+        e = self.entries.get(os.path.abspath(path))
+        if not e or e["hash"] != digest:
+            return None
+        for dep, h in e["deps"].items():
+            try:
+                if content_hash(Path(dep).read_bytes()) != h:
+                    return None
+            except OSError:
+                return None
+        return e
+
+    def put(self, path: str, digest: str, findings, error, deps) -> None:
+        self.entries[os.path.abspath(path)] = {
+            "hash": digest, "findings": findings, "error": error,
+            "deps": {os.path.abspath(d): h for d, h in deps.items()},
+        }
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.dir.mkdir(exist_ok=True)
+            gi = self.dir / ".gitignore"
+            if not gi.exists():
+                gi.write_text("*\n")
+            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.entries, f)
+            os.replace(tmp, self.file)
+        except OSError:
+            pass  # a read-only tree still gets its results; only the cache is lost
+
+
+def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
+                prefilter: bool = True, report_only: Optional[set[str]] = None,
+                config_root: Optional[Path] = None) -> RunResult:
+    """Findings for the given files (paths as discovered); errors never stop the other files."""
+    t0 = time.perf_counter()
+    phases = {"read": 0.0, "prefilter": 0.0, "analyze": 0.0, "report": 0.0}
+    errors: list[tuple[str, str]] = []
+    cache = Cache(cache_root, config) if cache_root is not None else None
+    entry = _entry_pattern(config)
+    todo: list[tuple[str, bytes]] = []
+    digests: dict[str, str] = {}
+    raw: list[dict] = []
+    for path in files:
+        ts = time.perf_counter()
+        try:
+            data = Path(path).read_bytes()
+        except IsADirectoryError:
+            errors.append((path, "is a directory, not a Python file"))
+            continue
+        except OSError as e:
+            errors.append((path, f"cannot read: {e.strerror or e}"))
+            continue
+        phases["read"] += time.perf_counter() - ts
+        digest = content_hash(data)
+        digests[path] = digest
+        if cache is not None:
+            hit = cache.get(path, digest)
+            if hit is not None:
+                raw.extend(hit["findings"])
+                if hit["error"]:
+                    errors.append((path, hit["error"]))
+                continue
+        ts = time.perf_counter()
+        if prefilter and not entry.search(data):
+            err = _syntax_only(path, data)
+            phases["prefilter"] += time.perf_counter() - ts
+            if err:
+                errors.append((path, err))
+            if cache is not None:
+                cache.put(path, digest, [], err, {})
+            continue
+        phases["prefilter"] += time.perf_counter() - ts
+        todo.append((path, data))
+
+    ts = time.perf_counter()
+    results = []
+    if jobs > 1 and len(todo) >= _PARALLEL_MIN_FILES:
+        # contiguous batches keep each worker's on-demand parses of shared helpers useful
+        n = max(1, min(len(todo) // (jobs * 4), 64))
+        batches = [todo[i:i + n] for i in range(0, len(todo), n)]
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for part in pool.map(_analyze_batch, batches, [config] * len(batches)):
+                results.extend(part)
+    elif todo:
+        results = _analyze_batch(todo, config)
+    phases["analyze"] = time.perf_counter() - ts
+
+    ts = time.perf_counter()
+    for path, found, err, deps in results:
+        raw.extend(found)
+        if err:
+            errors.append((path, err))
+        if cache is not None:
+            cache.put(path, digests[path], found, err, deps)
+    if cache is not None:
+        cache.save()
+
+    pfi = [(pathspec.GitIgnoreSpec.from_lines([pat]), set(codes)) for pat, codes in config.per_file_ignores.items()]
+    wanted = {norm(p) for p in (report_only if report_only is not None else files)}
+    out: set[Finding] = set()
+    for d in raw:
+        f = Finding.from_json(d)
+        p = norm(f.path)
+        if p not in wanted:
+            continue
+        if pfi:
+            rel = os.path.relpath(os.path.abspath(p), config_root or os.getcwd())
+            if any(spec.match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
+                                                for c in codes) for spec, codes in pfi):
+                continue
+        out.add(Finding(p, f.line, f.column, f.end_line, f.end_column, f.code, f.message, f.function, f.fix))
+    findings = sorted(out, key=Finding.sort_key)
+    errors = sorted({(norm(p), m) for p, m in errors})
+    phases["report"] = time.perf_counter() - ts
+    phases["total"] = time.perf_counter() - t0
+    return RunResult(findings, errors, len(files), phases)
