@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, is_size,
+from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, iterable, is_size,
                     is_tensor, join, traced, tup, unpack)
 from .project import dotted
 
@@ -694,7 +694,7 @@ class Walker:
         if q is not None and q.startswith("torch.") and not self.an.is_tree_name(self.ref, q):
             return self.torch_call(e, q, args, pos)
         if q is not None and q.startswith("math.") and any(traced(k) for k in pos):
-            self.report(e, "TS106", f"`{q}()` converts a tensor value to a Python float: frozen by tracing")
+            self.report(e, "TS106", f"`{q}()` converts a traced value to a Python float: frozen by tracing")
             return KP
         if q is not None and q.split(".")[0] in ("np", "numpy") and any(traced(k) for k in pos):
             self.report(e, "TS106", f"`{fname}()` converts a tensor to a NumPy value: frozen by tracing")
@@ -759,9 +759,9 @@ class Walker:
                                 f"items is frozen by tracing")
                     break
             if name == "enumerate" and pos:
-                return KLT if is_tensor(element(pos[0])) else KP
-            if name == "zip":
-                return tup([tup([element(k) for k in pos])]) if pos and len(pos) <= 8 else KP
+                return iterable(tup([KP, element(pos[0])]))
+            if name == "zip" and pos:
+                return iterable(tup([element(k) for k in pos]))
             if name in ("list", "tuple", "reversed", "iter") and pos:
                 k = pos[0]
                 if ST in k:
@@ -855,8 +855,7 @@ class Walker:
             self.report(p.star_kwarg, "TS301", f"`**{p.star_kwarg.name.value}` is not supported by torch.jit.script")
         for param in all_params(p):
             if param.default is not None and isinstance(param.default, cst.Name) and param.default.value == "None" \
-                    and (param.annotation is None or "Optional" not in short(self.module, param.annotation, 200)
-                         and "None" not in short(self.module, param.annotation, 200)):
+                    and (param.annotation is None or N not in (annotation_kind(param.annotation) or KP)):
                 self.report(param, "TS301", f"`{param.name.value}=None` needs an `Optional[...]` annotation for "
                             f"torch.jit.script")
 

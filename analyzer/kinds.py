@@ -32,6 +32,11 @@ def tup(kinds) -> Kind:
     return frozenset({("tup", kinds)})
 
 
+def iterable(elem: Kind) -> Kind:
+    """Something iterated element by element, such as enumerate(...) or zip(...)."""
+    return frozenset({("iter", elem)})
+
+
 def dct(keys) -> Kind:
     return frozenset({("dict", frozenset(keys))})
 
@@ -78,6 +83,8 @@ def element(k: Kind) -> Kind:
             out.append(KS)
         elif isinstance(a, tuple) and a[0] == "tup":
             out.extend(a[1])
+        elif isinstance(a, tuple) and a[0] == "iter":
+            out.append(a[1])
         else:
             out.append(KP)
     return join(*out) if out else KP

@@ -77,12 +77,25 @@ def _syntax_only(path: str, data: bytes) -> Optional[str]:
     return None
 
 
+def _tool_digest() -> str:
+    """Hash of the analyzer's own code, so an upgraded or edited tool never reads stale results."""
+    import tracesafe.analyzer as pkg
+
+    h = []
+    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        try:
+            h.append(content_hash(f.read_bytes()))
+        except OSError:
+            pass
+    return content_hash("".join(h).encode())
+
+
 class Cache:
     """Per-root results keyed by content, tool version and settings; deps re-validated by hash."""
 
     def __init__(self, root: Path, config: Config):
         self.dir = root / ".tracesafe_cache"
-        self.salt = content_hash(f"{__version__}|{config.fingerprint()}".encode())[:16]
+        self.salt = content_hash(f"{__version__}|{_tool_digest()}|{config.fingerprint()}".encode())[:16]
         self.file = self.dir / f"v1-{self.salt}.json"
         self.entries: dict = {}
         self.dirty = False

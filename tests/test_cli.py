@@ -1,0 +1,191 @@
+"""The `tracesafe check` contract (DESIGN.md §4) through click's CliRunner and a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from tracesafe.cli import main
+
+from conftest import FIXTURES, ROOT
+
+BAD_IF = textwrap.dedent("""
+    import torch.nn as nn
+
+    class M(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                x = x * 2
+            return x
+""")
+CLEAN = "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x * 2\n"
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_seed_example_text_output(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    r = run("check", "--no-cache", "fixtures/seed_formatting.py")
+    assert r.exit_code == 1
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("fixtures/seed_formatting.py:11:9: TS101 ")
+    assert "is_all_zeros" in lines[0]
+    assert lines[1].startswith("fixtures/seed_formatting.py:17:9: TS201 ")
+
+
+def test_exit_codes(run_in):
+    write(run_in / "bad.py", BAD_IF)
+    write(run_in / "good.py", CLEAN)
+    assert run("check", "good.py").exit_code == 0
+    assert run("check", "bad.py").exit_code == 1
+    assert run("check", "--exit-zero", "bad.py").exit_code == 0
+    assert run("check", "missing.py").exit_code == 2
+
+
+def test_json_shape(run_in):
+    write(run_in / "m.py", BAD_IF)
+    r = run("check", "--format", "json", "m.py")
+    data = json.loads(r.stdout)
+    assert data == [{
+        "path": "m.py", "line": 6, "column": 9, "end_line": 6, "end_column": 23,
+        "code": "TS101", "name": "tensor-if", "severity": "error",
+        "message": data[0]["message"], "function": "M.forward", "fix": None,
+    }]
+    assert "x.sum() > 0" in data[0]["message"]
+
+
+def test_select_ignore_prefix_and_all(run_in):
+    write(run_in / "m.py", BAD_IF.replace("return x", "return x, int(x.max())"))
+    codes = lambda *a: sorted(f["code"] for f in json.loads(run("check", "--format", "json", *a, "m.py").stdout))
+    assert codes() == ["TS101", "TS106"]
+    assert codes("--select", "TS106") == ["TS106"]
+    assert codes("--ignore", "TS10") == []
+    assert codes("--select", "ALL", "--ignore", "TS101") == ["TS106"]
+    assert codes("--select", "TS101,TS106") == ["TS101", "TS106"]
+    r = run("check", "--select", "XX9", "m.py")
+    assert r.exit_code == 2 and "unknown rule" in r.stderr
+
+
+def test_target_option(run_in):
+    write(run_in / "m.py", BAD_IF)
+    assert run("check", "--target", "script", "m.py").exit_code == 0
+    assert run("check", "--target", "dynamo", "m.py").exit_code == 1
+
+
+def test_parse_error_is_one_line_and_others_still_checked(run_in):
+    write(run_in / "a_broken.py", "def forward(self:\n")
+    write(run_in / "b_model.py", BAD_IF)
+    r = run("check", ".")
+    assert r.exit_code == 2
+    assert "b_model.py:6:9: TS101" in r.stdout
+    errs = [l for l in r.stderr.splitlines() if "a_broken.py" in l]
+    assert len(errs) == 1 and "syntax error" in errs[0] and "Traceback" not in r.stderr
+
+
+def test_sorted_deterministic_output(run_in):
+    for name in ("z.py", "a.py", "m/b.py"):
+        write(run_in / name, BAD_IF + BAD_IF.replace("class M", "class N"))
+    out1 = run("check", "--no-cache", ".").stdout
+    out2 = run("check", "--no-cache", "--jobs", "2", ".").stdout
+    assert out1 == out2
+    keys = [(l.split(":")[0], int(l.split(":")[1])) for l in out1.splitlines()]
+    assert keys == sorted(keys) and len(keys) == 6
+
+
+def test_gitignore_and_exclude(run_in):
+    write(run_in / ".gitignore", "generated/\n")
+    write(run_in / "generated" / "m.py", BAD_IF)
+    write(run_in / "vendor" / "m.py", BAD_IF)
+    write(run_in / "src" / "m.py", BAD_IF)
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\nexclude = ["vendor/"]\n')
+    r = run("check", ".")
+    assert [l.split(":")[0] for l in r.stdout.splitlines()] == [os.path.join("src", "m.py")]
+
+
+def test_noqa(run_in):
+    write(run_in / "m.py", BAD_IF.replace("if x.sum() > 0:", "if x.sum() > 0:  # noqa: TS101"))
+    assert run("check", "m.py").exit_code == 0
+    write(run_in / "m.py", BAD_IF.replace("if x.sum() > 0:", "if x.sum() > 0:  # noqa: TS106"))
+    assert run("check", "m.py").exit_code == 1
+
+
+def test_pyproject_config(run_in):
+    write(run_in / "m.py", BAD_IF.replace("return x", "return int(x.max())"))
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\nignore = ["TS106"]\n')
+    assert [l.split()[1] for l in run("check", "m.py").stdout.splitlines()] == ["TS101"]
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\nper-file-ignores = { "m.py" = ["TS1"] }\n')
+    assert run("check", "m.py").exit_code == 0
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\ntarget = "script"\n')
+    assert run("check", "m.py").exit_code == 0
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('[tool.tracesafe]\nselekt = ["TS1"]\n', "unknown key"),
+    ('[tool.tracesafe\n', "invalid TOML"),
+    ('[tool.tracesafe]\ntarget = "onnx"\n', "target must be"),
+    ('[tool.tracesafe]\nselect = ["TS999"]\n', "unknown rule"),
+])
+def test_broken_config_is_one_line_exit_2(run_in, content, needle):
+    write(run_in / "m.py", CLEAN)
+    write(run_in / "pyproject.toml", content)
+    r = run("check", "m.py")
+    assert r.exit_code == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_statistics_and_output_file(run_in):
+    write(run_in / "m.py", BAD_IF)
+    r = run("check", "--statistics", "m.py")
+    assert "TS101" in r.stdout and "tensor-if" in r.stdout
+    r = run("check", "--format", "json", "--output-file", "out.json", "m.py")
+    assert r.exit_code == 1 and json.loads((run_in / "out.json").read_text())[0]["code"] == "TS101"
+
+
+def test_rule_command():
+    r = run("rule", "TS101")
+    assert r.exit_code == 0 and "## Why is this bad?" in r.stdout
+    assert run("rule", "TS999").exit_code == 2
+    assert "TS201" in run("rule").stdout
+
+
+def test_cache_reuses_and_invalidates_on_helper_change(run_in):
+    write(run_in / "helpers.py", "def gate(v):\n    return v\n")
+    write(run_in / "model.py", "import torch.nn as nn\nfrom helpers import gate\n\nclass M(nn.Module):\n"
+                               "    def forward(self, x):\n        return gate(x)\n")
+    assert run("check", ".").exit_code == 0
+    assert (run_in / ".tracesafe_cache").is_dir()
+    write(run_in / "helpers.py", "def gate(v):\n    return v.item()\n")
+    r = run("check", "model.py")
+    assert r.exit_code == 0  # helpers.py was not passed: only model.py is reported on
+    r = run("check", ".")
+    assert r.exit_code == 1 and "helpers.py:2:12: TS106" in r.stdout
+
+
+def test_check_never_imports_torch():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tracesafe.cli import main\n"
+            f"r = CliRunner().invoke(main, ['check', '--no-cache', {str(FIXTURES)!r}])\n"
+            "assert r.exit_code == 1, r.output\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime'))\n"
+            "print(bad)\nsys.exit(1 if bad else 0)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_python_dash_m_entry(tmp_path):
+    f = write(tmp_path / "m.py", BAD_IF)
+    p = subprocess.run([sys.executable, "-m", "tracesafe", "check", "--no-cache", str(f)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "TS101" in p.stdout

@@ -1,0 +1,169 @@
+"""Rule by rule, Fixit style: VALID snippets stay clean, INVALID ones report exactly the code."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tracesafe.analyzer import RULES, Config, check_source
+
+
+def module(body: str, sig: str = "self, x, y=None") -> str:
+    return (
+        "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
+        f"class M(nn.Module):\n    def forward({sig}):\n" + textwrap.indent(textwrap.dedent(body), " " * 8)
+        + "\n        return x\n"
+    )
+
+
+def codes(body: str, target: str = "trace", sig: str = "self, x, y=None") -> list[str]:
+    return [f.code for f in check_source(module(body, sig), "m.py", Config(target=target))]
+
+
+CASES = {
+    "TS101": (
+        ["if y is not None:\n    x = x + y", "if self.training:\n    x = x * 2", "if x.dim() == 3:\n    x = x[0]",
+         "if len(self.layers) > 1:\n    pass", "if torch.jit.is_tracing():\n    x = x + 1",
+         "if isinstance(x, torch.Tensor):\n    pass", "if x.dtype == torch.bool:\n    x = x.float()"],
+        ["if x.sum() > 0:\n    x = x * 2", "if torch.all(x == 0):\n    x = x + 1",
+         "z = torch.any(x > 1)\nif z:\n    x = x * 2", "if x.mean() > 0 and self.training:\n    pass",
+         "if not (x > 0).all():\n    pass", "if F.relu(x).max() > 1:\n    pass", "if y is not None and y.any():\n    pass"],
+    ),
+    "TS102": (
+        ["while self.training:\n    break", "i = 0\nwhile i < 3:\n    i += 1"],
+        ["while x.sum() < 100:\n    x = x * 2", "while not torch.isfinite(x).all():\n    x = x.nan_to_num()"],
+    ),
+    "TS103": (
+        ["x = x * 2 if self.training else x", "x = x if y is None else x + y"],
+        ["x = x * 2 if x.mean() > 0 else x", "x = (x if (x > 0).any() else -x)"],
+    ),
+    "TS104": (
+        ["ok = self.training and True", "z = torch.logical_and(x > 0, x < 1)", "z = not self.training"],
+        ["z = (x.sum() > 0) and True", "z = not x.any()", "z = bool(x.mean() > 0)", "z = max(x.sum(), x.mean())"],
+    ),
+    "TS105": (
+        ["assert y is None or y.dim() == 2", "assert x.ndim == 3"],
+        ["assert (x >= 0).all()", "assert x.sum() != 0, 'empty'"],
+    ),
+    "TS106": (
+        ["n = x.size(1)\nx = x.view(-1, n)", "s = x.shape[-1] ** 0.5", "z = torch.tensor(1.0)",
+         "z = torch.zeros(x.shape[0])"],
+        ["n = int(x.sum())", "v = x.max().item()", "l = x.tolist()", "a = x.numpy()", "f = float(x.mean())",
+         "s = math.sqrt(x.size(-1))", "t = f'{x}'", "z = torch.tensor(x.shape[0])", "e = [1, 2, 3][x.argmax()]",
+         "s = str(x)"],
+    ),
+    "TS107": (
+        ["for t in x.unbind(0):\n    pass", "a, b = x.chunk(2)", "for d in x.shape:\n    pass",
+         "v, i = x.max(dim=0)", "rows = [r for r in x.split(1)]"],
+        ["for row in x:\n    pass", "a, b = x", "rows = list(x)", "for i, r in enumerate(x):\n    pass",
+         "z = [r * 2 for r in x]"],
+    ),
+    "TS108": (
+        ["if x.dim() > 2:\n    pass", "n = x.shape[0]\nx = x.view(n, -1)", "for i in range(x.size(0)):\n    pass"],
+        ["if x.shape[0] > 1:\n    pass", "if x.size(1) == 3:\n    pass", "b, c = x.shape\nif b > 1:\n    pass",
+         "n = len(x)", "if x.numel() == 0:\n    pass", "assert x.shape[1] == 3", "z = x.shape == y.shape",
+         "m = min(x.shape[0], 4)", "z = 3 in x.shape", "x = x[0] if x.shape[0] == 1 else x"],
+    ),
+}
+
+
+@pytest.mark.parametrize("code,snippet", [(c, s) for c, (valid, _) in CASES.items() for s in valid])
+def test_valid(code, snippet):
+    assert code not in codes(snippet)
+
+
+@pytest.mark.parametrize("code,snippet", [(c, s) for c, (_, invalid) in CASES.items() for s in invalid])
+def test_invalid(code, snippet):
+    assert codes(snippet).count(code) == 1, codes(snippet)
+
+
+def test_ts201_none_paths():
+    src = module("if x.sum() > 0:\n    return None", sig="self, x")
+    assert codes("if x.sum() > 0:\n    return None", sig="self, x") == ["TS101", "TS201"]
+    assert "TS201" in codes("if self.training:\n    return", sig="self, x")
+    assert "TS201" not in codes("if self.training:\n    return x * 2", sig="self, x")
+    assert "return None" in src
+
+
+def test_ts201_seed_shape_variable_none():
+    body = "if torch.all(x == 0):\n    out = None\nelse:\n    out = x * 2\nreturn out"
+    assert codes(body, sig="self, x") == ["TS101", "TS201"]
+
+
+def test_ts202_structures():
+    assert codes("if self.training:\n    return x, x", sig="self, x") == ["TS202"]
+    assert codes("if self.training:\n    return {'a': x}\nreturn {'a': x, 'b': x}", sig="self, x") == ["TS202"]
+    assert codes("if self.training:\n    return (x, x)\nreturn (x * 2, x)", sig="self, x") == []
+
+
+def test_ts301_only_for_script_target():
+    body = "f = lambda t: t"
+    assert "TS301" not in codes(body)
+    assert codes(body, target="script", sig="self, x") == ["TS301"]
+    assert codes("pass", target="script") == ["TS301"]  # y=None without Optional[...]
+    assert codes("pass", target="script", sig="self, x, **kwargs") == ["TS301"]
+
+
+def test_script_target_keeps_tensor_ifs_quiet():
+    assert codes("if x.sum() > 0:\n    x = x * 2", target="script", sig="self, x") == []
+    assert codes("if x.sum() > 0:\n    x = x * 2", target="dynamo") == ["TS101"]
+
+
+def test_helpers_are_reached_with_argument_kinds():
+    src = textwrap.dedent('''
+        import torch
+        from torch import nn as tnn
+
+        def gate(v, k):
+            if k > 1:
+                v = v * 2
+            return v if v.sum() > 0 else -v
+
+        def unused(v):
+            if v.sum() > 0:
+                return v
+
+        class Base(tnn.Module):
+            def helper(self, t):
+                return int(t.max())
+
+        class M(Base):
+            def forward(self, x):
+                n = self.helper(x)
+                return gate(x, 3) * n
+    ''')
+    found = [(f.line, f.code, f.function) for f in check_source(src, "m.py")]
+    assert found == [(8, "TS103", "gate"), (16, "TS106", "Base.helper")]
+
+
+def test_entry_point_aliases():
+    for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
+                      ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
+                      ("import torch as th", "th.nn.Module")]:
+        src = f"{imp}\n\nclass A({base}):\n    def forward(self, x):\n        if x.sum() > 0:\n            x = -x\n        return x\n"
+        assert [f.code for f in check_source(src, "a.py")] == ["TS101"], imp
+    src = "class A(object):\n    def forward(self, x):\n        if x.sum() > 0:\n            return x\n        return x\n"
+    assert check_source(src, "a.py") == []
+
+
+def test_extra_entry_points():
+    src = "import torch.nn as nn\nclass A(nn.Module):\n    def generate(self, x):\n        return x.item()\n"
+    assert check_source(src, "a.py") == []
+    assert [f.code for f in check_source(src, "a.py", Config(entry_points=("forward", "generate")))] == ["TS106"]
+
+
+def test_finding_fields():
+    (f, g) = check_source(module("if x.sum() > 0:\n    return None", sig="self, x"), "pkg/m.py")
+    assert (f.path, f.line, f.column, f.end_line, f.end_column) == ("pkg/m.py", 9, 9, 9, 23)
+    assert f.function == "M.forward" and f.fix is None and f.severity == "error" and f.name == "tensor-if"
+
+
+def test_registry_is_complete():
+    assert sorted(RULES) == ["TS101", "TS102", "TS103", "TS104", "TS105", "TS106", "TS107", "TS108",
+                             "TS201", "TS202", "TS301"]
+    for r in RULES.values():
+        doc = r.docs()
+        for head in ("## What it does", "## Why is this bad?", "## Example", "## Use instead"):
+            assert head in doc
+        assert r.severity == ("warning" if r.code == "TS108" else "error")
