@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+
+import libcst as cst
 import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -22,6 +24,7 @@ class Config:
     ignore: Optional[list[str]] = None
     entry_points: tuple[str, ...] = ("forward",)
     per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
+    form: str = "flag"  # the rewrite form whose availability the `fix` field reports
 
     def codes(self) -> set[str]:
         return select_codes(self.select, self.ignore)
@@ -30,7 +33,7 @@ class Config:
         return Settings(target=self.target, entry_points=tuple(self.entry_points))
 
     def fingerprint(self) -> str:
-        return repr((self.target, sorted(self.codes()), tuple(self.entry_points),
+        return repr((self.target, self.form, sorted(self.codes()), tuple(self.entry_points),
                      sorted((k, tuple(v)) for k, v in self.per_file_ignores.items())))
 
 
@@ -52,7 +55,7 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     an = Analysis(project, config.settings())
     an.run(mod)
     codes = config.codes()
-    found = [f for f in to_findings(an.raw_findings(), config.target) if f.code in codes]
+    found = [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config)) if f.code in codes]
     deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
     return RootResult(found, None, deps)
 
@@ -65,7 +68,24 @@ def check_source(source: str | bytes, path: str = "<string>", config: Optional[C
     an = Analysis(project, config.settings())
     an.run(mod)
     codes = config.codes()
-    return [f for f in to_findings(an.raw_findings(), config.target) if f.code in codes and f.path == path]
+    return [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config))
+            if f.code in codes and f.path == path]
+
+
+def _fixes(an, mod, config: Config) -> dict:
+    """node id -> the JSON `fix` field, for findings the configured form can rewrite."""
+    from tracesafe.rewriters.engine import plan_analysis, resolve_plans
+
+    out = {}
+    try:
+        plans = resolve_plans(mod.tree, plan_analysis(an, mod, config.form))
+    except (cst.CSTValidationError, ValueError, TypeError, AttributeError):
+        return out  # a planning bug must not cost the user their findings
+    for plan in plans:
+        if plan.ok:
+            for n in plan.nodes:
+                out[id(n)] = {"form": plan.form, "applicability": plan.applicability}
+    return out
 
 
 def content_hash(data: bytes) -> str:

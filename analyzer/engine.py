@@ -334,6 +334,7 @@ def _tensorish(e: cst.BaseExpression, mod: ModuleInfo) -> bool:
 
 
 # ---------------------------------------------------------------------- positions and noqa
+_FIXABLE = {"TS101", "TS103", "TS201"}
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:[\s,]+[A-Za-z0-9]+)*))?", re.IGNORECASE)
 
 
@@ -355,7 +356,7 @@ def suppressed(line_text: str, code: str) -> bool:
     return any(code.startswith(w) for w in wanted)
 
 
-def to_findings(raw, target: str) -> list[Finding]:
+def to_findings(raw, target: str, fixes: Optional[dict] = None) -> list[Finding]:
     """Turn (module, function, node, code, message) into positioned, de-duplicated, unsuppressed Findings."""
     by_module: dict[int, tuple[ModuleInfo, list]] = {}
     for mod, func, node, code, end, msg in raw:
@@ -374,5 +375,5 @@ def to_findings(raw, target: str) -> list[Finding]:
             if suppressed(line_text, code):
                 continue
             out.add(Finding(mod.path, rng.start.line, rng.start.column + 1, erng.end.line, erng.end.column + 1,
-                            code, msg, func, None))
+                            code, msg, func, (fixes or {}).get(id(node)) if code in _FIXABLE else None))
     return sorted(out, key=Finding.sort_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from .rules import RULES
@@ -18,7 +18,7 @@ class Finding:
     code: str
     message: str
     function: str
-    fix: Optional[dict] = None  # {"form": ..., "applicability": "safe"|"unsafe"} or None
+    fix: Optional[dict] = field(default=None, compare=False)  # {"form", "applicability"} or None
 
     @property
     def name(self) -> str:

@@ -133,6 +133,59 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
 
 
 @main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--form", type=click.Choice(["flag", "optional", "where", "cond"]), default=None,
+              help="Rewrite form (default: flag, or the config's `form`).")
+@click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
+@click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
+def fix(paths, form, diff, unsafe_fixes, config_file):
+    """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
+    from tracesafe.config import effective
+    from tracesafe.discover import discover
+    from tracesafe.fixer import call_sites, fix_file
+    from tracesafe.runner import check_paths
+
+    fc = _load_config(config_file, paths)
+    config = effective(fc)
+    form = form or config.form
+    if form in ("optional", "cond"):
+        _fail(f"the `{form}` form is not implemented yet; use --form flag or --form where")
+    files, errors = [], []
+    for p, err in discover(list(paths) or ["."], list(fc.values.get("exclude", [])), fc.root):
+        (errors.append((p, err)) if err else files.append(p))
+    changed, signatures = [], []
+    for path in files:
+        o = fix_file(path, form, unsafe_fixes, write=not diff)
+        if o.error:
+            errors.append((path, o.error))
+            continue
+        res = o.result
+        if o.changed:
+            changed.append(path)
+            signatures.extend(res.changed_signatures)
+            if diff:
+                click.echo(o.diff, nl=False)
+        for plan in res.refused:
+            click.echo(f"{path}: {'/'.join(sorted(plan.codes))} not fixed by `{form}`: {plan.reason}", err=True)
+        for plan in res.skipped_unsafe:
+            click.echo(f"{path}: {'/'.join(sorted(plan.codes))} has an unsafe `{form}` fix (use --unsafe-fixes)",
+                       err=True)
+    for line in call_sites(files, signatures):
+        click.echo(f"{line}: follow up", err=True)
+    # after a write this is what is left; with --diff it is what the files hold now
+    remaining = check_paths([f for f in files if f not in dict(errors)], config, cache_root=None).findings
+    verb = "Would fix" if diff else "Fixed"
+    click.echo(f"{verb} {len(changed)} file(s); {len(remaining)} finding(s) remain"
+               f"{' (see `tracesafe check`)' if remaining else ''}.", err=True)
+    for path, msg in sorted(set(errors)):
+        click.echo(f"{path}: error: {msg}", err=True)
+    if errors:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FOUND if changed or remaining else EXIT_OK)
+
+
+@main.command()
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="List every rule.")
 def rule(code, show_all):

@@ -96,7 +96,7 @@ def validate(table: dict, where: Path) -> None:
         raise ConfigError(f"{where}: form must be one of {', '.join(FORMS)}, not {table['form']!r}")
 
 
-def effective(fc: FileConfig, *, select=None, ignore=None, target=None) -> Config:
+def effective(fc: FileConfig, *, select=None, ignore=None, target=None, form=None) -> Config:
     """CLI flags (when given) override the file's values."""
     v = fc.values
     return Config(
@@ -105,6 +105,7 @@ def effective(fc: FileConfig, *, select=None, ignore=None, target=None) -> Confi
         ignore=(list(_opt(v.get("ignore")) or []) + list(ignore or [])) or None,
         entry_points=tuple(["forward", *[e for e in _opt(v.get("entry-points")) or [] if e != "forward"]]),
         per_file_ignores={k: _opt(c) or [] for k, c in v.get("per-file-ignores", {}).items()},
+        form=form or v.get("form", "flag"),
     )
 
 

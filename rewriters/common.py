@@ -1,0 +1,133 @@
+"""Shared pieces of the rewrite forms: plans, purity, conditions, imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import libcst as cst
+
+from tracesafe.analyzer.project import dotted
+
+
+@dataclass
+class Plan:
+    """What one form does to one flagged node: replace `old` by `new`, or refuse with a reason."""
+
+    form: str
+    codes: set[str]
+    nodes: list  # the flagged nodes this plan fixes
+    old: Optional[cst.CSTNode] = None
+    new: Optional[cst.CSTNode] = None
+    applicability: str = "safe"
+    reason: Optional[str] = None  # set when the form refuses
+    imports: set = field(default_factory=set)  # ("torch", None) or ("typing", "Tuple")
+    changed_signature: Optional[str] = None  # "Class.forward" when callers must adapt
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+_PURE_METHODS = frozenset("""
+abs neg exp log log1p expm1 sqrt rsqrt sigmoid tanh relu gelu silu softmax log_softmax clamp clamp_min
+clamp_max clone detach float double half int long bool to mean sum amax amin max min pow mul add sub div
+square sign floor ceil round t transpose permute reshape view flatten unsqueeze squeeze contiguous
+nan_to_num isnan isinf isfinite any all logical_not logical_and logical_or zeros_like ones_like full_like
+masked_fill where norm std var cumsum type_as expand_as expand
+""".split())
+_PURE_TORCH = frozenset("torch." + m for m in _PURE_METHODS) | frozenset(
+    f"torch.nn.functional.{m}" for m in "relu gelu silu softmax log_softmax normalize layer_norm sigmoid tanh".split()
+) | frozenset({"torch.zeros_like", "torch.ones_like", "torch.full_like", "torch.where", "torch.maximum",
+               "torch.minimum"})
+
+
+def is_pure(e: cst.BaseExpression, qualify) -> bool:
+    """Side-effect free and always valid to evaluate (no indexing, no unknown calls)."""
+    if isinstance(e, (cst.Name, cst.Integer, cst.Float, cst.SimpleString)):
+        return True
+    if isinstance(e, cst.Attribute):
+        return is_pure(e.value, qualify)
+    if isinstance(e, cst.UnaryOperation):
+        return is_pure(e.expression, qualify)
+    if isinstance(e, cst.BinaryOperation):
+        return is_pure(e.left, qualify) and is_pure(e.right, qualify)
+    if isinstance(e, cst.Comparison):
+        return is_pure(e.left, qualify) and all(is_pure(c.comparator, qualify) for c in e.comparisons)
+    if isinstance(e, cst.Call):
+        if any(not is_pure(a.value, qualify) or a.star for a in e.args):
+            return False
+        q = qualify(e.func) or ""
+        if q in _PURE_TORCH or q.startswith("torch.nn.functional.") and q.rsplit(".", 1)[-1] in _PURE_METHODS:
+            return True
+        if isinstance(e.func, cst.Attribute) and e.func.attr.value in _PURE_METHODS:
+            return is_pure(e.func.value, qualify)
+        return dotted(e.func) in ("float", "int") and bool(e.args) and isinstance(e.args[0].value, cst.SimpleString)
+    return False
+
+
+_BOOL_METHODS = frozenset("any all isnan isinf isfinite logical_not logical_and logical_or eq ne lt le gt ge "
+                          "isclose equal bool".split())
+
+
+def as_bool_tensor(test: cst.BaseExpression) -> cst.BaseExpression:
+    """A 0-d bool tensor with Python truthiness of `test`: comparisons stay, anything else gets `!= 0`."""
+    inner = test
+    while isinstance(inner, cst.UnaryOperation) and isinstance(inner.operator, cst.BitInvert):
+        inner = inner.expression
+    if isinstance(inner, cst.Comparison) and not any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.In, cst.NotIn))
+                                                     for c in inner.comparisons):
+        return test.with_changes(lpar=[], rpar=[]) if test is inner else test
+    if isinstance(inner, cst.Call):
+        f = inner.func
+        last = f.attr.value if isinstance(f, cst.Attribute) else f.value if isinstance(f, cst.Name) else ""
+        if last in _BOOL_METHODS:
+            return test
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        return cst.Comparison(_paren(test.expression), [cst.ComparisonTarget(cst.Equal(), cst.Integer("0"))])
+    return cst.Comparison(_paren(test), [cst.ComparisonTarget(cst.NotEqual(), cst.Integer("0"))])
+
+
+def _paren(e: cst.BaseExpression) -> cst.BaseExpression:
+    if isinstance(e, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) or e.lpar:
+        return e
+    return e.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+def call(func: str, *args: cst.BaseExpression) -> cst.Call:
+    return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
+
+
+def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
+    """Add `import torch` / `from typing import X` when the module lacks them (after the docstring and
+    `__future__` imports, before other code)."""
+    have_torch = False
+    typing_names: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for s in stmt.body:
+                if isinstance(s, cst.Import):
+                    for a in s.names:
+                        if dotted(a.name) == "torch" and a.asname is None or dotted(a.name) == "torch.nn" and a.asname is None:
+                            have_torch = True
+                elif isinstance(s, cst.ImportFrom) and dotted(s.module) == "typing" and not isinstance(s.names, cst.ImportStar):
+                    typing_names |= {dotted(a.name) for a in s.names if a.asname is None}
+    new_lines = []
+    if ("torch", None) in needed and not have_torch:
+        new_lines.append(cst.parse_statement("import torch\n"))
+    wanted = sorted(n for m, n in needed if m == "typing" and n not in typing_names)
+    if wanted:
+        new_lines.append(cst.parse_statement(f"from typing import {', '.join(wanted)}\n"))
+    if not new_lines:
+        return tree
+    body = list(tree.body)
+    i = 0
+    while i < len(body):
+        s = body[i]
+        if isinstance(s, cst.SimpleStatementLine) and len(s.body) == 1 and (
+                isinstance(s.body[0], cst.Expr) and isinstance(s.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+                or isinstance(s.body[0], cst.ImportFrom) and dotted(s.body[0].module) == "__future__"):
+            i += 1
+            continue
+        break
+    return tree.with_changes(body=body[:i] + new_lines + body[i:])

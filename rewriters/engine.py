@@ -1,0 +1,183 @@
+"""The fix engine: rules report, forms plan, and the engine applies every plan of a file in one pass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import libcst as cst
+
+from tracesafe.analyzer.api import Config
+from tracesafe.analyzer.engine import Analysis
+from tracesafe.analyzer.infer import all_params
+from tracesafe.analyzer.project import Project, SourceError
+
+from . import flag, where
+from .common import Plan, ensure_imports
+
+FORMS = ("flag", "optional", "where", "cond")
+# the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
+FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
+
+
+@dataclass
+class FixResult:
+    source: str
+    applied: list[Plan] = field(default_factory=list)
+    skipped_unsafe: list[Plan] = field(default_factory=list)
+    refused: list[Plan] = field(default_factory=list)
+
+    @property
+    def changed_signatures(self) -> list[str]:
+        return sorted({p.changed_signature for p in self.applied if p.changed_signature})
+
+
+def _defined_before(fn: cst.FunctionDef) -> dict[int, set[str]]:
+    """For each `if` in fn: names bound (parameters, assignments) textually before it."""
+    names = {p.name.value for p in all_params(fn.params)}
+    out: dict[int, set[str]] = {}
+
+    class V(cst.CSTVisitor):
+        def visit_If(self, node):
+            out[id(node)] = set(names)
+
+        def visit_AssignTarget(self, node):
+            for n in _target_names(node.target):
+                names.add(n)
+
+        def visit_For(self, node):
+            names.update(_target_names(node.target))
+
+    if isinstance(fn.body, cst.IndentedBlock):
+        for s in fn.body.body:
+            s.visit(V())
+    return out
+
+
+def _target_names(t) -> list[str]:
+    if isinstance(t, cst.Name):
+        return [t.value]
+    if isinstance(t, (cst.Tuple, cst.List)):
+        return [n for e in t.elements for n in _target_names(e.value)]
+    return []
+
+
+def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
+    """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
+    plans: list[Plan] = []
+    states = [st for st in an.states.values() if st.ref.module is mod]
+    for st in states:
+        fn = st.ref.node
+        qualify = mod.qualify
+        if form == "flag" or form == "optional":
+            if st.entry and form == "flag":
+                nodes = [node for (m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"]
+                if nodes:
+                    plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, nodes))
+            continue
+        if form == "where":
+            found = list(st.found.values())
+            defined = None
+            for node, code, _msg, _end in found:
+                if code == "TS103" and isinstance(node, cst.IfExp):
+                    plans.append(where.plan_ternary(node, qualify))
+                elif code in ("TS101", "TS108") and isinstance(node, cst.If):
+                    if code == "TS108":
+                        plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
+                        continue
+                    if defined is None:
+                        defined = _defined_before(fn)
+                    plans.append(_IfPlaceholder(node, defined.get(id(node), set()), qualify))
+    return plans
+
+
+class _IfPlaceholder(Plan):
+    """An `if` plan that needs its enclosing statement list: resolved while the engine walks blocks."""
+
+    def __init__(self, node, defined, qualify):
+        super().__init__("where", {"TS101"}, [node])
+        self.defined, self.qualify = defined, qualify
+
+    def resolve(self, stmts, i) -> Plan:
+        return where.plan_if(stmts, i, self.defined, self.qualify)
+
+
+def resolve_plans(tree: cst.Module, plans: list[Plan]) -> list[Plan]:
+    pending = {id(p.nodes[0]): p for p in plans if isinstance(p, _IfPlaceholder)}
+    if not pending:
+        return plans
+    resolved: dict[int, Plan] = {}
+
+    class V(cst.CSTVisitor):
+        def _block(self, stmts):
+            for i, s in enumerate(stmts):
+                if id(s) in pending:
+                    resolved[id(s)] = pending[id(s)].resolve(list(stmts), i)
+
+        def visit_IndentedBlock(self, node):
+            self._block(node.body)
+
+        def visit_Module(self, node):
+            self._block(node.body)
+
+    tree.visit(V())
+    return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _IfPlaceholder) else p for p in plans]
+
+
+def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
+    single = {id(p.old): p.new for p in plans if not isinstance(p.old, list)}
+    multi = {id(p.old[0]): p for p in plans if isinstance(p.old, list)}
+    dropped = {id(o) for p in plans if isinstance(p.old, list) for o in p.old[1:]}
+
+    class T(cst.CSTTransformer):
+        def on_leave(self, orig, new):
+            if id(orig) in single:
+                return single[id(orig)]
+            if id(orig) in multi:
+                return cst.FlattenSentinel(multi[id(orig)].new)
+            if id(orig) in dropped:
+                return cst.RemoveFromParent()
+            return new
+
+    # ids refer to the original nodes; transformers see originals in on_leave
+    return tree.visit(T())
+
+
+def analyze_for_fix(source: str, path: str, form: str) -> tuple[Analysis, object]:
+    project = Project()
+    mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module")
+    an = Analysis(project, Config(target=FORM_TARGET[form]).settings())
+    an.run(mod)
+    return an, mod
+
+
+def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>") -> FixResult:
+    """Rewrite one module's source with one form. Raises SourceError when it does not parse, and
+    ValueError for an unknown form. The result is re-parsed before it is returned."""
+    if form not in FORMS:
+        raise ValueError(f"unknown form {form!r} (choose from {', '.join(FORMS)})")
+    an, mod = analyze_for_fix(source, path, form)
+    plans = resolve_plans(mod.tree, plan_analysis(an, mod, form))
+    res = FixResult(source)
+    todo = []
+    for p in plans:
+        if not p.ok:
+            res.refused.append(p)
+        elif p.applicability == "unsafe" and not unsafe_fixes:
+            res.skipped_unsafe.append(p)
+        else:
+            todo.append(p)
+    if not todo:
+        return res
+    tree = _apply(mod.tree, todo)
+    needed = set().union(*(p.imports for p in todo))
+    tree = ensure_imports(tree, needed)
+    code = tree.code
+    try:
+        cst.parse_module(code)
+    except cst.ParserSyntaxError as e:  # pragma: no cover - a bug in a form, never a user error
+        raise SourceError(f"internal: the rewrite did not parse ({e.message}); file left unchanged") from None
+    res.source = code
+    res.applied = todo
+    return res

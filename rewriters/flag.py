@@ -1,0 +1,230 @@
+"""`flag` form (the seed's recipe for the TorchScript exporter): a `forward` that returns `None` on some
+paths returns `(value, flag)` instead — a placeholder tensor and `torch.tensor(True)` where the output
+is absent, the real value and `torch.tensor(False)` elsewhere — typed so that `torch.jit.script` takes it.
+
+It changes what callers receive, so it is always an unsafe fix.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import libcst as cst
+
+from tracesafe.analyzer.infer import all_params, terminates
+from tracesafe.analyzer.kinds import N, T
+
+from .common import Plan
+
+FORM = "flag"
+
+
+def _returns(fn: cst.FunctionDef):
+    """(return node, inside a loop?) for every return of fn, nested functions excluded."""
+    out = []
+
+    class V(cst.CSTVisitor):
+        depth = 0
+
+        def visit_FunctionDef(self, n):
+            return n is fn
+
+        def visit_Lambda(self, n):
+            return False
+
+        def visit_For(self, n):
+            self.depth += 1
+
+        def leave_For(self, n):
+            self.depth -= 1
+
+        def visit_While(self, n):
+            self.depth += 1
+
+        def leave_While(self, n):
+            self.depth -= 1
+
+        def visit_Return(self, n):
+            out.append((n, self.depth > 0))
+
+    fn.visit(V())
+    return out
+
+
+def _is_none(e: Optional[cst.BaseExpression]) -> bool:
+    return e is None or isinstance(e, cst.Name) and e.value == "None"
+
+
+def _mentions_assign(node: cst.CSTNode, var: str) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_AssignTarget(self, n):
+            if isinstance(n.target, cst.Name) and n.target.value == var:
+                found.append(n)
+
+        def visit_AugAssign(self, n):
+            if isinstance(n.target, cst.Name) and n.target.value == var:
+                found.append(n)
+
+    node.visit(V())
+    return bool(found)
+
+
+def _arity(kinds) -> Optional[int]:
+    arities = set()
+    for k in kinds:
+        for a in k:
+            if a == N:
+                continue
+            if a == T:
+                arities.add(1)
+            elif isinstance(a, tuple) and a[0] == "tup":
+                arities.add(len(a[1]))
+            else:
+                return None
+    return arities.pop() if len(arities) == 1 else None
+
+
+def _expr(code: str) -> cst.BaseExpression:
+    return cst.parse_expression(code)
+
+
+def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) -> Plan:
+    fail = lambda why: Plan(FORM, {"TS201"}, nodes, reason=why)  # noqa: E731
+    rets = _returns(fn)
+    if any(in_loop for _, in_loop in rets):
+        return fail("a return inside a loop")
+    kinds = {id(r): k for r, k in returns}
+    n = _arity([k for _, k in returns])
+    if n is None:
+        return fail("returns of different or unknown structure")
+    params = all_params(fn.params)[1:]
+    tensor_params = [p.name.value for p in params if p.default is None]
+    if not tensor_params:
+        return fail("no tensor parameter to shape a placeholder")
+    if isinstance(fn.params.star_arg, cst.Param) or fn.params.star_kwarg is not None:
+        return fail("`*args`/`**kwargs` do not script")
+    placeholder = f"torch.zeros_like({tensor_params[0]})"
+    none_vars: dict[str, str] = {}
+    for r, _ in rets:
+        k = kinds.get(id(r), frozenset())
+        if isinstance(r.value, cst.Name) and r.value.value != "None" and N in k:
+            if n != 1:
+                return fail("a maybe-`None` variable inside a tuple output")
+            none_vars[r.value.value] = f"{r.value.value}_is_none"
+    if any(v in {p.name.value for p in params} for v in none_vars):
+        return fail("a parameter may be returned as `None`")
+    absent = ", ".join([placeholder] * n + ["torch.tensor(True)"])
+    # The seed's shape `if c: v = None / else: v = ... ; return v` becomes a return in each arm.
+    # Measured (torch 2.13, opset 17): assigning (value, flag) in the arms and returning after the
+    # `if` scripts, but the TorchScript ONNX exporter then writes a graph whose value output is wrong;
+    # returns inside the arms export a correct ONNX `If`.
+    tails: dict[int, tuple] = {}  # id(if stmt) -> (var, id(return line))
+
+    def arm_sets_none(block, var) -> Optional[bool]:
+        last = None
+        for st in block.body:
+            if isinstance(st, cst.SimpleStatementLine):
+                for sm in st.body:
+                    if isinstance(sm, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == var
+                                                          for t in sm.targets):
+                        if len(sm.targets) != 1:
+                            return None
+                        last = _is_none(sm.value)
+                    elif isinstance(sm, (cst.AugAssign, cst.AnnAssign)):
+                        return None
+            elif _mentions_assign(st, var):
+                return None
+        return last
+
+    class Blocks(cst.CSTVisitor):
+        def visit_FunctionDef(self, node):
+            return node is fn
+
+        def visit_IndentedBlock(self, node):
+            body = list(node.body)
+            for i, st in enumerate(body[1:], 1):
+                if not (isinstance(st, cst.SimpleStatementLine) and len(st.body) == 1 and
+                        isinstance(st.body[0], cst.Return) and isinstance(st.body[0].value, cst.Name)
+                        and st.body[0].value.value in none_vars):
+                    continue
+                prev, var = body[i - 1], st.body[0].value.value
+                if isinstance(prev, cst.If) and isinstance(prev.orelse, cst.Else):
+                    a, b = arm_sets_none(prev.body, var), arm_sets_none(prev.orelse.body, var)
+                    if a is not None and b is not None:
+                        tails[id(prev)] = (var, id(st), a, b)
+
+    fn.visit(Blocks())
+    handled = {v for v, *_ in tails.values()}
+    if set(none_vars) - handled:
+        return fail("`None` is assigned away from the `return`: make each branch return")
+    dropped = {t[1] for t in tails.values()}
+
+    def arm(block, var, is_none):
+        # The absent arm returns the placeholder directly instead of assigning `var`: measured, when
+        # both arms assign the same name the TorchScript ONNX exporter writes a graph that returns
+        # the wrong arm's value.
+        out = []
+        for st in block.body:
+            if is_none and isinstance(st, cst.SimpleStatementLine) and len(st.body) == 1 and \
+                    isinstance(st.body[0], cst.Assign) and _is_none(st.body[0].value) and \
+                    isinstance(st.body[0].targets[0].target, cst.Name) and st.body[0].targets[0].target.value == var:
+                ret = cst.parse_statement(f"return {absent}\n")
+                out.append(ret.with_changes(leading_lines=st.leading_lines, trailing_whitespace=st.trailing_whitespace))
+                break
+            out.append(st)
+        else:
+            if not terminates(block.body):
+                out.append(cst.parse_statement(f"return {var}, torch.tensor({is_none})\n"))
+        return block.with_changes(body=out)
+
+    class Rewrite(cst.CSTTransformer):
+        def visit_FunctionDef(self, node):
+            return node is fn
+
+        def leave_If(self, orig, new):
+            if id(orig) not in tails:
+                return new
+            var, _, a, b = tails[id(orig)]
+            return new.with_changes(body=arm(new.body, var, a),
+                                    orelse=new.orelse.with_changes(body=arm(new.orelse.body, var, b)))
+
+        def leave_SimpleStatementLine(self, orig, new):
+            if id(orig) in dropped:
+                return cst.RemoveFromParent()
+            return new
+
+        def leave_Return(self, orig, new):
+            if _is_none(orig.value):
+                return new.with_changes(value=_expr(f"({absent})").with_changes(lpar=[], rpar=[]),
+                                        whitespace_after_return=cst.SimpleWhitespace(" "))
+            flag = cst.Element(_expr("torch.tensor(False)"))
+            if isinstance(orig.value, cst.Tuple):
+                return new.with_changes(value=new.value.with_changes(elements=list(new.value.elements) + [flag]))
+            return new.with_changes(value=cst.Tuple([cst.Element(new.value), flag], lpar=[], rpar=[]))
+
+    new_fn = fn.visit(Rewrite())
+    body = new_fn.body
+    if isinstance(fn.body, cst.IndentedBlock) and not terminates(fn.body.body):
+        body = body.with_changes(body=list(body.body) + [cst.parse_statement(f"return {absent}\n")])
+    imports = {("torch", None), ("typing", "Tuple")}
+    new_params = []
+    for p in all_params(fn.params):
+        if p is all_params(fn.params)[0] or p.annotation is not None:
+            new_params.append(p)
+        elif p.default is None:
+            new_params.append(p.with_changes(annotation=cst.Annotation(_expr("torch.Tensor"))))
+        elif _is_none(p.default):
+            imports.add(("typing", "Optional"))
+            new_params.append(p.with_changes(annotation=cst.Annotation(_expr("Optional[torch.Tensor]"))))
+        else:
+            new_params.append(p)
+    mapping = {id(o): nw for o, nw in zip(all_params(fn.params), new_params)}
+    ps = new_fn.params
+    ps = ps.with_changes(posonly_params=[mapping[id(p)] for p in fn.params.posonly_params],
+                         params=[mapping[id(p)] for p in fn.params.params],
+                         kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params])
+    ret_ann = cst.Annotation(_expr("Tuple[" + ", ".join(["torch.Tensor"] * (n + 1)) + "]"))
+    new_fn = new_fn.with_changes(params=ps, body=body, returns=ret_ann)
+    return Plan(FORM, {"TS201"}, nodes, fn, new_fn, "unsafe", imports=imports, changed_signature=qualname)

@@ -1,0 +1,142 @@
+"""`where` form: a branch that only chooses between tensor values becomes `torch.where(c, a, b)`.
+
+Survives plain tracing and both exporters, but evaluates both arms: an arm that may raise or has side
+effects makes the fix unsafe.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import libcst as cst
+
+from .common import Plan, as_bool_tensor, call, is_pure
+
+FORM = "where"
+
+
+def _cond(test: cst.BaseExpression) -> Optional[cst.BaseExpression]:
+    if isinstance(test, cst.BooleanOperation):
+        return None
+    return as_bool_tensor(test)
+
+
+def plan_ternary(node: cst.IfExp, qualify) -> Plan:
+    c = _cond(node.test)
+    if c is None:
+        return Plan(FORM, {"TS103"}, [node], reason="`and`/`or` in the condition")
+    new = call("torch.where", c, node.body, node.orelse).with_changes(lpar=node.lpar, rpar=node.rpar)
+    safe = is_pure(node.body, qualify) and is_pure(node.orelse, qualify)
+    return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
+
+
+def _assignments(block: cst.BaseSuite) -> Optional[list[tuple[str, cst.BaseExpression]]]:
+    """[(name, value)] when the block is only `name = value` lines that do not read each other."""
+    if not isinstance(block, cst.IndentedBlock):
+        return None
+    out = []
+    for stmt in block.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            return None
+        for s in stmt.body:
+            if isinstance(s, cst.Pass):
+                continue
+            if not (isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name)):
+                return None
+            out.append((s.targets[0].target.value, s.value))
+    assigned = set()
+    for name, value in out:
+        if _reads(value) & assigned:
+            return None
+        assigned.add(name)
+    if len(assigned) != len(out):
+        return None
+    return out
+
+
+def _reads(e: cst.CSTNode) -> set[str]:
+    names = set()
+
+    class V(cst.CSTVisitor):
+        def visit_Name(self, n):
+            names.add(n.value)
+
+    e.visit(V())
+    return names
+
+
+def _single_return(block: cst.BaseSuite) -> Optional[cst.Return]:
+    if isinstance(block, cst.IndentedBlock) and len(block.body) == 1 and isinstance(block.body[0], cst.SimpleStatementLine) \
+            and len(block.body[0].body) == 1 and isinstance(block.body[0].body[0], cst.Return):
+        return block.body[0].body[0]
+    return None
+
+
+def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cst.BaseExpression]:
+    if isinstance(a, cst.Tuple) or isinstance(b, cst.Tuple):
+        if not (isinstance(a, cst.Tuple) and isinstance(b, cst.Tuple) and len(a.elements) == len(b.elements)):
+            return None
+        return cst.Tuple([cst.Element(call("torch.where", c, x.value, y.value))
+                          for x, y in zip(a.elements, b.elements)], lpar=[], rpar=[])
+    if isinstance(a, cst.Name) and a.value == "None" or isinstance(b, cst.Name) and b.value == "None":
+        return None
+    return call("torch.where", c, a, b)
+
+
+def plan_if(stmts: list, i: int, defined: set[str], qualify) -> Plan:
+    """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
+    node: cst.If = stmts[i]
+    fail = lambda why: Plan(FORM, {"TS101", "TS108"}, [node], reason=why)  # noqa: E731
+    c = _cond(node.test)
+    if c is None:
+        return fail("`and`/`or` in the condition")
+    if isinstance(node.orelse, cst.If):
+        return fail("`elif` chain")
+    ret_a = _single_return(node.body)
+    if ret_a is not None:
+        if node.orelse is not None:
+            ret_b = _single_return(node.orelse.body)
+            consumed = [node]
+        else:
+            nxt = stmts[i + 1] if i + 1 < len(stmts) else None
+            ret_b = nxt.body[0] if isinstance(nxt, cst.SimpleStatementLine) and len(nxt.body) == 1 and \
+                isinstance(nxt.body[0], cst.Return) else None
+            consumed = [node, nxt]
+        if ret_b is None or ret_a.value is None or ret_b.value is None:
+            return fail("arms return differently")
+        value = _where_value(c, ret_a.value, ret_b.value)
+        if value is None:
+            return fail("arms of different output structure or `None`")
+        safe = is_pure(ret_a.value, qualify) and is_pure(ret_b.value, qualify)
+        new = [cst.SimpleStatementLine([cst.Return(value)], leading_lines=node.leading_lines)]
+        return Plan(FORM, {"TS101"}, [node], consumed, new, "safe" if safe else "unsafe", imports={("torch", None)})
+    body = _assignments(node.body)
+    if body is None:
+        return fail("arms do more than assign tensors")
+    if node.orelse is not None:
+        other = _assignments(node.orelse.body)
+        if other is None or {n for n, _ in other} != {n for n, _ in body}:
+            return fail("arms assign different names")
+        other_map = dict(other)
+    else:
+        missing = [n for n, _ in body if n not in defined]
+        if missing:
+            return fail(f"`{missing[0]}` may be undefined when the branch is skipped")
+        other_map = {n: cst.Name(n) for n, _ in body}
+    lines = []
+    safe = all(is_pure(v, qualify) for _, v in body) and all(is_pure(v, qualify) for v in other_map.values())
+    cond_expr: cst.BaseExpression = c
+    if len(body) > 1:
+        tmp = "cond"
+        while tmp in defined or tmp in other_map:
+            tmp = "_" + tmp
+        lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(tmp))], c)]))
+        cond_expr = cst.Name(tmp)
+    for name, value in body:
+        other = other_map[name]
+        if isinstance(value, cst.Name) and value.value == "None" or isinstance(other, cst.Name) and other.value == "None":
+            return fail("an arm assigns `None`")
+        lines.append(cst.SimpleStatementLine(
+            [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]))
+    lines[0] = lines[0].with_changes(leading_lines=node.leading_lines)
+    return Plan(FORM, {"TS101"}, [node], [node], lines, "safe" if safe else "unsafe", imports={("torch", None)})

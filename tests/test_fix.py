@@ -1,0 +1,165 @@
+"""Rewrites: golden outputs, and the three checks every rewrite gets (parses, idempotent, re-check clean);
+with torch, behaviour in eager mode and through ONNX on inputs that take each branch."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import sys
+
+import libcst as cst
+import pytest
+from click.testing import CliRunner
+
+from tracesafe.analyzer import Config, check_source
+from tracesafe.cli import main
+from tracesafe.rewriters.engine import FORM_TARGET, fix_source
+
+from conftest import FIXTURES
+from regen_rewrites import CASES
+
+FORM_CODES = {"flag": {"TS201"}, "where": {"TS101", "TS103"}}
+
+
+@pytest.mark.parametrize("rel,form", CASES, ids=[f"{r}:{f}" for r, f in CASES])
+def test_golden_rewrite_and_three_checks(rel, form):
+    src = (FIXTURES / rel).read_text(encoding="utf-8")
+    golden = (FIXTURES / "rewrites" / f"{os.path.basename(rel)[:-3]}.{form}.py").read_text(encoding="utf-8")
+    res = fix_source(src, form, unsafe_fixes=True)
+    assert res.source == golden
+    assert res.applied
+    cst.parse_module(res.source)  # 1. parses
+    assert fix_source(res.source, form, unsafe_fixes=True).source == res.source  # 2. idempotent
+    cfg = Config(target=FORM_TARGET[form])  # 3. the form's target reports nothing the form fixed
+    before = {(f.code, f.function) for f in check_source(src, "m.py", cfg) if f.code in FORM_CODES[form]}
+    after = {(f.code, f.function) for f in check_source(res.source, "m.py", cfg) if f.code in FORM_CODES[form]}
+    assert before and len(after) < len(before)
+    assert not after - before
+
+
+def test_unsafe_fixes_need_the_flag():
+    src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
+    res = fix_source(src, "flag")
+    assert res.source == src and res.skipped_unsafe and not res.applied
+
+
+def test_refusals_say_why():
+    src = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+           "        for i in range(3):\n            if x.sum() > i:\n                return None\n        return x\n")
+    res = fix_source(src, "flag", unsafe_fixes=True)
+    assert res.source == src and "loop" in res.refused[0].reason
+    src2 = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+            "        if x.sum() > 0:\n            self.count = 1\n            y = x\n        else:\n            y = -x\n"
+            "        return y\n")
+    res = fix_source(src2, "where", unsafe_fixes=True)
+    assert res.source == src2 and res.refused[0].reason == "arms do more than assign tensors"
+
+
+def test_where_safety():
+    src = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, idx):\n"
+           "        y = x[idx] if x.sum() > 0 else x\n        z = x * 2 if x.sum() > 0 else -x\n        return y + z\n")
+    res = fix_source(src, "where")
+    assert "torch.where(x.sum() > 0, x * 2, -x)" in res.source  # pure arms: safe
+    assert "x[idx] if x.sum() > 0 else x" in res.source  # indexing may raise: unsafe, skipped
+    assert "x[idx]" in fix_source(src, "where", unsafe_fixes=True).source
+    assert "import torch\n" in res.source  # the import the fix needs was added
+
+
+def test_truthiness_is_not_zero():
+    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+           "        s = x.sum()\n        return x if s else -x\n")
+    assert "torch.where(s != 0, x, -x)" in fix_source(src, "where").source
+
+
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.torch
+def test_where_rewrites_match_eager_and_export_with_dynamo(tmp_path):
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    orig = _load(FIXTURES / "rewrites" / "where_gates.py", "wg_orig")
+    new = _load(FIXTURES / "rewrites" / "where_gates.where.py", "wg_new")
+    for cls, make in orig.EXPORT_CASES:
+        a, b = getattr(orig, cls)().eval(), getattr(new, cls)().eval()
+        inputs = make()
+        for args in inputs:
+            torch.testing.assert_close(b(*args), a(*args))
+        out = tmp_path / f"{cls}.onnx"
+        torch.onnx.export(b, inputs[0], str(out), dynamo=True, opset_version=18, verbose=False)
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        for args in inputs:
+            feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), args)}
+            got = sess.run(None, feeds)[0]
+            torch.testing.assert_close(torch.from_numpy(got), a(*args), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch
+def test_seed_flag_form_scripts_and_exports_an_if(tmp_path):
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    target = tmp_path / "seed.py"
+    target.write_text((FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"), encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", str(target)])
+    assert r.exit_code == 1, r.output  # files changed: pre-commit semantics
+    mod = _load(target, "seed_fixed")
+    scripted = torch.jit.script(mod.FormattingLayer().eval())
+    out = tmp_path / "seed.onnx"
+    torch.onnx.export(scripted, (torch.zeros(2, 3),), str(out), dynamo=False, opset_version=17,
+                      input_names=["input_tensor"], output_names=["formatted", "is_none"])
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert "If" in {n.op_type for n in model.graph.node}
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    zeros, flag = sess.run(None, {"input_tensor": torch.zeros(2, 3).numpy()})
+    assert bool(flag) is True and (zeros == 0).all()
+    ones = torch.ones(2, 3)
+    val, flag = sess.run(None, {"input_tensor": ones.numpy()})
+    assert bool(flag) is False and (val == 2).all()
+
+
+def test_cli_diff_writes_nothing(run_in):
+    f = run_in / "m.py"
+    src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
+    f.write_text(src, encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--diff", "--unsafe-fixes", "m.py"])
+    assert r.exit_code == 1 and r.stdout.startswith("--- a/m.py") and "+            return torch.zeros_like(input_tensor), torch.tensor(True)" in r.stdout
+    assert f.read_text(encoding="utf-8") == src
+
+
+def test_cli_leaves_unparsable_files_and_fixes_the_rest(run_in):
+    (run_in / "bad.py").write_bytes(b"def forward(self:\n")
+    good = run_in / "good.py"
+    good.write_bytes((FIXTURES / "seed_formatting.py").read_bytes().replace(b"\n", b"\r\n"))
+    os.chmod(good, 0o640)
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "."])
+    assert r.exit_code == 2 and "bad.py: error: syntax error" in r.stderr
+    assert (run_in / "bad.py").read_bytes() == b"def forward(self:\n"
+    data = good.read_bytes()
+    assert b"torch.tensor(True)" in data and data.count(b"\r\n") == data.count(b"\n")  # CRLF kept
+    assert stat.S_IMODE(good.stat().st_mode) == 0o640
+    assert not [p for p in run_in.iterdir() if p.name.endswith(".tstmp")]
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "good.py"])
+    assert r.exit_code == 1 and "Fixed 0 file(s)" in r.stderr  # nothing left to change; TS101 remains for trace
+
+
+def test_cli_exit_zero_when_nothing_to_do(run_in):
+    (run_in / "m.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+                                 "        return x\n", encoding="utf-8")
+    assert CliRunner().invoke(main, ["fix", "m.py"]).exit_code == 0
+
+
+def test_cli_lists_call_sites_of_changed_forward(run_in):
+    (run_in / "layer.py").write_text((FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"), encoding="utf-8")
+    (run_in / "net.py").write_text(
+        "import torch.nn as nn\nfrom layer import FormattingLayer\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fmt = FormattingLayer()\n\n"
+        "    def forward(self, x):\n        out = self.fmt(x)\n        return x\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "."])
+    assert "net.py:10: calls FormattingLayer.forward" in r.stderr
