@@ -7,7 +7,7 @@ import hashlib
 import libcst as cst
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Optional
 
 from .engine import Analysis, Settings, to_findings
 from .finding import Finding
@@ -60,13 +60,19 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     return RootResult(found, None, deps)
 
 
-def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None) -> list[Finding]:
-    """Findings for one source string. Raises SourceError (one-line message) when it does not parse."""
-    config = config or Config()
+def analyze_source(source: str | bytes, path: str, config: Config):
+    """(Analysis, ModuleInfo) for one source string on its own. Raises SourceError when it does not parse."""
     project = Project()
     mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module")
     an = Analysis(project, config.settings())
     an.run(mod)
+    return an, mod
+
+
+def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None) -> list[Finding]:
+    """Findings for one source string. Raises SourceError (one-line message) when it does not parse."""
+    config = config or Config()
+    an, mod = analyze_source(source, path, config)
     codes = config.codes()
     return [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config))
             if f.code in codes and f.path == path]

@@ -201,8 +201,6 @@ class Analysis:
                 if n in incoming:
                     ann = annotation_kind(p.annotation)
                     base[n] = ann if ann is not None and ann == KP else incoming[n]
-                elif p.default is None and n in base and base[n] == KT and n not in ("self", "cls"):
-                    base[n] = KT
         if st is None:
             st = FuncState(callee, False, base)
             self.states[callee.key] = st

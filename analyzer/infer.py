@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, iterable, is_size,
+from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, S, ST, T, Kind, dct, element, iterable, is_size,
                     is_tensor, join, traced, tup, unpack)
 from .project import dotted
 
@@ -707,8 +707,6 @@ class Walker:
             return self.an.call(self.ref, callee, args)
         # a submodule or an unknown callable: tensors in, tensors out
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
-            if self.an.self_attr_kind(self.ref, func.attr.value) == KT:
-                return KT  # a tensor attribute called? leave it to runtime
             return KT
         if any(is_tensor(k) or LT in k for _, _, k in args):
             return KT

@@ -274,6 +274,14 @@ class Project:
             return hit[2]
         return None
 
+    def base_class(self, ci: ClassInfo, base: str) -> Optional[ClassInfo]:
+        """The in-tree class a qualified base name refers to (same module first)."""
+        if base.startswith(ci.module.modname + "."):
+            local = ci.module.classes.get(base.rsplit(".", 1)[-1])
+            if local is not None:
+                return local
+        return self.resolve_class(base)
+
     def is_module_class(self, ci: ClassInfo, _seen: Optional[set] = None) -> bool:
         seen = _seen if _seen is not None else set()
         if ci.qualname in seen:
@@ -285,8 +293,7 @@ class Project:
                 if last[:1].isupper() and last not in _NOT_MODULES:
                     return True
                 continue
-            local = ci.module.classes.get(base.rsplit(".", 1)[-1]) if base.startswith(ci.module.modname + ".") else None
-            target = local or self.resolve_class(base)
+            target = self.base_class(ci, base)
             if target is not None and self.is_module_class(target, seen):
                 return True
         return False
@@ -303,8 +310,7 @@ class Project:
             for base in c.bases:
                 if base.startswith("torch."):
                     continue
-                local = c.module.classes.get(base.rsplit(".", 1)[-1]) if base.startswith(c.module.modname + ".") else None
-                target = local or self.resolve_class(base)
+                target = self.base_class(c, base)
                 if target is not None:
                     stack.append(target)
         return out

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.api import Config
+from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis
 from tracesafe.analyzer.infer import all_params
-from tracesafe.analyzer.project import Project, SourceError
+from tracesafe.analyzer.project import SourceError
 
 from . import flag, where
 from .common import Plan, ensure_imports
@@ -144,20 +142,12 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     return tree.visit(T())
 
 
-def analyze_for_fix(source: str, path: str, form: str) -> tuple[Analysis, object]:
-    project = Project()
-    mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module")
-    an = Analysis(project, Config(target=FORM_TARGET[form]).settings())
-    an.run(mod)
-    return an, mod
-
-
 def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>") -> FixResult:
     """Rewrite one module's source with one form. Raises SourceError when it does not parse, and
     ValueError for an unknown form. The result is re-parsed before it is returned."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r} (choose from {', '.join(FORMS)})")
-    an, mod = analyze_for_fix(source, path, form)
+    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]))
     plans = resolve_plans(mod.tree, plan_analysis(an, mod, form))
     res = FixResult(source)
     todo = []

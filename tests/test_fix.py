@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
-import sys
 
 import libcst as cst
 import pytest

@@ -44,7 +44,7 @@ def test_markers_match_findings(path):
 def test_golden_json(path):
     golden = GOLDEN / path.relative_to(FIXTURES).with_suffix(".json")
     got = [f.to_json() for f in _findings(path)]
-    assert golden.exists(), f"missing golden file; run `python tests/regen_golden.py`"
+    assert golden.exists(), "missing golden file; run `python tests/regen_golden.py`"
     assert got == json.loads(golden.read_text(encoding="utf-8"))
 
 
