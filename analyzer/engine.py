@@ -50,6 +50,7 @@ class FuncState:
     callers: set = field(default_factory=set)
     found: dict = field(default_factory=dict)
     returns: list = field(default_factory=list)
+    envs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Analysis:
             ret = walker.run()
             st.found = walker.found
             st.returns = walker.returns
+            st.envs = walker.envs
             if ret != st.ret:
                 st.ret = join(st.ret, ret)
                 for caller in st.callers:
@@ -244,7 +246,9 @@ class Analysis:
         from .infer import terminates
 
         falls_off = isinstance(fn.body, cst.IndentedBlock) and not terminates(fn.body.body)
-        if (may_none or falls_off) and values:
+        # `-> Optional[Tensor]` under TorchScript is a fixed signature: an ONNX Optional output (opset >= 16)
+        declared_optional = self.settings.target == "script" and _optional_tensor(fn.returns)
+        if (may_none or falls_off) and values and not declared_optional:
             for r, k in may_none:
                 what = "returns `None`" if r.value is None or dotted(r.value) == "None" else \
                     "may return `None`"
@@ -264,6 +268,12 @@ class Analysis:
                 if s != first:
                     yield mod, st.ref.qualname, r, "TS202", r, \
                         f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
+
+
+def _optional_tensor(ann) -> bool:
+    e = ann.annotation if ann is not None else None
+    return isinstance(e, cst.Subscript) and (dotted(e.value) or "").rsplit(".", 1)[-1] == "Optional" and \
+        len(e.slice) == 1 and (dotted(e.slice[0].slice.value) or "").rsplit(".", 1)[-1] == "Tensor"
 
 
 def _structure(k: Kind):
@@ -332,7 +342,7 @@ def _tensorish(e: cst.BaseExpression, mod: ModuleInfo) -> bool:
 
 
 # ---------------------------------------------------------------------- positions and noqa
-_FIXABLE = {"TS101", "TS103", "TS201"}
+_FIXABLE = {code for code, rule in RULES.items() if rule.forms}
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:[\s,]+[A-Za-z0-9]+)*))?", re.IGNORECASE)
 
 

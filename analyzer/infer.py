@@ -139,6 +139,9 @@ class Walker:
         self.target = target
         self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
         self.returns: list[tuple[cst.Return, Kind]] = []
+        # for flagged if/while statements: the env before them and after each arm (the cond form needs
+        # to know which names hold tensors)
+        self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
@@ -319,6 +322,7 @@ class Walker:
             k = self.test_kind(s.test, env)
             self.report_test(s, s.test, k, "if")
         outs = []
+        before = dict(env)
         if g is not False:
             outs.append(self.block(s.body.body, dict(env)))
         if g is not True:
@@ -328,6 +332,8 @@ class Walker:
                 outs.append(self.if_stmt(s.orelse, dict(env)))
             else:
                 outs.append(self.block(s.orelse.body.body, dict(env)))
+        if g is None and (id(s), "TS101") in self.found or (id(s), "TS108") in self.found:
+            self.envs[id(s)] = (before, outs)
         live = [o for o in outs if o is not None]
         return join_env(*live) if live else None
 
@@ -352,6 +358,8 @@ class Walker:
                 k = self.test_kind(s.test, start)
                 self.report_test(s, s.test, k, "while")
             out = self.block(s.body.body, dict(start))
+            if (id(s), "TS102") in self.found:
+                self.envs[id(s)] = (dict(start), [out])
             start = join_env(start, out) if out is not None else start
         if s.orelse is not None:
             self.block(s.orelse.body.body, dict(start))

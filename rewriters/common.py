@@ -23,6 +23,7 @@ class Plan:
     reason: Optional[str] = None  # set when the form refuses
     imports: set = field(default_factory=set)  # ("torch", None) or ("typing", "Tuple")
     changed_signature: Optional[str] = None  # "Class.forward" when callers must adapt
+    position: Optional[tuple[int, int]] = None  # (line, column) of the first node, 1-based; set for reports
 
     @property
     def ok(self) -> bool:
@@ -131,3 +132,27 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
             continue
         break
     return tree.with_changes(body=body[:i] + new_lines + body[i:])
+
+
+def annotate_params(fn: cst.FunctionDef) -> tuple[cst.Parameters, set]:
+    """fn's parameters with the annotations torch.jit.script needs: `torch.Tensor` for required ones,
+    `Optional[torch.Tensor]` for those defaulting to None; `self` and annotated ones stay. Also the
+    imports those annotations need."""
+    from tracesafe.analyzer.infer import all_params
+
+    imports: set = set()
+    every = all_params(fn.params)
+    mapping = {}
+    for i, p in enumerate(every):
+        new = p
+        if i > 0 and p.annotation is None:
+            if p.default is None:
+                new = p.with_changes(annotation=cst.Annotation(cst.parse_expression("torch.Tensor")))
+            elif isinstance(p.default, cst.Name) and p.default.value == "None":
+                imports.add(("typing", "Optional"))
+                new = p.with_changes(annotation=cst.Annotation(cst.parse_expression("Optional[torch.Tensor]")))
+        mapping[id(p)] = new
+    ps = fn.params.with_changes(posonly_params=[mapping[id(p)] for p in fn.params.posonly_params],
+                                params=[mapping[id(p)] for p in fn.params.params],
+                                kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params])
+    return ps, imports

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import libcst as cst
 
 from tracesafe.analyzer.api import Config, analyze_source
-from tracesafe.analyzer.engine import Analysis
+from tracesafe.analyzer.engine import Analysis, positions
 from tracesafe.analyzer.infer import all_params
 from tracesafe.analyzer.project import SourceError
 
-from . import flag, where
+from . import cond, flag, optional, where
 from .common import Plan, ensure_imports
 
 FORMS = ("flag", "optional", "where", "cond")
@@ -64,45 +65,62 @@ def _target_names(t) -> list[str]:
 def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
     plans: list[Plan] = []
-    states = [st for st in an.states.values() if st.ref.module is mod]
-    for st in states:
-        fn = st.ref.node
-        qualify = mod.qualify
-        if form == "flag" or form == "optional":
-            if st.entry and form == "flag":
-                nodes = [node for (m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"]
-                if nodes:
-                    plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, nodes))
+    for st in [st for st in an.states.values() if st.ref.module is mod]:
+        fn, qualify = st.ref.node, mod.qualify
+        none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
+            if st.entry else []
+        if form in ("flag", "optional"):
+            if none_returns:
+                planner = flag.plan_flag if form == "flag" else optional.plan_optional
+                plans.append(planner(fn, st.ref.qualname, st.returns, none_returns))
             continue
+        if none_returns:
+            plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
+        found = list(st.found.values())
         if form == "where":
-            found = list(st.found.values())
             defined = None
             for node, code, _msg, _end in found:
                 if code == "TS103" and isinstance(node, cst.IfExp):
                     plans.append(where.plan_ternary(node, qualify))
+                elif code == "TS102":
+                    plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
                 elif code in ("TS101", "TS108") and isinstance(node, cst.If):
                     if code == "TS108":
                         plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
                         continue
                     if defined is None:
                         defined = _defined_before(fn)
-                    plans.append(_IfPlaceholder(node, defined.get(id(node), set()), qualify))
+                    known = defined.get(id(node), set())
+                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=known, qualify=qualify)))
+        elif form == "cond":
+            names = cond.Names(fn)
+            ret_kinds = {id(r): k for r, k in st.returns}
+            for node, code, _msg, _end in found:
+                if code == "TS103" and isinstance(node, cst.IfExp):
+                    plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
+                elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
+                    plans.append(_Deferred(form, code, node, partial(
+                        cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
+                        qualify=qualify, code=code)))
+                elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
+                    plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
     return plans
 
 
-class _IfPlaceholder(Plan):
-    """An `if` plan that needs its enclosing statement list: resolved while the engine walks blocks."""
+class _Deferred(Plan):
+    """A plan for a statement that needs its enclosing statement list (it may consume the next
+    statement): resolved while the engine walks blocks."""
 
-    def __init__(self, node, defined, qualify):
-        super().__init__("where", {"TS101"}, [node])
-        self.defined, self.qualify = defined, qualify
+    def __init__(self, form, code, node, resolver):
+        super().__init__(form, {code}, [node])
+        self.resolver = resolver
 
     def resolve(self, stmts, i) -> Plan:
-        return where.plan_if(stmts, i, self.defined, self.qualify)
+        return self.resolver(stmts, i)
 
 
 def resolve_plans(tree: cst.Module, plans: list[Plan]) -> list[Plan]:
-    pending = {id(p.nodes[0]): p for p in plans if isinstance(p, _IfPlaceholder)}
+    pending = {id(p.nodes[0]): p for p in plans if isinstance(p, _Deferred)}
     if not pending:
         return plans
     resolved: dict[int, Plan] = {}
@@ -120,7 +138,7 @@ def resolve_plans(tree: cst.Module, plans: list[Plan]) -> list[Plan]:
             self._block(node.body)
 
     tree.visit(V())
-    return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _IfPlaceholder) else p for p in plans]
+    return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _Deferred) else p for p in plans]
 
 
 def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
@@ -142,16 +160,39 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     return tree.visit(T())
 
 
+_MAX_PASSES = 8
+
+
 def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>") -> FixResult:
     """Rewrite one module's source with one form. Raises SourceError when it does not parse, and
-    ValueError for an unknown form. The result is re-parsed before it is returned."""
+    ValueError for an unknown form. Every pass's result is re-parsed.
+
+    Like ruff, fixes are applied in passes until nothing changes: a rewrite can make an enclosing
+    statement fixable (an `if` whose arm held the inner branch), and `fix` must be idempotent."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r} (choose from {', '.join(FORMS)})")
+    first = res = _fix_once(source, form, unsafe_fixes, path)
+    applied = list(first.applied)
+    for _ in range(_MAX_PASSES - 1):
+        if not res.applied:
+            break
+        res = _fix_once(res.source, form, unsafe_fixes, path)
+        applied += res.applied
+    # refusals are reported where the user's file has them: the first pass's positions
+    return FixResult(res.source, applied, first.skipped_unsafe, first.refused)
+
+
+def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResult:
     an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]))
     plans = resolve_plans(mod.tree, plan_analysis(an, mod, form))
     res = FixResult(source)
+    if any(not p.ok or p.applicability == "unsafe" for p in plans):
+        computed = positions(mod.tree)
+        for p in plans:
+            rng = computed.get(p.nodes[0])
+            p.position = (rng.start.line, rng.start.column + 1) if rng is not None else None
     todo = []
-    for p in plans:
+    for p in sorted(plans, key=lambda p: p.position or (0, 0)):
         if not p.ok:
             res.refused.append(p)
         elif p.applicability == "unsafe" and not unsafe_fixes:

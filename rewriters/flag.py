@@ -14,7 +14,7 @@ import libcst as cst
 from tracesafe.analyzer.infer import all_params, terminates
 from tracesafe.analyzer.kinds import N, T
 
-from .common import Plan
+from .common import Plan, annotate_params
 
 FORM = "flag"
 
@@ -209,22 +209,8 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) ->
     if isinstance(fn.body, cst.IndentedBlock) and not terminates(fn.body.body):
         body = body.with_changes(body=list(body.body) + [cst.parse_statement(f"return {absent}\n")])
     imports = {("torch", None), ("typing", "Tuple")}
-    new_params = []
-    for p in all_params(fn.params):
-        if p is all_params(fn.params)[0] or p.annotation is not None:
-            new_params.append(p)
-        elif p.default is None:
-            new_params.append(p.with_changes(annotation=cst.Annotation(_expr("torch.Tensor"))))
-        elif _is_none(p.default):
-            imports.add(("typing", "Optional"))
-            new_params.append(p.with_changes(annotation=cst.Annotation(_expr("Optional[torch.Tensor]"))))
-        else:
-            new_params.append(p)
-    mapping = {id(o): nw for o, nw in zip(all_params(fn.params), new_params)}
-    ps = new_fn.params
-    ps = ps.with_changes(posonly_params=[mapping[id(p)] for p in fn.params.posonly_params],
-                         params=[mapping[id(p)] for p in fn.params.params],
-                         kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params])
+    ps, needed = annotate_params(fn)
+    imports |= needed
     ret_ann = cst.Annotation(_expr("Tuple[" + ", ".join(["torch.Tensor"] * (n + 1)) + "]"))
     new_fn = new_fn.with_changes(params=ps, body=body, returns=ret_ann)
     return Plan(FORM, {"TS201"}, nodes, fn, new_fn, "unsafe", imports=imports, changed_signature=qualname)

@@ -86,7 +86,7 @@ def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cs
 def plan_if(stmts: list, i: int, defined: set[str], qualify) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
     node: cst.If = stmts[i]
-    fail = lambda why: Plan(FORM, {"TS101", "TS108"}, [node], reason=why)  # noqa: E731
+    fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
     c = _cond(node.test)
     if c is None:
         return fail("`and`/`or` in the condition")
@@ -113,6 +113,8 @@ def plan_if(stmts: list, i: int, defined: set[str], qualify) -> Plan:
     body = _assignments(node.body)
     if body is None:
         return fail("arms do more than assign tensors")
+    if not body:
+        return fail("the branch assigns nothing")
     if node.orelse is not None:
         other = _assignments(node.orelse.body)
         if other is None or {n for n, _ in other} != {n for n, _ in body}:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
+import sys
 
 import libcst as cst
 import pytest
@@ -13,12 +14,13 @@ from click.testing import CliRunner
 
 from tracesafe.analyzer import Config, check_source
 from tracesafe.cli import main
-from tracesafe.rewriters.engine import FORM_TARGET, fix_source
+from tracesafe.rewriters.engine import FORM_TARGET, FORMS, fix_source
 
 from conftest import FIXTURES
-from regen_rewrites import CASES
+from regen_rewrites import CASES, REFUSALS, refusal_lines
 
-FORM_CODES = {"flag": {"TS201"}, "where": {"TS101", "TS103"}}
+FORM_CODES = {"flag": {"TS201"}, "optional": {"TS201"}, "where": {"TS101", "TS103"},
+              "cond": {"TS101", "TS102", "TS108"}}
 
 
 @pytest.mark.parametrize("rel,form", CASES, ids=[f"{r}:{f}" for r, f in CASES])
@@ -35,6 +37,39 @@ def test_golden_rewrite_and_three_checks(rel, form):
     after = {(f.code, f.function) for f in check_source(res.source, "m.py", cfg) if f.code in FORM_CODES[form]}
     assert before and len(after) < len(before)
     assert not after - before
+    # and nothing is left that this form could still fix, safe or not
+    left = check_source(res.source, "m.py", Config(target=FORM_TARGET[form], form=form))
+    assert not [f for f in left if f.fix], [f.to_json() for f in left if f.fix]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_refusals_are_golden_and_leave_code_alone(form):
+    src = REFUSALS.read_text(encoding="utf-8")
+    golden = REFUSALS.with_name(f"refusals.{form}.txt").read_text(encoding="utf-8")
+    assert refusal_lines(src, form) == golden
+    res = fix_source(src, form, unsafe_fixes=True)
+    refused_lines = {p.position[0] for p in res.refused}
+    kept = src.splitlines()
+    out = res.source.splitlines()
+    # every refused statement is still there, verbatim
+    assert all(kept[n - 1] in out for n in refused_lines)
+
+
+def test_cli_diff_says_why_in_its_output(run_in):
+    (run_in / "m.py").write_text(REFUSALS.read_text(encoding="utf-8"), encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--form", "cond", "--diff", "m.py"])
+    assert "m.py:16:9: TS101 not fixed by `cond`: mutation of `self` in an arm" in r.stdout
+    assert "m.py:53:9: TS102 not fixed by `cond`: `i` in the loop state is not a tensor" in r.stdout
+
+
+def test_top_level_fix_source_returns_the_text():
+    import tracesafe
+
+    src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
+    assert tracesafe.fix_source(src, "optional") == (FIXTURES / "rewrites" / "seed_formatting.optional.py").read_text(
+        encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown form"):
+        tracesafe.fix_source(src, "nope")
 
 
 def test_unsafe_fixes_need_the_flag():
@@ -74,6 +109,7 @@ def test_truthiness_is_not_zero():
 def _load(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dynamo looks the module up while compiling torch.cond
     spec.loader.exec_module(mod)
     return mod
 
@@ -145,7 +181,8 @@ def test_cli_leaves_unparsable_files_and_fixes_the_rest(run_in):
     assert stat.S_IMODE(good.stat().st_mode) == 0o640
     assert not [p for p in run_in.iterdir() if p.name.endswith(".tstmp")]
     r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "good.py"])
-    assert r.exit_code == 1 and "Fixed 0 file(s)" in r.stderr  # nothing left to change; TS101 remains for trace
+    # nothing left to change, and nothing the flag form's exporter (TorchScript) would trip on
+    assert r.exit_code == 0 and "Fixed 0 file(s); 0 finding(s) remain" in r.stderr, r.stderr
 
 
 def test_cli_exit_zero_when_nothing_to_do(run_in):
@@ -162,3 +199,50 @@ def test_cli_lists_call_sites_of_changed_forward(run_in):
         "    def forward(self, x):\n        out = self.fmt(x)\n        return x\n", encoding="utf-8")
     r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "."])
     assert "net.py:10: calls FormattingLayer.forward" in r.stderr
+
+
+@pytest.mark.torch
+def test_cond_rewrites_match_eager_and_export_with_dynamo_on_every_branch(tmp_path):
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    orig = _load(FIXTURES / "rewrites" / "cond_gates.py", "cg_orig")
+    new = _load(FIXTURES / "rewrites" / "cond_gates.cond.py", "cg_new")
+    for cls, make, dynamic_batch in orig.EXPORT_CASES:
+        a, b = getattr(orig, cls)().eval(), getattr(new, cls)().eval()
+        inputs = make()
+        for args in inputs:
+            torch.testing.assert_close(b(*args), a(*args))
+        example = inputs[0]
+        dyn = tuple({0: torch.export.Dim("batch", min=1)} for _ in example) if dynamic_batch else None
+        out = tmp_path / f"{cls}.onnx"
+        torch.onnx.export(b, example, str(out), dynamo=True, opset_version=18, dynamic_shapes=dyn, verbose=False)
+        model = onnx.load(str(out))
+        onnx.checker.check_model(model, full_check=True)
+        assert {"If", "Loop"} & {n.op_type for n in model.graph.node}, cls  # the branch is in the graph
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        for args in inputs:  # includes batch 1 for the size branch
+            got = sess.run(None, {i.name: t.numpy() for i, t in zip(sess.get_inputs(), args)})
+            want = a(*args)
+            want = list(want) if isinstance(want, tuple) else [want]
+            for g, w in zip(got, want):
+                torch.testing.assert_close(torch.from_numpy(g), w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch
+def test_optional_form_scripts_and_exports_an_optional_output(tmp_path):
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    mod = _load(FIXTURES / "rewrites" / "seed_formatting.optional.py", "seed_optional")
+    scripted = torch.jit.script(mod.FormattingLayer().eval())
+    out = tmp_path / "seed.onnx"
+    torch.onnx.export(scripted, (torch.ones(2, 3),), str(out), dynamo=False, opset_version=16,
+                      input_names=["x"], output_names=["y"])
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.output[0].type.HasField("optional_type")
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": torch.zeros(2, 3).numpy()}) == [None]
+    (val,) = sess.run(None, {"x": torch.ones(2, 3).numpy()})
+    assert (val == 2).all()

@@ -146,11 +146,13 @@ def fix(paths, form, diff, unsafe_fixes, config_file):
     from tracesafe.fixer import call_sites, fix_file
     from tracesafe.runner import check_paths
 
+    from tracesafe.rewriters.engine import FORM_TARGET
+
     fc = _load_config(config_file, paths)
     config = effective(fc)
     form = form or config.form
-    if form in ("optional", "cond"):
-        _fail(f"the `{form}` form is not implemented yet; use --form flag or --form where")
+    if "target" not in fc.values:
+        config.target = FORM_TARGET[form]  # what is left is judged by the exporter the form serves
     files, errors = [], []
     for p, err in discover(list(paths) or ["."], list(fc.values.get("exclude", [])), fc.root):
         (errors.append((p, err)) if err else files.append(p))
@@ -166,11 +168,13 @@ def fix(paths, form, diff, unsafe_fixes, config_file):
             signatures.extend(res.changed_signatures)
             if diff:
                 click.echo(o.diff, nl=False)
+        # in a diff these go with it to stdout, so a reviewer sees what was left and why
         for plan in res.refused:
-            click.echo(f"{path}: {'/'.join(sorted(plan.codes))} not fixed by `{form}`: {plan.reason}", err=True)
+            click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} not fixed by `{form}`: {plan.reason}",
+                       err=not diff)
         for plan in res.skipped_unsafe:
-            click.echo(f"{path}: {'/'.join(sorted(plan.codes))} has an unsafe `{form}` fix (use --unsafe-fixes)",
-                       err=True)
+            click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} has an unsafe `{form}` fix "
+                       f"(use --unsafe-fixes)", err=not diff)
     for line in call_sites(files, signatures):
         click.echo(f"{line}: follow up", err=True)
     # after a write this is what is left; with --diff it is what the files hold now
@@ -183,6 +187,10 @@ def fix(paths, form, diff, unsafe_fixes, config_file):
     if errors:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FOUND if changed or remaining else EXIT_OK)
+
+
+def _where(path: str, plan) -> str:
+    return f"{path}:{plan.position[0]}:{plan.position[1]}:" if plan.position else f"{path}:"
 
 
 @main.command()

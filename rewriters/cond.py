@@ -1,0 +1,408 @@
+"""`cond` form, for the torch.export-based exporter (`dynamo=True`): an `if` on a tensor or a traced size
+becomes `torch.cond(pred, true_fn, false_fn, operands)` with local functions, a `while` on a tensor
+becomes `torch.while_loop(cond_fn, body_fn, carried)`.
+
+The measured rules (DESIGN.md §7) decide what is refused: the predicate is a 0-d bool tensor (Python
+truthiness is `!= 0`), operands and outputs are tensors, both arms have the same output structure, no
+`None`, no output may alias an input (it is `.clone()`d), no in-place writes, no mutation of `self`.
+torch.cond traces both arms, so arms that call unknown code make the fix unsafe; a `while_loop` is
+always unsafe because its state must keep shape and dtype on every iteration, which no static check
+proves.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import libcst as cst
+
+from tracesafe.analyzer.kinds import T
+
+from .common import Plan, as_bool_tensor, is_pure
+
+FORM = "cond"
+
+# methods whose result may share storage with their receiver: returning one from an arm is aliasing
+_VIEWS = frozenset("""
+view view_as reshape reshape_as t T mT H transpose permute swapaxes swapdims movedim squeeze unsqueeze
+flatten unflatten expand expand_as narrow select diagonal detach contiguous as_strided unfold real imag
+chunk split unbind split_with_sizes tensor_split to type type_as float double half int long bool
+""".split())
+
+
+class Refuse(Exception):
+    pass
+
+
+def _is_tensor(kind) -> bool:
+    return bool(kind) and all(a == T for a in kind)
+
+
+def _returns_tensors(kind, n: Optional[int]) -> bool:
+    """kind is one tensor (n is None) or an n-tuple of tensors."""
+    if n is None:
+        return _is_tensor(kind)
+    return len(kind) == 1 and all(isinstance(a, tuple) and a[0] == "tup" and len(a[1]) == n
+                                  and all(_is_tensor(k) for k in a[1]) for a in kind)
+
+
+class _Reads(cst.CSTVisitor):
+    """Names read by a node, in order of first appearance (attribute names and keywords excluded)."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def visit_Name(self, n):
+        if n.value not in self.names:
+            self.names.append(n.value)
+
+    def visit_Attribute(self, n):
+        n.value.visit(self)
+        return False
+
+    def visit_Arg(self, n):
+        n.value.visit(self)
+        return False
+
+    def visit_AssignTarget(self, n):
+        return False
+
+
+def reads(*nodes) -> list[str]:
+    v = _Reads()
+    for n in nodes:
+        if n is not None:
+            n.visit(v)
+    return v.names
+
+
+def _aliases(e: cst.BaseExpression) -> bool:
+    """May e share storage with something that existed before (an input, a buffer)?"""
+    if isinstance(e, (cst.Name, cst.Attribute, cst.Subscript)):
+        return True
+    if isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute):
+        return e.func.attr.value in _VIEWS
+    return False
+
+
+def _clone(e: cst.BaseExpression) -> cst.BaseExpression:
+    return cst.Call(cst.Attribute(e, cst.Name("clone")), [])
+
+
+class Arm:
+    """The straight-line statements of an if-arm or loop body, checked against torch.cond's rules."""
+
+    def __init__(self, block: Optional[cst.BaseSuite], allow_return: bool):
+        self.stmts: list[cst.BaseStatement] = []
+        self.ret: Optional[cst.Return] = None
+        self.last: dict[str, Optional[cst.BaseExpression]] = {}  # name -> last value assigned (None: unknown)
+        self.rewrote_aug = False
+        self.values: list[cst.BaseExpression] = []
+        if block is None:
+            return
+        if not isinstance(block, cst.IndentedBlock):
+            raise Refuse("a one-line arm")
+        for i, st in enumerate(block.body):
+            if not isinstance(st, cst.SimpleStatementLine):
+                raise Refuse("nested statements in an arm")
+            smalls = []
+            for sm in st.body:
+                new = self._small(sm, allow_return)
+                if new is not None:
+                    smalls.append(new)
+            if self.ret is not None and (i != len(block.body) - 1 or st.body[-1] is not self.ret):
+                raise Refuse("code after a `return`")
+            if self.ret is not None:
+                smalls = smalls[:-1]
+            if smalls:
+                self.stmts.append(st.with_changes(body=smalls))
+        for v in self.values:
+            _check_no_inplace(v)
+
+    def _small(self, sm, allow_return):
+        if isinstance(sm, cst.Pass):
+            return None
+        if isinstance(sm, cst.Assign):
+            for t in sm.targets:
+                self._bind(t.target, sm.value if len(sm.targets) == 1 else None)
+            self.values.append(sm.value)
+            return sm
+        if isinstance(sm, cst.AnnAssign) and sm.value is not None:
+            self._bind(sm.target, sm.value)
+            self.values.append(sm.value)
+            return sm
+        if isinstance(sm, cst.AugAssign):
+            if not isinstance(sm.target, cst.Name):
+                raise _target_refusal(sm.target)
+            # in-place on an input is not allowed inside torch.cond/while_loop: write it out of place
+            name = sm.target.value
+            op = _BINOP[type(sm.operator)]
+            value = cst.BinaryOperation(cst.Name(name), op, sm.value)
+            self.rewrote_aug = self.rewrote_aug or name not in self.last
+            self._bind(sm.target, value)
+            self.values.append(sm.value)
+            return cst.Assign([cst.AssignTarget(cst.Name(name))], value)
+        if isinstance(sm, cst.Return):
+            if not allow_return:
+                raise Refuse("a `return` inside the loop")
+            if sm.value is None:
+                raise Refuse("a bare `return` (a `None` output)")
+            self.ret = sm
+            self.values.append(sm.value)
+            return sm
+        if isinstance(sm, (cst.Break, cst.Continue)):
+            raise Refuse("`break`/`continue`")
+        if isinstance(sm, cst.Expr) and isinstance(sm.value, (cst.SimpleString, cst.ConcatenatedString)):
+            return None
+        if isinstance(sm, cst.Expr):
+            raise Refuse("a call for its side effects in an arm")
+        raise Refuse(f"`{type(sm).__name__.lower()}` in an arm")
+
+    def _bind(self, target, value):
+        if isinstance(target, cst.Name):
+            self.last[target.value] = value
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._bind(el.value, None)
+        elif isinstance(target, cst.StarredElement):
+            self._bind(target.value, None)
+        else:
+            raise _target_refusal(target)
+
+    def output(self, name: str) -> cst.BaseExpression:
+        """How this arm hands `name` back: the name itself, or a clone when it may alias an input."""
+        if name not in self.last:
+            return _clone(cst.Name(name))
+        v = self.last[name]
+        return _clone(cst.Name(name)) if v is None or _aliases(v) else cst.Name(name)
+
+    def pure(self, qualify) -> bool:
+        return all(is_pure(v, qualify) for v in self.values)
+
+
+_BINOP = {cst.AddAssign: cst.Add(), cst.SubtractAssign: cst.Subtract(), cst.MultiplyAssign: cst.Multiply(),
+          cst.DivideAssign: cst.Divide(), cst.FloorDivideAssign: cst.FloorDivide(), cst.ModuloAssign: cst.Modulo(),
+          cst.PowerAssign: cst.Power(), cst.MatrixMultiplyAssign: cst.MatrixMultiply(),
+          cst.BitAndAssign: cst.BitAnd(), cst.BitOrAssign: cst.BitOr(), cst.BitXorAssign: cst.BitXor(),
+          cst.LeftShiftAssign: cst.LeftShift(), cst.RightShiftAssign: cst.RightShift()}
+
+
+def _target_refusal(target) -> Refuse:
+    base = target
+    while isinstance(base, (cst.Attribute, cst.Subscript)):
+        base = base.value
+    if isinstance(base, cst.Name) and base.value == "self":
+        return Refuse("mutation of `self` in an arm")
+    return Refuse("an in-place write in an arm")
+
+
+def _check_no_inplace(e: cst.CSTNode) -> None:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, n):
+            f = n.func
+            if isinstance(f, cst.Attribute) and f.attr.value.endswith("_") and not f.attr.value.startswith("_"):
+                found.append(f.attr.value)
+            if any(a.keyword is not None and a.keyword.value == "inplace" and not
+                   (isinstance(a.value, cst.Name) and a.value.value == "False") for a in n.args):
+                found.append("inplace=")
+
+        def visit_Lambda(self, n):
+            return False
+
+    e.visit(V())
+    if found:
+        raise Refuse(f"in-place `{found[0]}` in an arm")
+
+
+class Names:
+    """Fresh local-function names for one enclosing function: true_fn, true_fn_2, ..."""
+
+    def __init__(self, fn: cst.FunctionDef):
+        self.taken = set(reads(fn)) | {p.name.value for p in _params(fn)}
+        self._collect_defs(fn)
+
+    def _collect_defs(self, fn):
+        taken = self.taken
+
+        class V(cst.CSTVisitor):
+            def visit_FunctionDef(self, n):
+                taken.add(n.name.value)
+
+            def visit_AssignTarget(self, n):
+                taken.update(reads(n.target))
+
+        fn.visit(V())
+
+    def fresh(self, *bases: str) -> list[str]:
+        k = 1
+        while True:
+            names = [b if k == 1 else f"{b}_{k}" for b in bases]
+            if not any(n in self.taken for n in names):
+                self.taken.update(names)
+                return names
+            k += 1
+
+
+def _params(fn: cst.FunctionDef):
+    p = fn.params
+    return [*p.posonly_params, *p.params, *p.kwonly_params]
+
+
+def _local_fn(name: str, params: list[str], stmts: list, ret: cst.BaseExpression, like: Optional[cst.BaseSuite],
+              leading_lines=()) -> cst.FunctionDef:
+    body_stmts = list(stmts) + [cst.SimpleStatementLine([cst.Return(ret)])]
+    if isinstance(like, cst.IndentedBlock):
+        body = like.with_changes(body=body_stmts, footer=[])
+    else:
+        body = cst.IndentedBlock(body_stmts)
+    return cst.FunctionDef(cst.Name(name), cst.Parameters([cst.Param(cst.Name(p)) for p in params]), body,
+                           leading_lines=list(leading_lines))
+
+
+def _tuple(items: list[cst.BaseExpression], parens: bool = True) -> cst.Tuple:
+    t = cst.Tuple([cst.Element(i) for i in items])
+    return t if parens else t.with_changes(lpar=[], rpar=[])
+
+
+def _pack(items: list[cst.BaseExpression]) -> cst.BaseExpression:
+    return items[0] if len(items) == 1 else _tuple(items, parens=False)
+
+
+def _pred(test: cst.BaseExpression) -> cst.BaseExpression:
+    if isinstance(test, cst.BooleanOperation):
+        raise Refuse("`and`/`or` in the condition (short-circuit)")
+    return as_bool_tensor(test)
+
+
+def _operands(names: list[str], env_before: dict) -> list[str]:
+    return [n for n in names if n != "self" and _is_tensor(env_before.get(n, frozenset()))]
+
+
+def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
+    return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
+
+
+def plan_if(stmts: list, i: int, fn: cst.FunctionDef, envs: tuple, ret_kinds: dict, names: Names,
+            qualify, code: str) -> Plan:
+    node: cst.If = stmts[i]
+    try:
+        return _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code)
+    except Refuse as r:
+        return Plan(FORM, {code}, [node], reason=str(r))
+
+
+def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code) -> Plan:
+    node: cst.If = stmts[i]
+    env_before, outs = envs
+    pred = _pred(node.test)
+    if isinstance(node.orelse, cst.If):
+        raise Refuse("an `elif` chain")
+    a = Arm(node.body, allow_return=True)
+    b = Arm(node.orelse.body if node.orelse is not None else None, allow_return=True)
+    consumed: list = [node]
+    if a.ret is not None and node.orelse is None:
+        nxt = stmts[i + 1] if i + 1 < len(stmts) else None
+        if isinstance(nxt, cst.SimpleStatementLine) and len(nxt.body) == 1 and isinstance(nxt.body[0], cst.Return):
+            if nxt.body[0].value is None:
+                raise Refuse("a bare `return` (a `None` output)")
+            b.ret = nxt.body[0]
+            b.values.append(b.ret.value)
+            consumed.append(nxt)
+    if (a.ret is None) != (b.ret is None):
+        raise Refuse("one arm returns and the other does not")
+    if a.ret is not None:
+        ra, rb = a.ret.value, b.ret.value
+        n = len(ra.elements) if isinstance(ra, cst.Tuple) else None
+        nb = len(rb.elements) if isinstance(rb, cst.Tuple) else None
+        if n != nb:
+            raise Refuse("arms of different output structure")
+        for r in (a.ret, b.ret):
+            if not _returns_tensors(ret_kinds.get(id(r), frozenset()), n):
+                raise Refuse("an arm returns `None` or a non-tensor")
+        items = lambda v: [e.value for e in v.elements] if n is not None else [v]  # noqa: E731
+        ret_a = [_clone(e) if _aliases(e) else e for e in items(ra)]
+        ret_b = [_clone(e) if _aliases(e) else e for e in items(rb)]
+        outputs = None
+    else:
+        outside = _reads_outside(fn, node)
+        assigned = list(dict.fromkeys([*a.last, *b.last]))
+        # the env before a statement in a loop already holds what earlier iterations assigned
+        outputs = [v for v in assigned if v in env_before or v in outside]
+        if not outputs:
+            raise Refuse("the arms produce no value used later")
+        arm_envs = [outs[0], outs[1] if len(outs) > 1 else env_before]
+        for v in outputs:
+            for arm, env in zip((a, b), arm_envs):
+                if isinstance(arm.last.get(v), cst.Name) and arm.last[v].value == "None":
+                    raise Refuse("an arm assigns `None`: use the flag or optional form")
+                if v not in arm.last and v not in env_before:
+                    raise Refuse(f"`{v}` may be undefined when the other arm runs")
+                if env is None or not _is_tensor(env.get(v, frozenset())):
+                    raise Refuse(f"`{v}` is not a tensor in every arm (torch.cond outputs tensors)")
+        ret_a = [a.output(v) for v in outputs]
+        ret_b = [b.output(v) for v in outputs]
+    t_name, f_name = names.fresh("true_fn", "false_fn")
+    read = reads(*a.stmts, *b.stmts, *ret_a, *ret_b)
+    ops = _operands(read, env_before)
+    if code == "TS108" and not ops and not read:
+        raise Refuse("the arms read no tensor")
+    t_fn = _local_fn(t_name, ops, a.stmts, _pack(ret_a), node.body, node.leading_lines)
+    f_fn = _local_fn(f_name, ops, b.stmts, _pack(ret_b), node.orelse.body if node.orelse is not None else None)
+    call = _call("torch.cond", pred, cst.Name(t_name), cst.Name(f_name), _tuple([cst.Name(o) for o in ops]))
+    if outputs is None:
+        last = cst.SimpleStatementLine([cst.Return(call)])
+    else:
+        target = _pack([cst.Name(v) for v in outputs])
+        last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
+    safe = a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
+    return Plan(FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe",
+                imports={("torch", None)})
+
+
+def _reads_outside(fn: cst.FunctionDef, node: cst.CSTNode) -> set[str]:
+    """Names read anywhere in fn except inside node."""
+
+    class V(_Reads):
+        def on_visit(self, n):
+            return n is not node and super().on_visit(n)
+
+    v = V()
+    fn.body.visit(v)
+    return set(v.names)
+
+
+def plan_while(node: cst.While, fn: cst.FunctionDef, envs: tuple, names: Names, qualify) -> Plan:
+    try:
+        return _plan_while(node, fn, envs, names, qualify)
+    except Refuse as r:
+        return Plan(FORM, {"TS102"}, [node], reason=str(r))
+
+
+def _plan_while(node: cst.While, fn, envs, names: Names, qualify) -> Plan:
+    env_before, (body_env,) = envs
+    if node.orelse is not None:
+        raise Refuse("`while ... else`")
+    pred = _pred(node.test)
+    body = Arm(node.body, allow_return=False)
+    outside = _reads_outside(fn, node)
+    carried = [v for v in body.last if v in env_before]
+    for v in body.last:
+        if v not in env_before and v in outside:
+            raise Refuse(f"`{v}` is first assigned inside the loop")
+    if not carried:
+        raise Refuse("the loop changes no tensor")
+    for v in carried:
+        if not _is_tensor(env_before.get(v, frozenset())) or body_env is None or not _is_tensor(body_env.get(v, frozenset())):
+            raise Refuse(f"`{v}` in the loop state is not a tensor (torch.while_loop carries tensors)")
+    c_name, b_name = names.fresh("cond_fn", "body_fn")
+    c_fn = _local_fn(c_name, carried, [], pred, None, node.leading_lines)
+    b_fn = _local_fn(b_name, carried, body.stmts, _tuple([body.output(v) for v in carried], parens=len(carried) == 1),
+                     node.body)
+    call = _call("torch.while_loop", cst.Name(c_name), cst.Name(b_name), _tuple([cst.Name(v) for v in carried]))
+    target = _tuple([cst.Name(v) for v in carried], parens=len(carried) == 1)
+    last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
+    # the loop state must keep shape and dtype across iterations: no static check proves it
+    return Plan(FORM, {"TS102"}, [node], [node], [c_fn, b_fn, last], "unsafe", imports={("torch", None)})
+
