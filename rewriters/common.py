@@ -117,11 +117,23 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
     if ("torch", None) in needed and not have_torch:
         new_lines.append(cst.parse_statement("import torch\n"))
     wanted = sorted(n for m, n in needed if m == "typing" and n not in typing_names)
+    body = list(tree.body)
+    if wanted:
+        for idx, stmt in enumerate(body):  # extend an existing `from typing import ...` line
+            if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and \
+                    isinstance(stmt.body[0], cst.ImportFrom) and dotted(stmt.body[0].module) == "typing" and \
+                    not isinstance(stmt.body[0].names, cst.ImportStar) and not stmt.body[0].relative:
+                imp = stmt.body[0]
+                names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in imp.names]
+                names += [cst.ImportAlias(cst.Name(n)) for n in wanted]
+                body[idx] = stmt.with_changes(body=[imp.with_changes(names=names)])
+                tree = tree.with_changes(body=body)
+                wanted = []
+                break
     if wanted:
         new_lines.append(cst.parse_statement(f"from typing import {', '.join(wanted)}\n"))
     if not new_lines:
         return tree
-    body = list(tree.body)
     i = 0
     while i < len(body):
         s = body[i]

@@ -246,3 +246,42 @@ def test_optional_form_scripts_and_exports_an_optional_output(tmp_path):
     assert sess.run(None, {"x": torch.zeros(2, 3).numpy()}) == [None]
     (val,) = sess.run(None, {"x": torch.ones(2, 3).numpy()})
     assert (val == 2).all()
+
+
+def _branch_cases(mod):
+    if hasattr(mod, "BRANCH_CASES"):
+        return mod.BRANCH_CASES
+    return [(c[0], {}, c[1]) for c in getattr(mod, "EXPORT_CASES", [])]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("rel,form", CASES, ids=[f"{r}:{f}" for r, f in CASES])
+def test_rewrite_behaves_like_the_original_in_eager_mode(rel, form):
+    """On inputs that take each branch; the flag form by its contract: (value..., False) where the original
+    returned a value, (placeholder..., True) where it returned None."""
+    torch = pytest.importorskip("torch")
+    stem = os.path.basename(rel)[:-3]
+    orig = _load(FIXTURES / rel, f"eager_{stem}_{form}_orig")
+    new = _load(FIXTURES / "rewrites" / f"{stem}.{form}.py", f"eager_{stem}_{form}_new")
+    cases = _branch_cases(orig)
+    assert cases, f"{rel} needs BRANCH_CASES or EXPORT_CASES"
+    none_seen = value_seen = False
+    for cls, kwargs, make in cases:
+        torch.manual_seed(0)
+        a = getattr(orig, cls)(**kwargs).eval()
+        b = getattr(new, cls)(**kwargs).eval()
+        b.load_state_dict(a.state_dict())
+        for args in make():
+            want, got = a(*args), b(*args)
+            if form != "flag":
+                torch.testing.assert_close(got, want)
+                continue
+            *values, flag = got
+            if want is None:
+                none_seen = True
+                assert bool(flag) and all(not v.any() for v in values)
+            else:
+                value_seen = True
+                assert not bool(flag)
+                torch.testing.assert_close(tuple(values) if len(values) > 1 else values[0], want)
+    assert form != "flag" or (none_seen and value_seen)
