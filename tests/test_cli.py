@@ -174,9 +174,10 @@ def test_cache_reuses_and_invalidates_on_helper_change(run_in):
     assert r.exit_code == 1 and "helpers.py:2:12: TS106" in r.stdout
 
 
-def test_check_never_imports_torch():
+@pytest.mark.parametrize("args", [["check", "--no-cache"], ["fix", "--diff", "--form", "cond", "--unsafe-fixes"]])
+def test_check_and_fix_never_import_torch(args):
     code = ("import sys\nfrom click.testing import CliRunner\nfrom tracesafe.cli import main\n"
-            f"r = CliRunner().invoke(main, ['check', '--no-cache', {str(FIXTURES)!r}])\n"
+            f"r = CliRunner().invoke(main, {args!r} + [{str(FIXTURES)!r}])\n"
             "assert r.exit_code == 1, r.output\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime'))\n"
             "print(bad)\nsys.exit(1 if bad else 0)\n")

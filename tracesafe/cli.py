@@ -189,6 +189,46 @@ def fix(paths, form, diff, unsafe_fixes, config_file):
     sys.exit(EXIT_FOUND if changed or remaining else EXIT_OK)
 
 
+@main.command("export")
+@click.argument("target", metavar="FILE.py:CLASS")
+@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
+              help="One per forward argument, e.g. 2x3 or 2x3:int64 (default dtype float32).")
+@click.option("--init", "init_json", default=None, metavar="JSON", help="Constructor keyword arguments as JSON.")
+@click.option("--exporter", type=click.Choice(["script", "dynamo", "trace"]), default="script", show_default=True,
+              help="script = torch.jit.script + TorchScript exporter; dynamo = torch.export-based; trace = plain "
+                   "tracing (shows what goes wrong).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 17; 18 for dynamo).")
+@click.option("--output", "-o", type=click.Path(), default=None, help="Write the ONNX model here.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def export_cmd(target, inputs, init_json, exporter, opset, output, fmt):
+    """Export FILE.py:CLASS to ONNX, validate it, and compare onnxruntime with eager PyTorch on inputs that
+    take each branch. Exit 0 only when export, checker and parity all pass."""
+    import json as _json
+
+    path, sep, cls = target.rpartition(":")
+    if not sep or not path or not cls.isidentifier():
+        _fail(f"{target!r}: expected FILE.py:ClassName")
+    init = None
+    if init_json:
+        try:
+            init = _json.loads(init_json)
+        except ValueError as e:
+            _fail(f"--init: not valid JSON ({e})")
+        if not isinstance(init, dict):
+            _fail("--init: expected a JSON object of keyword arguments")
+    try:
+        from tracesafe import export as ex
+    except ImportError as e:
+        _fail(f"the export stage needs the `export` extra (pip install 'tracesafe[export]'): {e}")
+    try:
+        specs = [ex.parse_input(i) for i in inputs]
+        report = ex.export(path, cls, specs, init=init, exporter=exporter, opset=opset, output=output)
+    except ex.UsageError as e:
+        _fail(str(e))
+    click.echo(ex.report_json(report) if fmt == "json" else report.text(), nl=False)
+    sys.exit(EXIT_OK if report.ok else EXIT_FOUND)
+
+
 def _where(path: str, plan) -> str:
     return f"{path}:{plan.position[0]}:{plan.position[1]}:" if plan.position else f"{path}:"
 
