@@ -24,3 +24,10 @@ for path in fixture_files():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
     print(out.relative_to(FIXTURES.parent), len(found))
+
+# the GitHub annotations format, for one fixture
+from tracesafe import report  # noqa: E402
+
+det = [f for f in runs["trace"] if f.path == "fixtures/zoo/detection.py"]
+(FIXTURES / "golden" / "detection.github.txt").write_text(report.github(det), encoding="utf-8")
+print("fixtures/golden/detection.github.txt")

@@ -58,24 +58,45 @@ def main(ctx, debug):
     ctx.obj["debug"] = debug
 
 
-def _load_config(config_file: Optional[str], paths: tuple[str, ...]):
-    from tracesafe.config import ConfigError, FileConfig, find_pyproject, load
+def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True):
+    """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
+    Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
+    configuration is an error for its files only."""
+    from tracesafe.config import ConfigError, Resolver, excluded
+    from tracesafe.discover import discover
 
     try:
-        if config_file:
-            return load(Path(config_file))
-        start = Path(paths[0]) if paths else Path.cwd()
-        if not start.exists():
-            start = Path.cwd()
-        found = find_pyproject(start)
-        return load(found) if found else FileConfig()
+        resolver = Resolver(config_file)
     except ConfigError as e:
         _fail(str(e))
+    groups: dict[int, tuple] = {}
+    errors: list[tuple[str, str]] = []
+    for arg in list(paths) or (["."] if default_path else []):
+        p = Path(arg)
+        try:
+            fc = resolver.for_path(p if p.exists() else Path.cwd())
+        except ConfigError as e:
+            errors.append((arg, str(e)))
+            continue
+        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root):
+            if err:
+                errors.append((path, err))
+                continue
+            try:
+                own = resolver.for_path(Path(path))
+            except ConfigError as e:
+                errors.append((path, str(e)))
+                continue
+            if own is not fc and excluded(own, path):
+                continue
+            groups.setdefault(id(own), (own, []))[1].append(path)
+    return list(groups.values()), errors
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+              show_default=True)
 @click.option("--target", type=click.Choice(TARGETS), default=None,
               help="How you export: which findings matter (default: trace, or the config's).")
 @click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL).")
@@ -87,30 +108,42 @@ def _load_config(config_file: Optional[str], paths: tuple[str, ...]):
 @click.option("--no-cache", is_flag=True, help="Do not read or write .tracesafe_cache/.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
 @click.option("--output-file", "-o", type=click.Path(), default=None, help="Write the report to this file.")
-def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file):
+@click.option("--hook", is_flag=True, hidden=True,
+              help="pre-commit mode: check exactly the files given (none: nothing to do).")
+def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file, hook):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
+    from tracesafe.analyzer.rules import select_codes
     from tracesafe.config import effective
-    from tracesafe.discover import discover
-    from tracesafe.runner import check_paths
+    from tracesafe.runner import RunResult, check_paths
 
-    fc = _load_config(config_file, paths)
     try:
-        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
-        config.codes()
+        select_codes(_codes(select) or None, _codes(ignore))
     except ValueError as e:
         _fail(str(e))
-    files, errors = [], []
-    for p, err in discover(list(paths) or ["."], list(fc.values.get("exclude", [])), fc.root):
-        (errors.append((p, err)) if err else files.append(p))
+
+    groups, errors = _groups(paths, config_file, default_path=not hook)
     jobs = jobs or (os.cpu_count() or 1)
-    res = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root,
-                      config_root=fc.root)
+    res = RunResult([], [])
+    for fc, files in groups:
+        try:
+            config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+            config.codes()
+        except ValueError as e:
+            _fail(str(e))
+        part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root)
+        res.findings.extend(part.findings)
+        res.errors.extend(part.errors)
+    res.findings.sort(key=lambda f: f.sort_key())
     errors = sorted(set(errors) | set(res.errors))
     if statistics:
         out = report.statistics(res.findings)
     elif fmt == "json":
         out = report.as_json(res.findings)
+    elif fmt == "sarif":
+        out = report.sarif(res.findings, Path.cwd())
+    elif fmt == "github":
+        out = report.github(res.findings)
     else:
         out = report.text(res.findings)
     if output_file:
@@ -139,48 +172,49 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
-def fix(paths, form, diff, unsafe_fixes, config_file):
+@click.option("--hook", is_flag=True, hidden=True,
+              help="pre-commit mode: fix exactly the files given (none: nothing to do).")
+def fix(paths, form, diff, unsafe_fixes, config_file, hook):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
     from tracesafe.config import effective
-    from tracesafe.discover import discover
     from tracesafe.fixer import call_sites, fix_file
+    from tracesafe.rewriters.engine import FORM_TARGET
     from tracesafe.runner import check_paths
 
-    from tracesafe.rewriters.engine import FORM_TARGET
-
-    fc = _load_config(config_file, paths)
-    config = effective(fc)
-    form = form or config.form
-    if "target" not in fc.values:
-        config.target = FORM_TARGET[form]  # what is left is judged by the exporter the form serves
-    files, errors = [], []
-    for p, err in discover(list(paths) or ["."], list(fc.values.get("exclude", [])), fc.root):
-        (errors.append((p, err)) if err else files.append(p))
-    changed, signatures = [], []
-    for path in files:
-        o = fix_file(path, form, unsafe_fixes, write=not diff)
-        if o.error:
-            errors.append((path, o.error))
-            continue
-        res = o.result
-        if o.changed:
-            changed.append(path)
-            signatures.extend(res.changed_signatures)
-            if diff:
-                click.echo(o.diff, nl=False)
-        # in a diff these go with it to stdout, so a reviewer sees what was left and why
-        for plan in res.refused:
-            click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} not fixed by `{form}`: {plan.reason}",
-                       err=not diff)
-        for plan in res.skipped_unsafe:
-            click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} has an unsafe `{form}` fix "
-                       f"(use --unsafe-fixes)", err=not diff)
-    for line in call_sites(files, signatures):
+    groups, errors = _groups(paths, config_file, default_path=not hook)
+    changed, signatures, remaining, all_files = [], [], 0, []
+    for fc, files in groups:
+        config = effective(fc)
+        file_form = form or config.form
+        if "target" not in fc.values:
+            config.target = FORM_TARGET[file_form]  # what is left is judged by the exporter the form serves
+        all_files.extend(files)
+        done = []
+        for path in files:
+            o = fix_file(path, file_form, unsafe_fixes, write=not diff)
+            if o.error:
+                errors.append((path, o.error))
+                continue
+            done.append(path)
+            res = o.result
+            if o.changed:
+                changed.append(path)
+                signatures.extend(res.changed_signatures)
+                if diff:
+                    click.echo(o.diff, nl=False)
+            # in a diff these go with it to stdout, so a reviewer sees what was left and why
+            for plan in res.refused:
+                click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} not fixed by `{file_form}`: "
+                           f"{plan.reason}", err=not diff)
+            for plan in res.skipped_unsafe:
+                click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} has an unsafe `{file_form}` fix "
+                           f"(use --unsafe-fixes)", err=not diff)
+        # after a write this is what is left; with --diff it is what the files hold now
+        remaining += len(check_paths(done, config, cache_root=None).findings)
+    for line in call_sites(all_files, signatures):
         click.echo(f"{line}: follow up", err=True)
-    # after a write this is what is left; with --diff it is what the files hold now
-    remaining = check_paths([f for f in files if f not in dict(errors)], config, cache_root=None).findings
     verb = "Would fix" if diff else "Fixed"
-    click.echo(f"{verb} {len(changed)} file(s); {len(remaining)} finding(s) remain"
+    click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) remain"
                f"{' (see `tracesafe check`)' if remaining else ''}.", err=True)
     for path, msg in sorted(set(errors)):
         click.echo(f"{path}: error: {msg}", err=True)

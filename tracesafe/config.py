@@ -111,3 +111,42 @@ def effective(fc: FileConfig, *, select=None, ignore=None, target=None, form=Non
 
 def _opt(v):
     return [v] if isinstance(v, str) else v
+
+
+class Resolver:
+    """The configuration for each file, like ruff: the nearest pyproject.toml with [tool.tracesafe] above
+    it (cached per directory), or the one given with --config for every file."""
+
+    def __init__(self, override: Optional[str] = None):
+        self.override = load(Path(override)) if override else None
+        self._by_dir: dict[Path, FileConfig] = {}
+        self._by_file: dict[Path, FileConfig] = {}
+
+    def for_path(self, path: Path) -> FileConfig:
+        """Raises ConfigError for a broken configuration file."""
+        if self.override is not None:
+            return self.override
+        d = path.resolve() if path.is_dir() else path.resolve().parent
+        if d not in self._by_dir:
+            found = find_pyproject(d)
+            if found is None:
+                self._by_dir[d] = FileConfig()
+            else:
+                if found not in self._by_file:
+                    self._by_file[found] = load(found)
+                self._by_dir[d] = self._by_file[found]
+        return self._by_dir[d]
+
+
+def excluded(fc: FileConfig, path: str) -> bool:
+    """Does fc's `exclude` (gitignore-style, relative to fc's directory) cover path?"""
+    import pathspec
+
+    patterns = _opt(fc.values.get("exclude")) or []
+    if not patterns:
+        return False
+    try:
+        rel = Path(path).resolve().relative_to(fc.root.resolve()).as_posix()
+    except ValueError:
+        return False
+    return pathspec.GitIgnoreSpec.from_lines(patterns).match_file(rel)
