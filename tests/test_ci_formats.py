@@ -168,7 +168,8 @@ def test_pre_commit_try_repo(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     (repo / "gate.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
                                   "        return x * 2 if x.sum() > 0 else -x\n", encoding="utf-8")
-    _git(repo, "add", "gate.py")
+    (repo / "pyproject.toml").write_text('[tool.tracesafe]\nform = "where"\n', encoding="utf-8")
+    _git(repo, "add", "gate.py", "pyproject.toml")
     p = hook("tracesafe-fix", "gate.py")
     assert p.returncode == 1 and "files were modified by this hook" in p.stdout, p.stdout + p.stderr
     assert "torch.where(x.sum() > 0, x * 2, -x)" in (repo / "gate.py").read_text(encoding="utf-8")
