@@ -44,8 +44,10 @@ class RootResult:
     deps: dict[str, str]  # other files read, path -> content hash
 
 
-def analyze_root(path: str, data: bytes | str, config: Config, project: Optional[Project] = None) -> RootResult:
-    """Analyze one file's entry points and what they reach (other files parsed on demand)."""
+def analyze_root(path: str, data: bytes | str, config: Config, project: Optional[Project] = None,
+                 only: Optional[set] = None) -> RootResult:
+    """Analyze one file's entry points and what they reach (other files parsed on demand). Findings are
+    positioned only for the files in `only` (absolute paths) when it is given."""
     project = project or Project()
     project.touched = set()
     try:
@@ -55,7 +57,8 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     an = Analysis(project, config.settings())
     an.run(mod)
     codes = config.codes()
-    found = [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config)) if f.code in codes]
+    found = [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config), only)
+             if f.code in codes]
     deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
     return RootResult(found, None, deps)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import libcst as cst
-from libcst.metadata.position_provider import PositionProvider
+from libcst._position import CodePosition, CodeRange
+from libcst._nodes.internal import CodegenState
 
 from .finding import Finding
 from .infer import Walker, all_params, annotation_kind, is_literal
 from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
-from .project import ClassInfo, ModuleInfo, Project, dotted
+from .project import ClassInfo, ModuleInfo, Project, dotted, iter_nodes
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
@@ -303,29 +305,47 @@ _PARAM_CALLS = {"Parameter", "register_buffer", "register_parameter"}
 
 def _tensor_attrs(ci: ClassInfo) -> set[str]:
     """Names of `self` attributes that hold parameters, buffers or tensors."""
+    if ci.tensor_attrs is not None:
+        return ci.tensor_attrs
     out: set[str] = set()
     mod = ci.module
 
-    class V(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign):
-            for t in node.targets:
+    def small(sm) -> None:
+        if isinstance(sm, cst.Assign):
+            for t in sm.targets:
                 d = dotted(t.target)
-                if d and d.startswith("self.") and d.count(".") == 1 and _tensorish(node.value, mod):
+                if d and d.startswith("self.") and d.count(".") == 1 and _tensorish(sm.value, mod):
                     out.add(d[5:])
-
-        def visit_AnnAssign(self, node: cst.AnnAssign):
-            d = dotted(node.target)
-            if d and d.startswith("self.") and node.value is not None and _tensorish(node.value, mod):
+        elif isinstance(sm, cst.AnnAssign):
+            d = dotted(sm.target)
+            if d and d.startswith("self.") and sm.value is not None and _tensorish(sm.value, mod):
                 out.add(d[5:])
-
-        def visit_Call(self, node: cst.Call):
-            name = dotted(node.func) or ""
-            if name.endswith(("register_buffer", "register_parameter")) and node.args:
-                a0 = node.args[0].value
+        elif isinstance(sm, cst.Expr) and isinstance(sm.value, cst.Call):
+            name = dotted(sm.value.func) or ""
+            if name.endswith(("register_buffer", "register_parameter")) and sm.value.args:
+                a0 = sm.value.args[0].value
                 if isinstance(a0, cst.SimpleString):
                     out.add(a0.evaluated_value)
 
-    ci.node.visit(V())
+    # statements only: the assignments that matter are statements, and expressions are most of the nodes
+    stack = [ci.node.body]
+    while stack:
+        block = stack.pop()
+        for st in getattr(block, "body", ()):
+            if isinstance(st, cst.SimpleStatementLine):
+                for sm in st.body:
+                    small(sm)
+            elif isinstance(st, cst.BaseCompoundStatement):
+                stack.append(st.body)
+                for extra in ("orelse", "finalbody"):
+                    o = getattr(st, extra, None)
+                    if o is not None:
+                        stack.append(o if isinstance(o, cst.BaseSuite) else o.body)
+                for h in getattr(st, "handlers", ()):
+                    stack.append(h.body)
+            elif isinstance(st, (cst.If, cst.Else, cst.Finally)):
+                stack.append(st.body)
+    ci.tensor_attrs = out
     return out
 
 
@@ -346,11 +366,87 @@ _FIXABLE = {code for code, rule in RULES.items() if rule.forms}
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:[\s,]+[A-Za-z0-9]+)*))?", re.IGNORECASE)
 
 
-def positions(tree: cst.Module):
-    """Code ranges of the given nodes (by id) from one codegen pass, no MetadataWrapper copy."""
-    provider = PositionProvider()
-    provider._gen_impl(tree)  # the provider's own codegen; avoids MetadataWrapper's deep copy
-    return provider._computed
+class _Recorder:
+    """`with state.record_syntactic_position(node)` without a generator per node."""
+
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
+
+    def __init__(self, state, node, start_node, end_node):
+        self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
+
+    def __enter__(self):
+        self.start = (self.state.line, self.state.column)
+
+    def __exit__(self, *exc):
+        st = self.state
+        comp = st.computed
+        start = comp[self.start_node][:2] if self.start_node is not None else self.start
+        end = comp[self.end_node][2:] if self.end_node is not None else (st.line, st.column)
+        comp[self.node] = (*start, *end)
+        return False
+
+
+class _PositionState(CodegenState):
+    """libcst's PositionProvider semantics (syntactic ranges, whitespace-inclusive where a node records
+    none) from one codegen pass, storing tuples: the provider's per-node objects and generator-based
+    context managers were most of a repository-wide check's time."""
+
+    def __init__(self, module: cst.Module):
+        super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
+        self.line, self.column = 1, 0
+        self.computed: dict = {}
+        self._stack: list = []
+
+    def add_indent_tokens(self) -> None:
+        for token in self.indent_tokens:
+            self.add_token(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        if "\n" in value or "\r" in value:
+            segments = _NEWLINE.split(value)
+            self.line += len(segments) - 1
+            self.column = len(segments[-1])
+        else:
+            self.column += len(value)
+
+    def before_codegen(self, node) -> None:
+        self._stack.append((self.line, self.column))
+
+    def after_codegen(self, node) -> None:
+        start = self._stack.pop()
+        if node not in self.computed:
+            self.computed[node] = (*start, self.line, self.column)
+
+    def record_syntactic_position(self, node, *, start_node=None, end_node=None):
+        return _Recorder(self, node, start_node, end_node)
+
+
+_NEWLINE = re.compile(r"\r\n?|\n")
+
+
+class Positions:
+    """node -> CodeRange (1-based lines, 0-based columns, as libcst's PositionProvider)."""
+
+    def __init__(self, computed: dict):
+        self._c = computed
+
+    def get(self, node, default=None):
+        t = self._c.get(node)
+        return default if t is None else CodeRange(CodePosition(t[0], t[1]), CodePosition(t[2], t[3]))
+
+    def __getitem__(self, node):
+        r = self.get(node)
+        if r is None:
+            raise KeyError(node)
+        return r
+
+
+def positions(tree: cst.Module) -> Positions:
+    """Code ranges of every node from one codegen pass (no MetadataWrapper copy, no metadata objects)."""
+    state = _PositionState(tree)
+    tree._codegen(state)
+    return Positions(state.computed)
 
 
 def suppressed(line_text: str, code: str) -> bool:
@@ -364,16 +460,21 @@ def suppressed(line_text: str, code: str) -> bool:
     return any(code.startswith(w) for w in wanted)
 
 
-def to_findings(raw, target: str, fixes: Optional[dict] = None) -> list[Finding]:
-    """Turn (module, function, node, code, message) into positioned, de-duplicated, unsuppressed Findings."""
+def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None) -> list[Finding]:
+    """Turn (module, function, node, code, message) into positioned, de-duplicated, unsuppressed Findings;
+    with `only` (absolute paths), just for those files: positions cost a codegen pass per module."""
     by_module: dict[int, tuple[ModuleInfo, list]] = {}
     for mod, func, node, code, end, msg in raw:
         if target not in RULES[code].targets:
             continue
+        if only is not None and os.path.abspath(mod.path) not in only:
+            continue
         by_module.setdefault(id(mod), (mod, []))[1].append((func, node, code, msg, end))
     out: set[Finding] = set()
     for mod, items in by_module.values():
-        computed = positions(mod.tree)
+        if mod.positions is None:
+            mod.positions = positions(mod.tree)
+        computed = mod.positions
         lines = re.split(r"\r\n|\r|\n", mod.text) if items else []
         for func, node, code, msg, end in items:
             rng, erng = computed.get(node), computed.get(end)

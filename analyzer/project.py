@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import os
 import tokenize
+import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -47,12 +50,44 @@ def parse_source(source: str | bytes) -> tuple[cst.Module, str]:
     try:
         return cst.parse_module(text), text
     except cst.ParserSyntaxError as e:
+        # CPython's message names the real problem ("'(' was never closed"); libcst's lists tokens
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse(text)
+        except SyntaxError as se:
+            raise SourceError(f"syntax error at {se.lineno}:{se.offset}: {se.msg}") from None
+        except (ValueError, RecursionError, MemoryError):
+            pass
         msg = str(e.message).strip().splitlines()[0] if e.message else "invalid syntax"
         raise SourceError(f"syntax error at {e.raw_line}:{e.raw_column + 1}: {msg}") from None
     except (UnicodeDecodeError, LookupError, SyntaxError) as e:
         raise SourceError(f"cannot decode source: {e}".splitlines()[0]) from None
     except RecursionError:
         raise SourceError("source is nested too deeply to parse") from None
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def iter_nodes(node: cst.CSTNode):
+    """Every node under node (pre-order). A plain walk over the dataclass fields: about 4x faster than
+    libcst's visitor protocol, which rebuilds each node it passes through."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        names = _FIELDS.get(type(n))
+        if names is None:
+            names = _FIELDS[type(n)] = tuple(f.name for f in dataclasses.fields(n))
+        children = []
+        for name in names:
+            v = getattr(n, name)
+            if isinstance(v, cst.CSTNode):
+                children.append(v)
+            elif isinstance(v, (list, tuple)):
+                children.extend(e for e in v if isinstance(e, cst.CSTNode))
+        stack.extend(reversed(children))
 
 
 @dataclass
@@ -62,6 +97,7 @@ class ClassInfo:
     module: "ModuleInfo"
     bases: list[str]  # qualified names of the bases
     methods: dict[str, cst.FunctionDef] = field(default_factory=dict)
+    tensor_attrs: Optional[set] = None  # computed once per parse, shared by every analysis that reaches it
 
     @property
     def qualname(self) -> str:
@@ -78,6 +114,7 @@ class ModuleInfo:
     imports: dict[str, str]  # local name -> qualified name
     functions: dict[str, cst.FunctionDef]
     classes: dict[str, ClassInfo]
+    positions: object = field(default=None, repr=False, compare=False)  # computed once, when reported on
 
     def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
         """Qualified name of a Name/Attribute chain through this module's imports."""

@@ -45,6 +45,16 @@ def _ignored(path: Path, is_dir: bool, specs) -> bool:
     return False
 
 
+def _symlink_problem(p: Path) -> Optional[str]:
+    try:
+        p.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symlink loop"
+    except OSError as e:
+        return "symlink loop" if e.errno == 40 else "broken symlink"
+    return None
+
+
 def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
     """Yield (path, error) pairs: error is a one-line message for a path that cannot be used."""
     excl = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
@@ -63,6 +73,9 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
         p = Path(raw)
         if not p.exists() and not p.is_symlink():
             yield raw, "no such file or directory"
+            continue
+        if p.is_symlink() and _symlink_problem(p):
+            yield raw, _symlink_problem(p)
             continue
         if p.is_file():
             if not excluded(p, False):
@@ -106,10 +119,12 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
                 if not (name.endswith(".py") or name.endswith(".pyi") and False):
                     continue
                 f = d / name
+                if f.is_symlink():
+                    problem = _symlink_problem(f)
+                    if problem:
+                        yield os.path.normpath(str(f)), problem
+                        continue
                 if _ignored(f.resolve(), False, specs) or excluded(f, False):
-                    continue
-                if f.is_symlink() and not f.exists():
-                    yield os.path.normpath(str(f)), "broken symlink"
                     continue
                 key = os.path.normpath(str(f))
                 if key not in seen:

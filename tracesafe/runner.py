@@ -44,13 +44,13 @@ def _entry_pattern(config: Config) -> re.Pattern:
     return re.compile(rb"def\s+(?:" + names.encode() + rb")\s*\(")
 
 
-def _analyze_batch(batch: list[tuple[str, bytes]], config: Config):
+def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optional[frozenset] = None):
     """Worker: analyze roots sharing one parse cache; return plain data for the parent."""
     project = Project()
     out = []
     for path, data in batch:
         try:
-            res = analyze_root(path, data, config, project)
+            res = analyze_root(path, data, config, project, only)
         except RecursionError:
             out.append((path, [], "source is nested too deeply to analyze", {}))
             continue
@@ -185,15 +185,18 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
 
     ts = time.perf_counter()
     results = []
+    # findings are kept for the files asked about; a cached result must not depend on which those were,
+    # so with a cache every analyzed root reports on every file it reaches
+    only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
     if jobs > 1 and len(todo) >= _PARALLEL_MIN_FILES:
         # contiguous batches keep each worker's on-demand parses of shared helpers useful
         n = max(1, min(len(todo) // (jobs * 4), 64))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for part in pool.map(_analyze_batch, batches, [config] * len(batches)):
+            for part in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
                 results.extend(part)
     elif todo:
-        results = _analyze_batch(todo, config)
+        results = _analyze_batch(todo, config, only)
     phases["analyze"] = time.perf_counter() - ts
 
     ts = time.perf_counter()
