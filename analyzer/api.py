@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import libcst as cst
 import os
@@ -11,7 +12,7 @@ from typing import Optional
 
 from .engine import Analysis, Settings, to_findings
 from .finding import Finding
-from .project import Project, SourceError
+from .project import PHASES, Project, SourceError
 from .rules import select_codes
 
 
@@ -55,10 +56,16 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     except SourceError as e:
         return RootResult([], str(e), {})
     an = Analysis(project, config.settings())
+    t0, p0 = time.perf_counter(), PHASES["parse"]
     an.run(mod)
+    t1 = time.perf_counter()
+    PHASES["reach+infer"] += (t1 - t0) - (PHASES["parse"] - p0)  # helpers parsed on demand count as parse
+    fixes = _fixes(an, mod, config)
+    t2 = time.perf_counter()
+    PHASES["fix planning"] += t2 - t1
     codes = config.codes()
-    found = [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config), only)
-             if f.code in codes]
+    found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only) if f.code in codes]
+    PHASES["rules+positions"] += time.perf_counter() - t2
     deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
     return RootResult(found, None, deps)
 

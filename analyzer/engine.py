@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections import deque
@@ -102,12 +103,11 @@ class Analysis:
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
         out = []
         for ci in mod.classes.values():
-            if not self.project.is_module_class(ci):
-                continue
-            for name in self.settings.entry_points:
-                fn = ci.methods.get(name)
-                if fn is not None:
-                    out.append(FuncRef(mod, ci, fn))
+            # a class without its own entry-point method has nothing to analyze: skip resolving its bases
+            # (which may parse other files)
+            fns = [ci.methods[name] for name in self.settings.entry_points if name in ci.methods]
+            if fns and self.project.is_module_class(ci):
+                out.extend(FuncRef(mod, ci, fn) for fn in fns)
         return out
 
     def run(self, mod: ModuleInfo) -> None:
@@ -442,6 +442,44 @@ class Positions:
         return r
 
 
+def partial_positions(mod: ModuleInfo, heads: set) -> Optional[Positions]:
+    """Positions for the top-level classes/functions named in heads only, or None when that cannot be
+    done safely (then the caller falls back to the whole module). Each statement's first line comes from
+    `ast` (a fraction of a codegen pass); only those statements are generated."""
+    body = mod.tree.body
+    where: dict[str, list[int]] = {}
+    for i, st in enumerate(body):
+        if isinstance(st, (cst.ClassDef, cst.FunctionDef)):
+            where.setdefault(st.name.value, []).append(i)
+    if any(len(where.get(h, ())) != 1 for h in heads):
+        return None
+    wanted = {where[h][0] for h in heads}
+    try:
+        tree = ast.parse(mod.text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    state = _PositionState(mod.tree)
+    k = 0
+    for i, st in enumerate(body):
+        if isinstance(st, cst.SimpleStatementLine):
+            k += len(st.body)
+            continue
+        if k >= len(tree.body):
+            return None
+        if i in wanted:
+            a = tree.body[k]
+            if not isinstance(a, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or a.name != st.name.value:
+                return None
+            if st.decorators:
+                start = a.decorator_list[0].lineno - len(st.decorators[0].leading_lines)
+            else:
+                start = a.lineno
+            state.line, state.column = start - len(st.leading_lines), 0
+            st._codegen(state)
+        k += 1
+    return Positions(state.computed) if k == len(tree.body) else None
+
+
 def positions(tree: cst.Module) -> Positions:
     """Code ranges of every node from one codegen pass (no MetadataWrapper copy, no metadata objects)."""
     state = _PositionState(tree)
@@ -473,7 +511,13 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
     out: set[Finding] = set()
     for mod, items in by_module.values():
         if mod.positions is None:
+            heads = {func.split(".")[0] for func, *_ in items}
+            # a module reported on again (another root reached it) needs the full map
+            mod.positions = partial_positions(mod, heads) or positions(mod.tree)
+            mod.positions_partial = heads
+        elif getattr(mod, "positions_partial", None) and not {f.split(".")[0] for f, *_ in items} <= mod.positions_partial:
             mod.positions = positions(mod.tree)
+            mod.positions_partial = None
         computed = mod.positions
         lines = re.split(r"\r\n|\r|\n", mod.text) if items else []
         for func, node, code, msg, end in items:

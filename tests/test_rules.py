@@ -167,3 +167,26 @@ def test_registry_is_complete():
         for head in ("## What it does", "## Why is this bad?", "## Example", "## Use instead"):
             assert head in doc
         assert r.severity == ("warning" if r.code == "TS108" else "error")
+
+
+TRICKY = (
+    "#!/usr/bin/env python\n# -*- coding: utf-8 -*-\n\"\"\"doc\"\"\"\nimport torch; import torch.nn as nn\n\n\n"
+    "if True:\n    X = 1\n\n# a comment before the decorator\n\n@staticmethod\n# between\n@property\n\n"
+    "def helper(t):\n    return t.item()\n\nclass A(nn.Module):\n\n    # inner\n    def forward(self, x, y=(1,\n"
+    "            2)):\n        if x.sum() > 0: return x\n        return -x\n\n\nasync def later():\n    pass\n"
+    "class B(A):\n    @torch.no_grad()\n    def forward(self, x):\n        s = x.sum() \\\n            + 1\n"
+    "        return x if s else -x\n"
+)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_partial_positions_equal_the_full_pass(newline):
+    from tracesafe.analyzer.engine import partial_positions, positions
+    from tracesafe.analyzer.project import Project
+
+    mod = Project().add_module("t.py", TRICKY.replace("\n", newline))
+    part = partial_positions(mod, {"helper", "A", "B"})
+    assert part is not None
+    full = positions(mod.tree)
+    assert part._c and all(full._c[n] == t for n, t in part._c.items())
+    assert partial_positions(mod, {"missing"}) is None  # unknown heads fall back to the full pass

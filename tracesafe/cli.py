@@ -110,7 +110,9 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
 @click.option("--output-file", "-o", type=click.Path(), default=None, help="Write the report to this file.")
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: check exactly the files given (none: nothing to do).")
-def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file, hook):
+@click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file, hook,
+          profile):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.analyzer.rules import select_codes
@@ -122,7 +124,11 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
     except ValueError as e:
         _fail(str(e))
 
+    import time
+
+    t0 = time.perf_counter()
     groups, errors = _groups(paths, config_file, default_path=not hook)
+    phases = {"discover": time.perf_counter() - t0}
     jobs = jobs or (os.cpu_count() or 1)
     res = RunResult([], [])
     for fc, files in groups:
@@ -131,9 +137,13 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
             config.codes()
         except ValueError as e:
             _fail(str(e))
-        part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root)
+        # TRACESAFE_NO_PREFILTER=1: analyze every file (the benchmark checks the prefilter loses nothing)
+        part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root,
+                           prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1")
         res.findings.extend(part.findings)
         res.errors.extend(part.errors)
+        for k, v in part.phases.items():
+            phases[k] = phases.get(k, 0.0) + v
     res.findings.sort(key=lambda f: f.sort_key())
     errors = sorted(set(errors) | set(res.errors))
     if statistics:
@@ -160,6 +170,11 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
         if n:
             click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
                        f"file(s).", err=True)
+    if profile:
+        import json as _json
+
+        phases["total (wall)"] = time.perf_counter() - t0
+        click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
     if errors:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FOUND if res.findings and not exit_zero else EXIT_OK)

@@ -19,7 +19,7 @@ import pathspec
 from tracesafe import __version__
 from tracesafe.analyzer import Config, Finding, analyze_root
 from tracesafe.analyzer.api import content_hash
-from tracesafe.analyzer.project import Project, SourceError, decode
+from tracesafe.analyzer.project import PHASES, Project, SourceError, decode
 
 _PARALLEL_MIN_FILES = 16  # below this a pool costs more than it saves (pre-commit runs one per core)
 
@@ -47,6 +47,7 @@ def _entry_pattern(config: Config) -> re.Pattern:
 def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optional[frozenset] = None):
     """Worker: analyze roots sharing one parse cache; return plain data for the parent."""
     project = Project()
+    before = dict(PHASES)
     out = []
     for path, data in batch:
         try:
@@ -55,7 +56,7 @@ def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optiona
             out.append((path, [], "source is nested too deeply to analyze", {}))
             continue
         out.append((path, [f.to_json() for f in res.findings], res.error, res.deps))
-    return out
+    return out, {k: PHASES[k] - before[k] for k in PHASES}
 
 
 def _syntax_only(path: str, data: bytes) -> Optional[str]:
@@ -193,10 +194,13 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         n = max(1, min(len(todo) // (jobs * 4), 64))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for part in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
+            for part, times in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
                 results.extend(part)
+                for k, v in times.items():  # summed over workers: CPU seconds, not wall time
+                    phases[k] = phases.get(k, 0.0) + v
     elif todo:
-        results = _analyze_batch(todo, config, only)
+        results, times = _analyze_batch(todo, config, only)
+        phases.update(times)
     phases["analyze"] = time.perf_counter() - ts
 
     ts = time.perf_counter()

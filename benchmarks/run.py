@@ -1,0 +1,176 @@
+"""The speed harness (issue: a repository-wide check at the cost of a parse, and instant re-runs).
+
+    python benchmarks/run.py [--skip-torchfix] [--corpus DIR]
+
+Downloads the transformers 5.24.0 wheel with `pip download`, unpacks its source, and measures in one run:
+`tracesafe check --no-cache` with 1 and 2 jobs, a warm re-run with the cache, the same without the
+prefilter, libcst's bare `parse_module` of every file (the floor of any libcst pass), TorchFix 0.7.0 (in
+its own venv) and tracesafe on a 12-architecture subset, and a one-file check. It prints ratios, the
+per-phase profile, and whether the findings were identical across all variants. Timings are wall-clock
+seconds from one run; nothing here is asserted by the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import venv
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"  # downloads, unpacked corpus, TorchFix venv (git-ignored)
+WHEEL = "transformers==5.24.0"
+TORCHFIX = "torchfix==0.7.0"
+SUBSET = ["bert", "gpt2", "llama", "t5", "vit", "whisper", "clip", "bart", "roberta", "mistral", "resnet",
+          "wav2vec2"]
+
+
+def corpus(dest: Path) -> Path:
+    src = dest / "src"
+    if (src / "transformers").is_dir():
+        return src / "transformers"
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-d", str(dest), "-q"], check=True)
+    wheel = next(dest.glob("transformers-5.24.0-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(src)
+    return src / "transformers"
+
+
+def timed(cmd: list[str], cwd: Path, env=None) -> tuple[float, subprocess.CompletedProcess]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    return time.perf_counter() - t, p
+
+
+def tracesafe(args: list[str], cwd: Path, env=None):
+    cmd = [sys.executable, "-m", "tracesafe", "check", "--format", "json", "--exit-zero", "--profile", *args]
+    secs, p = timed(cmd, cwd, env)
+    if p.returncode not in (0, 2):
+        raise SystemExit(f"tracesafe failed ({p.returncode}): {p.stderr[-2000:]}")
+    profile = {}
+    for line in p.stderr.splitlines():
+        if line.startswith("profile "):
+            profile = json.loads(line[len("profile "):])
+    findings = json.loads(p.stdout)
+    digest = hashlib.sha256(json.dumps(findings, sort_keys=True).encode()).hexdigest()[:16]
+    errors = sum(1 for line in p.stderr.splitlines() if ": error: " in line)
+    return secs, len(findings), digest, profile, errors
+
+
+PARSE_FLOOR = """
+import sys, time, libcst
+from pathlib import Path
+files = sorted(Path(sys.argv[1]).rglob("*.py"))
+t = time.perf_counter()
+n = 0
+for f in files:
+    try:
+        libcst.parse_module(f.read_bytes())
+        n += 1
+    except Exception:
+        pass
+print(time.perf_counter() - t, len(files), n)
+"""
+
+
+def parse_floor(tree: Path) -> tuple[float, int]:
+    p = subprocess.run([sys.executable, "-c", PARSE_FLOOR, str(tree)], capture_output=True, text=True, check=True)
+    secs, nfiles, _ok = p.stdout.split()
+    return float(secs), int(nfiles)
+
+
+def torchfix_env() -> Path:
+    env_dir = WORK / "venv-torchfix"
+    py = env_dir / "bin" / "python"
+    if not py.exists():
+        venv.create(env_dir, with_pip=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", TORCHFIX], check=True)
+    return env_dir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-torchfix", action="store_true")
+    ap.add_argument("--corpus", type=Path, default=None, help="an unpacked transformers/ tree to reuse")
+    args = ap.parse_args()
+    tree = args.corpus.resolve() if args.corpus else corpus(WORK / "corpus")
+    base = tree.parent  # run from here so paths read transformers/...
+    rows: dict[str, float] = {}
+    digests: dict[str, str] = {}
+    print(f"corpus: {tree} ({sum(1 for _ in tree.rglob('*.py'))} files, "
+          f"{sum(f.stat().st_size for f in tree.rglob('*.py')) / 1e6:.1f} MB)", flush=True)
+
+    floor, nfiles = parse_floor(tree)
+    rows["libcst parse_module, every file"] = floor
+    print(f"libcst parse floor: {floor:.1f} s for {nfiles} files", flush=True)
+
+    shutil.rmtree(base / ".tracesafe_cache", ignore_errors=True)
+    secs, n, digests["jobs 1"], profile1, errs = tracesafe(["--no-cache", "--jobs", "1", "transformers"], base)
+    rows["tracesafe cold, 1 job"] = secs
+    print(f"cold, 1 job: {secs:.1f} s, {n} findings, {errs} file errors", flush=True)
+    secs, n, digests["jobs 2"], profile2, _ = tracesafe(["--no-cache", "--jobs", "2", "transformers"], base)
+    rows["tracesafe cold, 2 jobs"] = secs
+    print(f"cold, 2 jobs: {secs:.1f} s, {n} findings", flush=True)
+    secs, n, digests["cache fill"], _, _ = tracesafe(["--jobs", "2", "transformers"], base)
+    rows["tracesafe cache fill, 2 jobs"] = secs
+    secs, n, digests["warm"], _, _ = tracesafe(["--jobs", "2", "transformers"], base)
+    rows["tracesafe warm cache"] = secs
+    print(f"warm: {secs:.2f} s, {n} findings", flush=True)
+    env = {**os.environ, "TRACESAFE_NO_PREFILTER": "1"}
+    secs, n, digests["no prefilter"], _, _ = tracesafe(["--no-cache", "--jobs", "2", "transformers"], base, env)
+    rows["tracesafe cold, 2 jobs, prefilter off"] = secs
+    print(f"prefilter off, 2 jobs: {secs:.1f} s, {n} findings", flush=True)
+
+    subset = [f"transformers/models/{m}" for m in SUBSET]
+    secs, n, _, _, _ = tracesafe(["--no-cache", "--jobs", "1", *subset], base)
+    rows["tracesafe subset, 1 job"] = secs
+    if not args.skip_torchfix:
+        env_dir = torchfix_env()
+        tf_secs, p = timed([str(env_dir / "bin" / "torchfix"), *subset], base)
+        rows["TorchFix 0.7.0 subset"] = tf_secs
+        print(f"subset: tracesafe {secs:.1f} s, TorchFix {tf_secs:.1f} s (exit {p.returncode}, "
+              f"{len(p.stdout.splitlines())} lines)", flush=True)
+
+    seed = ROOT / "fixtures" / "seed_formatting.py"
+    one, p = timed([sys.executable, "-X", "importtime", "-m", "tracesafe", "check", "--no-cache", str(seed)], ROOT)
+    torch_imported = any(line.rstrip().endswith((" torch", "| torch")) for line in p.stderr.splitlines())
+    one, _ = timed([sys.executable, "-m", "tracesafe", "check", "--no-cache", str(seed)], ROOT)
+    rows["one-file check (pre-commit)"] = one
+
+    print("\n== results (wall seconds, one run) ==")
+    for k, v in rows.items():
+        print(f"  {k:<40} {v:8.2f}")
+    print("\n== ratios ==")
+    ratio = lambda a, b: rows[a] / rows[b]  # noqa: E731
+    print(f"  cold 1 job / libcst parse floor:  {ratio('tracesafe cold, 1 job', 'libcst parse_module, every file'):.2f}x"
+          "  (target <= 1.0, stretch 0.5)")
+    print(f"  1 job / 2 jobs (speed-up):         {ratio('tracesafe cold, 1 job', 'tracesafe cold, 2 jobs'):.2f}x"
+          "  (target >= 1.6)")
+    print(f"  warm / cold 2 jobs:                {100 * ratio('tracesafe warm cache', 'tracesafe cold, 2 jobs'):.1f}%"
+          "  (target <= 5%)")
+    if "TorchFix 0.7.0 subset" in rows:
+        print(f"  TorchFix / tracesafe on subset:    "
+              f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)")
+    print(f"  one-file check:                    {one:.2f} s, torch imported: {torch_imported}"
+          "  (target < 0.5 s, no torch)")
+    print(f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
+          f"{len(set(digests.values())) == 1} {digests}")
+    print("\n== per-phase profile, cold 1 job (seconds; parse includes helpers parsed on demand) ==")
+    for k, v in profile1.items():
+        print(f"  {k:<20} {v:8.2f}")
+    print("\n== per-phase profile, cold 2 jobs (analysis phases are CPU seconds summed over workers) ==")
+    for k, v in profile2.items():
+        print(f"  {k:<20} {v:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
