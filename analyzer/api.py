@@ -52,7 +52,7 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     project = project or Project()
     project.touched = set()
     try:
-        mod = project.add_module(path, data)
+        mod = project.root_module(path, data)
     except SourceError as e:
         return RootResult([], str(e), {})
     an = Analysis(project, config.settings())

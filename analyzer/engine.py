@@ -442,42 +442,61 @@ class Positions:
         return r
 
 
-def partial_positions(mod: ModuleInfo, heads: set) -> Optional[Positions]:
-    """Positions for the top-level classes/functions named in heads only, or None when that cannot be
-    done safely (then the caller falls back to the whole module). Each statement's first line comes from
-    `ast` (a fraction of a codegen pass); only those statements are generated."""
-    body = mod.tree.body
-    where: dict[str, list[int]] = {}
-    for i, st in enumerate(body):
+def _align(cst_body, ast_body):
+    """Pairs (libcst statement, ast statement) for class/function definitions of one block, or None when
+    the two parses do not line up (then the caller falls back to the full pass)."""
+    out = []
+    k = 0
+    for st in cst_body:
+        if isinstance(st, cst.SimpleStatementLine):
+            k += len(st.body)
+            continue
+        if k >= len(ast_body):
+            return None
         if isinstance(st, (cst.ClassDef, cst.FunctionDef)):
-            where.setdefault(st.name.value, []).append(i)
-    if any(len(where.get(h, ())) != 1 for h in heads):
-        return None
-    wanted = {where[h][0] for h in heads}
+            a = ast_body[k]
+            if not isinstance(a, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or a.name != st.name.value:
+                return None
+            out.append((st, a))
+        k += 1
+    return out if k == len(ast_body) else None
+
+
+def partial_positions(mod: ModuleInfo, funcs: set) -> Optional[Positions]:
+    """Positions inside the reported functions only ("f", or "C.m" for a method of a top-level class), or
+    None when that cannot be done safely (then the caller uses the whole module). A definition's first
+    line comes from `ast` (a fraction of a codegen pass); only those definitions are generated."""
     try:
         tree = ast.parse(mod.text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+    top = _align(mod.tree.body, tree.body)
+    if top is None:
+        return None
+    names = [st.name.value for st, _ in top]
     state = _PositionState(mod.tree)
-    k = 0
-    for i, st in enumerate(body):
-        if isinstance(st, cst.SimpleStatementLine):
-            k += len(st.body)
-            continue
-        if k >= len(tree.body):
+    for func in funcs:
+        parts = func.split(".")
+        if len(parts) > 2 or names.count(parts[0]) != 1:
             return None
-        if i in wanted:
-            a = tree.body[k]
-            if not isinstance(a, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or a.name != st.name.value:
+        st, a = top[names.index(parts[0])]
+        indent: list[str] = []
+        if len(parts) == 2:
+            if not isinstance(st, cst.ClassDef) or not isinstance(st.body, cst.IndentedBlock):
                 return None
-            if st.decorators:
-                start = a.decorator_list[0].lineno - len(st.decorators[0].leading_lines)
-            else:
-                start = a.lineno
-            state.line, state.column = start - len(st.leading_lines), 0
-            st._codegen(state)
-        k += 1
-    return Positions(state.computed) if k == len(tree.body) else None
+            inner = _align(st.body.body, a.body)
+            if inner is None:
+                return None
+            hits = [(s2, a2) for s2, a2 in inner if s2.name.value == parts[1]]
+            if len(hits) != 1:
+                return None
+            indent = [st.body.indent if st.body.indent is not None else mod.tree.default_indent]
+            st, a = hits[0]
+        start = a.decorator_list[0].lineno - len(st.decorators[0].leading_lines) if st.decorators else a.lineno
+        state.line, state.column = start - len(st.leading_lines), 0
+        state.indent_tokens = list(indent)
+        st._codegen(state)
+    return Positions(state.computed)
 
 
 def positions(tree: cst.Module) -> Positions:
@@ -510,16 +529,20 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
         by_module.setdefault(id(mod), (mod, []))[1].append((func, node, code, msg, end))
     out: set[Finding] = set()
     for mod, items in by_module.values():
+        funcs = {func for func, *_ in items}
         if mod.positions is None:
-            heads = {func.split(".")[0] for func, *_ in items}
-            # a module reported on again (another root reached it) needs the full map
-            mod.positions = partial_positions(mod, heads) or positions(mod.tree)
-            mod.positions_partial = heads
-        elif getattr(mod, "positions_partial", None) and not {f.split(".")[0] for f, *_ in items} <= mod.positions_partial:
+            mod.positions = partial_positions(mod, funcs)
+            mod.positions_partial = funcs if mod.positions is not None else None
+            if mod.positions is None:
+                mod.positions = positions(mod.tree)
+        elif mod.positions_partial is not None and not funcs <= mod.positions_partial:
+            # another root reached other functions of this module: the full map from now on
             mod.positions = positions(mod.tree)
             mod.positions_partial = None
         computed = mod.positions
-        lines = re.split(r"\r\n|\r|\n", mod.text) if items else []
+        if mod.lines is None:
+            mod.lines = re.split(r"\r\n|\r|\n", mod.text)
+        lines = mod.lines
         for func, node, code, msg, end in items:
             rng, erng = computed.get(node), computed.get(end)
             if rng is None or erng is None:

@@ -173,3 +173,14 @@ def test_pre_commit_try_repo(tmp_path):
     p = hook("tracesafe-fix", "gate.py")
     assert p.returncode == 1 and "files were modified by this hook" in p.stdout, p.stdout + p.stderr
     assert "torch.where(x.sum() > 0, x * 2, -x)" in (repo / "gate.py").read_text(encoding="utf-8")
+
+
+def test_files_without_a_config_form_one_group(run_in):
+    """One analysis run (one parse cache) for a whole tree without pyproject.toml, not one per directory."""
+    from tracesafe.cli import _groups
+
+    for d in ("a", "b", "c/d"):
+        (run_in / d).mkdir(parents=True)
+        (run_in / d / "m.py").write_text(BAD_IF, encoding="utf-8")
+    groups, errors = _groups((".",), None)
+    assert not errors and len(groups) == 1 and len(groups[0][1]) == 3

@@ -194,7 +194,7 @@ def fix(paths, form, diff, unsafe_fixes, config_file, hook):
     from tracesafe.config import effective
     from tracesafe.fixer import call_sites, fix_file
     from tracesafe.rewriters.engine import FORM_TARGET
-    from tracesafe.runner import check_paths
+    from tracesafe.runner import _entry_pattern, check_paths
 
     groups, errors = _groups(paths, config_file, default_path=not hook)
     changed, signatures, remaining, all_files = [], [], 0, []
@@ -205,8 +205,9 @@ def fix(paths, form, diff, unsafe_fixes, config_file, hook):
             config.target = FORM_TARGET[file_form]  # what is left is judged by the exporter the form serves
         all_files.extend(files)
         done = []
+        entry = None if os.environ.get("TRACESAFE_NO_PREFILTER") == "1" else _entry_pattern(config)
         for path in files:
-            o = fix_file(path, file_form, unsafe_fixes, write=not diff)
+            o = fix_file(path, file_form, unsafe_fixes, write=not diff, entry=entry)
             if o.error:
                 errors.append((path, o.error))
                 continue

@@ -121,6 +121,9 @@ class Resolver:
         self.override = load(Path(override)) if override else None
         self._by_dir: dict[Path, FileConfig] = {}
         self._by_file: dict[Path, FileConfig] = {}
+        # one object for "no configuration": files are grouped by config identity, and each group is one
+        # analysis run with its own parse cache
+        self._none = FileConfig()
 
     def for_path(self, path: Path) -> FileConfig:
         """Raises ConfigError for a broken configuration file."""
@@ -130,7 +133,7 @@ class Resolver:
         if d not in self._by_dir:
             found = find_pyproject(d)
             if found is None:
-                self._by_dir[d] = FileConfig()
+                self._by_dir[d] = self._none
             else:
                 if found not in self._by_file:
                     self._by_file[found] = load(found)

@@ -56,13 +56,21 @@ def atomic_write(path: Path, data: bytes, expected_old: bytes) -> None:
         raise
 
 
-def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool) -> FileOutcome:
+def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None) -> FileOutcome:
+    """Fix one file. With `entry` (a bytes regex for entry-point definitions), a file that defines none
+    cannot have a fix: it only gets a syntax check."""
     out = FileOutcome(path)
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as e:
         out.error = f"cannot read: {e.strerror or e}"
+        return out
+    if entry is not None and not entry.search(data):
+        from tracesafe.runner import _syntax_only
+
+        out.error = _syntax_only(path, data)
+        out.result = FixResult(data.decode("utf-8", "replace"))
         return out
     try:
         text = decode(data)

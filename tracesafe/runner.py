@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import os
 import re
@@ -50,6 +51,9 @@ def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optiona
     before = dict(PHASES)
     out = []
     for path, data in batch:
+        # the parsed trees stay alive for the whole batch (shared helpers): without this, every cyclic
+        # GC pass rescans millions of libcst nodes and a repository-wide run grows quadratically
+        gc.freeze()
         try:
             res = analyze_root(path, data, config, project, only)
         except RecursionError:
