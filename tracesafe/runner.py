@@ -45,9 +45,19 @@ def _entry_pattern(config: Config) -> re.Pattern:
     return re.compile(rb"def\s+(?:" + names.encode() + rb")\s*\(")
 
 
+_WORKER_PROJECT: Optional[Project] = None
+
+
+def _worker_init() -> None:
+    # one parse cache per worker process for the whole run: shared helpers (modeling_utils.py...) are
+    # parsed once per worker, not once per batch
+    global _WORKER_PROJECT
+    _WORKER_PROJECT = Project()
+
+
 def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optional[frozenset] = None):
-    """Worker: analyze roots sharing one parse cache; return plain data for the parent."""
-    project = Project()
+    """Analyze roots sharing one parse cache (the worker's, in a pool); return plain data for the parent."""
+    project = _WORKER_PROJECT if _WORKER_PROJECT is not None else Project()
     before = dict(PHASES)
     out = []
     for path, data in batch:
@@ -194,10 +204,10 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     # so with a cache every analyzed root reports on every file it reaches
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
     if jobs > 1 and len(todo) >= _PARALLEL_MIN_FILES:
-        # contiguous batches keep each worker's on-demand parses of shared helpers useful
-        n = max(1, min(len(todo) // (jobs * 4), 64))
+        # small contiguous batches balance the load; each worker keeps its parse cache across batches
+        n = max(1, min(len(todo) // (jobs * 8), 32))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
             for part, times in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
                 results.extend(part)
                 for k, v in times.items():  # summed over workers: CPU seconds, not wall time
@@ -219,7 +229,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
 
     pfi = [(pathspec.GitIgnoreSpec.from_lines([pat]), set(codes)) for pat, codes in config.per_file_ignores.items()]
     wanted = {norm(p) for p in (report_only if report_only is not None else files)}
-    out: set[Finding] = set()
+    out: dict[Finding, Finding] = {}
     for d in raw:
         f = Finding.from_json(d)
         p = norm(f.path)
@@ -230,8 +240,13 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
             if any(spec.match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
                                                 for c in codes) for spec, codes in pfi):
                 continue
-        out.add(Finding(p, f.line, f.column, f.end_line, f.end_column, f.code, f.message, f.function, f.fix))
-    findings = sorted(out, key=Finding.sort_key)
+        g = Finding(p, f.line, f.column, f.end_line, f.end_column, f.code, f.message, f.function, f.fix)
+        # the same finding may come from several roots; only the file's own analysis plans its fix, so
+        # keep that one whatever order the roots ran in
+        old = out.get(g)
+        if old is None or (old.fix is None and g.fix is not None):
+            out[g] = g
+    findings = sorted(out.values(), key=Finding.sort_key)
     errors = sorted({(norm(p), m) for p, m in errors})
     phases["report"] = time.perf_counter() - ts
     phases["total"] = time.perf_counter() - t0
