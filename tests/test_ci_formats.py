@@ -19,7 +19,14 @@ from tracesafe.docsgen import rules_markdown
 
 from conftest import FIXTURES, ROOT, SHARED
 
-SCHEMA = json.loads((SHARED / "schemas" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+_SCHEMA_FILE = SHARED / "schemas" / "sarif-schema-2.1.0.json"
+SCHEMA = json.loads(_SCHEMA_FILE.read_text(encoding="utf-8")) if _SCHEMA_FILE.exists() else None
+
+
+def _validate(doc):
+    if SCHEMA is None:
+        pytest.skip(f"the SARIF schema is not at {_SCHEMA_FILE} (shared/ lives beside the project)")
+    jsonschema.validate(doc, SCHEMA)
 
 
 def run(*args):
@@ -30,7 +37,7 @@ def sarif_of(*paths):
     r = run("check", "--no-cache", "--format", "sarif", *map(str, paths))
     assert r.exit_code in (0, 1), r.output
     doc = json.loads(r.stdout)
-    jsonschema.validate(doc, SCHEMA)
+    _validate(doc)
     return doc
 
 
@@ -86,7 +93,7 @@ def test_statistics_and_output_file(run_in):
     assert r.exit_code == 1 and "TS201  optional-return" in r.stdout and "[1 fixable]" in r.stdout
     r = run("check", "--no-cache", "--format", "sarif", "--output-file", "out.sarif", "m.py")
     assert r.exit_code == 1 and r.stdout == ""
-    jsonschema.validate(json.loads((run_in / "out.sarif").read_text(encoding="utf-8")), SCHEMA)
+    _validate(json.loads((run_in / "out.sarif").read_text(encoding="utf-8")))
 
 
 def test_rules_doc_is_generated_from_the_registry():

@@ -495,6 +495,13 @@ def export(path: str, class_name: str, inputs: list[InputSpec], *, init: Optiona
            exporter: str = "script", opset: Optional[int] = None, output: Optional[str] = None) -> ExportReport:
     """Export `class_name` from the file at `path`, validate it and check parity on branch-driving inputs.
     Raises UsageError for bad input (missing file, unknown class, bad constructor arguments or opset)."""
+    if output is not None:
+        return _export(path, class_name, inputs, init, exporter, opset, output, output)
+    with tempfile.TemporaryDirectory(prefix="tracesafe-") as tmp:
+        return _export(path, class_name, inputs, init, exporter, opset, None, os.path.join(tmp, "model.onnx"))
+
+
+def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -> ExportReport:
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r} (one of {', '.join(EXPORTERS)})")
     if not inputs:
@@ -535,7 +542,6 @@ def export(path: str, class_name: str, inputs: list[InputSpec], *, init: Optiona
                          f"{'' if len(required) == len(params) else f'-{len(params)}'} tensor input(s) "
                          f"({', '.join(p.name for p in params)}), got {len(inputs)} --input")
     names = [p.name for p in params][:len(inputs)]
-    out_path = output or os.path.join(tempfile.mkdtemp(prefix="tracesafe-"), "model.onnx")
     report.output = output
     sink = io.StringIO()
     caught: list[tuple[type, str, Optional[int]]] = []  # (category, message, line in the user's file)
