@@ -16,7 +16,7 @@ from libcst._nodes.internal import CodegenState
 from .finding import Finding
 from .infer import Walker, all_params, annotation_kind, is_literal
 from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
-from .project import ClassInfo, ModuleInfo, Project, dotted, iter_nodes
+from .project import ClassInfo, ModuleInfo, Project, dotted
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final

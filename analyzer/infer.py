@@ -332,7 +332,7 @@ class Walker:
                 outs.append(self.if_stmt(s.orelse, dict(env)))
             else:
                 outs.append(self.block(s.orelse.body.body, dict(env)))
-        if g is None and (id(s), "TS101") in self.found or (id(s), "TS108") in self.found:
+        if (id(s), "TS101") in self.found or (id(s), "TS108") in self.found:
             self.envs[id(s)] = (before, outs)
         live = [o for o in outs if o is not None]
         return join_env(*live) if live else None

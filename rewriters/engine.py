@@ -9,7 +9,6 @@ import libcst as cst
 
 from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, positions
-from tracesafe.analyzer.infer import all_params
 from tracesafe.analyzer.project import SourceError
 
 from . import cond, flag, optional, where
@@ -32,36 +31,6 @@ class FixResult:
         return sorted({p.changed_signature for p in self.applied if p.changed_signature})
 
 
-def _defined_before(fn: cst.FunctionDef) -> dict[int, set[str]]:
-    """For each `if` in fn: names bound (parameters, assignments) textually before it."""
-    names = {p.name.value for p in all_params(fn.params)}
-    out: dict[int, set[str]] = {}
-
-    class V(cst.CSTVisitor):
-        def visit_If(self, node):
-            out[id(node)] = set(names)
-
-        def visit_AssignTarget(self, node):
-            for n in _target_names(node.target):
-                names.add(n)
-
-        def visit_For(self, node):
-            names.update(_target_names(node.target))
-
-    if isinstance(fn.body, cst.IndentedBlock):
-        for s in fn.body.body:
-            s.visit(V())
-    return out
-
-
-def _target_names(t) -> list[str]:
-    if isinstance(t, cst.Name):
-        return [t.value]
-    if isinstance(t, (cst.Tuple, cst.List)):
-        return [n for e in t.elements for n in _target_names(e.value)]
-    return []
-
-
 def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
     plans: list[Plan] = []
@@ -78,7 +47,6 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
             plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
         found = list(st.found.values())
         if form == "where":
-            defined = None
             for node, code, _msg, _end in found:
                 if code == "TS103" and isinstance(node, cst.IfExp):
                     plans.append(where.plan_ternary(node, qualify))
@@ -88,9 +56,8 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
                     if code == "TS108":
                         plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
                         continue
-                    if defined is None:
-                        defined = _defined_before(fn)
-                    known = defined.get(id(node), set())
+                    # names bound on the paths reaching the `if`, from the flow-sensitive analysis
+                    known = set(st.envs[id(node)][0]) if id(node) in st.envs else set()
                     plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=known, qualify=qualify)))
         elif form == "cond":
             names = cond.Names(fn)

@@ -378,11 +378,9 @@ def _record_sides(file: str, branches: list[Branch], arms: dict, taken: dict):
         if event == "line":
             prev = last.get(id(frame))
             if prev in wanted and prev in arms:
-                kind, body, orelse = arms[prev]
+                _kind, body, _orelse = arms[prev]
                 ln = frame.f_lineno
-                if kind == "if" and prev != ln:
-                    taken.setdefault(prev, set()).add("true" if body[0] <= ln <= body[1] else "false")
-                elif kind == "while" and prev != ln:
+                if prev != ln:  # the line after the test: inside the body or not
                     taken.setdefault(prev, set()).add("true" if body[0] <= ln <= body[1] else "false")
             last[id(frame)] = frame.f_lineno
         elif event == "return":
@@ -525,9 +523,8 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
     rel = os.path.relpath(file) if not os.path.relpath(file).startswith("..") else file
     report = ExportReport(f"{rel}:{class_name}", exporter, opset, output)
     source = Path(file).read_text(encoding="utf-8", errors="replace")
-    static_target = exporter if exporter != "trace" else "trace"
     try:
-        static = check_source(source, rel, Config(target=static_target))
+        static = check_source(source, rel, Config(target=exporter))
     except Exception:  # noqa: BLE001
         static = []
 

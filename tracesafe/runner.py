@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import gc
 import json
 import os
 import re
 import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,7 @@ import pathspec
 from tracesafe import __version__
 from tracesafe.analyzer import Config, Finding, analyze_root
 from tracesafe.analyzer.api import content_hash
-from tracesafe.analyzer.project import PHASES, Project, SourceError, decode
+from tracesafe.analyzer.project import PHASES, Project, SourceError, cpython_syntax_error, decode
 
 _PARALLEL_MIN_FILES = 16  # below this a pool costs more than it saves (pre-commit runs one per core)
 
@@ -82,14 +80,9 @@ def _syntax_only(path: str, data: bytes) -> Optional[str]:
     if "\x00" in text:
         return "source contains a NUL byte"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ast.parse(text)
-    except SyntaxError as e:
-        return f"syntax error at {e.lineno}:{e.offset}: {e.msg}"
+        return cpython_syntax_error(text)
     except (ValueError, RecursionError, MemoryError) as e:
         return f"cannot parse: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    return None
 
 
 def _tool_digest() -> str:
