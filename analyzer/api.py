@@ -57,7 +57,10 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
         return RootResult([], str(e), {})
     an = Analysis(project, config.settings())
     t0, p0 = time.perf_counter(), PHASES["parse"]
-    an.run(mod)
+    try:
+        an.run(mod)
+    except SourceError as e:
+        return RootResult([], str(e), {})
     t1 = time.perf_counter()
     PHASES["reach+infer"] += (t1 - t0) - (PHASES["parse"] - p0)  # helpers parsed on demand count as parse
     fixes = _fixes(an, mod, config)
@@ -70,9 +73,10 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     return RootResult(found, None, deps)
 
 
-def analyze_source(source: str | bytes, path: str, config: Config):
-    """(Analysis, ModuleInfo) for one source string on its own. Raises SourceError when it does not parse."""
-    project = Project()
+def analyze_source(source: str | bytes, path: str, config: Config, whole: bool = False):
+    """(Analysis, ModuleInfo) for one source string on its own; `whole` parses the whole module with libcst
+    (for rewriting it). Raises SourceError when it does not parse."""
+    project = Project(whole=whole)
     mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module")
     an = Analysis(project, config.settings())
     an.run(mod)
@@ -94,7 +98,7 @@ def _fixes(an, mod, config: Config) -> dict:
 
     out = {}
     try:
-        plans = resolve_plans(mod.tree, plan_analysis(an, mod, config.form))
+        plans = resolve_plans(an, mod, plan_analysis(an, mod, config.form))
     except (cst.CSTValidationError, ValueError, TypeError, AttributeError):
         return out  # a planning bug must not cost the user their findings
     for plan in plans:

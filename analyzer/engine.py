@@ -16,7 +16,7 @@ from libcst._nodes.internal import CodegenState
 from .finding import Finding
 from .infer import Walker, all_params, annotation_kind, is_literal
 from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
-from .project import ClassInfo, ModuleInfo, Project, dotted
+from .project import ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
@@ -26,7 +26,11 @@ _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as f
 class FuncRef:
     module: ModuleInfo
     cls: Optional[ClassInfo]
-    node: cst.FunctionDef
+    defn: Def
+
+    @property
+    def node(self) -> cst.FunctionDef:
+        return self.defn.node
 
     @property
     def key(self) -> tuple[str, str]:
@@ -34,7 +38,7 @@ class FuncRef:
 
     @property
     def qualname(self) -> str:
-        return f"{self.cls.name}.{self.node.name.value}" if self.cls else self.node.name.value
+        return self.defn.qualname
 
     def __hash__(self):
         return hash(self.key)
@@ -94,6 +98,7 @@ class Analysis:
 
     def __init__(self, project: Project, settings: Settings):
         self.project = project
+        self.root: Optional[ModuleInfo] = None
         self.settings = settings
         self.states: dict[tuple[str, str], FuncState] = {}
         self.queue: deque = deque()
@@ -111,6 +116,8 @@ class Analysis:
         return out
 
     def run(self, mod: ModuleInfo) -> None:
+        """Raises SourceError when libcst cannot parse one of the root's reached functions."""
+        self.root = mod
         for ref in self.entry_points(mod):
             st = self.states.get(ref.key)
             if st is None:
@@ -142,7 +149,19 @@ class Analysis:
         return head != "torch" and self.project.lookup(qualname) is not None
 
     def resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
-        """The reached function a call goes to: a FuncRef, "class" for a constructor, or None."""
+        """The reached function a call goes to: a FuncRef (parsed), "class" for a constructor, or None."""
+        out = self._resolve_call(ref, func)
+        if isinstance(out, FuncRef):
+            try:
+                out.node
+            except SourceError:
+                # like an unparsable helper module: unresolved, except in the file being checked
+                if out.module is self.root:
+                    raise
+                return None
+        return out
+
+    def _resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
         mod = ref.module
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
                 and ref.cls is not None:
@@ -235,7 +254,7 @@ class Analysis:
     def raw_findings(self) -> Iterable[tuple[ModuleInfo, str, cst.CSTNode, str, str]]:
         for st in self.states.values():
             for node, code, msg, end in st.found.values():
-                yield st.ref.module, st.ref.qualname, node, code, end, msg
+                yield st.ref.module, st.ref.defn, node, code, end, msg
             if st.entry:
                 yield from self._return_findings(st)
 
@@ -254,10 +273,10 @@ class Analysis:
             for r, k in may_none:
                 what = "returns `None`" if r.value is None or dotted(r.value) == "None" else \
                     "may return `None`"
-                yield mod, st.ref.qualname, r, "TS201", r, \
+                yield mod, st.ref.defn, r, "TS201", r, \
                     f"`{fn.name.value}` {what} here and a value elsewhere: ONNX outputs are fixed"
             if falls_off:
-                yield mod, st.ref.qualname, fn.name, "TS201", fn.name, \
+                yield mod, st.ref.defn, fn.name, "TS201", fn.name, \
                     f"`{fn.name.value}` can fall off its end (returning `None`) and returns a value elsewhere"
         shapes = []
         for r, k in values:
@@ -268,7 +287,7 @@ class Analysis:
             first = shapes[0][1]
             for r, s in shapes:
                 if s != first:
-                    yield mod, st.ref.qualname, r, "TS202", r, \
+                    yield mod, st.ref.defn, r, "TS202", r, \
                         f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
 
 
@@ -304,54 +323,50 @@ _PARAM_CALLS = {"Parameter", "register_buffer", "register_parameter"}
 
 
 def _tensor_attrs(ci: ClassInfo) -> set[str]:
-    """Names of `self` attributes that hold parameters, buffers or tensors."""
+    """Names of `self` attributes that hold parameters, buffers or tensors (from the class's `ast`: no
+    libcst parse of `__init__`)."""
     if ci.tensor_attrs is not None:
         return ci.tensor_attrs
     out: set[str] = set()
     mod = ci.module
 
-    def small(sm) -> None:
-        if isinstance(sm, cst.Assign):
-            for t in sm.targets:
-                d = dotted(t.target)
-                if d and d.startswith("self.") and d.count(".") == 1 and _tensorish(sm.value, mod):
-                    out.add(d[5:])
-        elif isinstance(sm, cst.AnnAssign):
-            d = dotted(sm.target)
-            if d and d.startswith("self.") and sm.value is not None and _tensorish(sm.value, mod):
-                out.add(d[5:])
-        elif isinstance(sm, cst.Expr) and isinstance(sm.value, cst.Call):
-            name = dotted(sm.value.func) or ""
-            if name.endswith(("register_buffer", "register_parameter")) and sm.value.args:
-                a0 = sm.value.args[0].value
-                if isinstance(a0, cst.SimpleString):
-                    out.add(a0.evaluated_value)
+    def self_attr(t) -> Optional[str]:
+        return t.attr if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" \
+            else None
 
     # statements only: the assignments that matter are statements, and expressions are most of the nodes
     stack = [ci.node.body]
     while stack:
-        block = stack.pop()
-        for st in getattr(block, "body", ()):
-            if isinstance(st, cst.SimpleStatementLine):
-                for sm in st.body:
-                    small(sm)
-            elif isinstance(st, cst.BaseCompoundStatement):
-                stack.append(st.body)
-                for extra in ("orelse", "finalbody"):
-                    o = getattr(st, extra, None)
-                    if o is not None:
-                        stack.append(o if isinstance(o, cst.BaseSuite) else o.body)
+        for st in stack.pop():
+            if isinstance(st, ast.Assign):
+                if _tensorish(st.value, mod):
+                    out.update(a for a in map(self_attr, st.targets) if a)
+            elif isinstance(st, ast.AnnAssign):
+                if st.value is not None and self_attr(st.target) and _tensorish(st.value, mod):
+                    out.add(self_attr(st.target))
+            elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+                name = ast_dotted(st.value.func) or ""
+                args = st.value.args
+                if name.endswith(("register_buffer", "register_parameter")) and args and \
+                        isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+                    out.add(args[0].value)
+            else:
+                for extra in ("body", "orelse", "finalbody"):
+                    block = getattr(st, extra, None)
+                    if isinstance(block, list):
+                        stack.append(block)
                 for h in getattr(st, "handlers", ()):
                     stack.append(h.body)
-            elif isinstance(st, (cst.If, cst.Else, cst.Finally)):
-                stack.append(st.body)
+                for c in getattr(st, "cases", ()):
+                    stack.append(c.body)
     ci.tensor_attrs = out
     return out
 
 
-def _tensorish(e: cst.BaseExpression, mod: ModuleInfo) -> bool:
-    if isinstance(e, cst.Call):
-        q = mod.qualify(e.func) or ""
+def _tensorish(e: ast.expr, mod: ModuleInfo) -> bool:
+    if isinstance(e, ast.Call):
+        d = ast_dotted(e.func)
+        q = mod.qualify_dotted(d) if d else ""
         last = q.rsplit(".", 1)[-1]
         if last == "Parameter":
             return True
@@ -442,61 +457,20 @@ class Positions:
         return r
 
 
-def _align(cst_body, ast_body):
-    """Pairs (libcst statement, ast statement) for class/function definitions of one block, or None when
-    the two parses do not line up (then the caller falls back to the full pass)."""
-    out = []
-    k = 0
-    for st in cst_body:
-        if isinstance(st, cst.SimpleStatementLine):
-            k += len(st.body)
-            continue
-        if k >= len(ast_body):
-            return None
-        if isinstance(st, (cst.ClassDef, cst.FunctionDef)):
-            a = ast_body[k]
-            if not isinstance(a, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or a.name != st.name.value:
-                return None
-            out.append((st, a))
-        k += 1
-    return out if k == len(ast_body) else None
-
-
-def partial_positions(mod: ModuleInfo, funcs: set) -> Optional[Positions]:
-    """Positions inside the reported functions only ("f", or "C.m" for a method of a top-level class), or
-    None when that cannot be done safely (then the caller uses the whole module). A definition's first
-    line comes from `ast` (a fraction of a codegen pass); only those definitions are generated."""
-    try:
-        tree = ast.parse(mod.text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    top = _align(mod.tree.body, tree.body)
-    if top is None:
-        return None
-    names = [st.name.value for st, _ in top]
-    state = _PositionState(mod.tree)
-    for func in funcs:
-        parts = func.split(".")
-        if len(parts) > 2 or names.count(parts[0]) != 1:
-            return None
-        st, a = top[names.index(parts[0])]
-        indent: list[str] = []
-        if len(parts) == 2:
-            if not isinstance(st, cst.ClassDef) or not isinstance(st.body, cst.IndentedBlock):
-                return None
-            inner = _align(st.body.body, a.body)
-            if inner is None:
-                return None
-            hits = [(s2, a2) for s2, a2 in inner if s2.name.value == parts[1]]
-            if len(hits) != 1:
-                return None
-            indent = [st.body.indent if st.body.indent is not None else mod.tree.default_indent]
-            st, a = hits[0]
-        start = a.decorator_list[0].lineno - len(st.decorators[0].leading_lines) if st.decorators else a.lineno
-        state.line, state.column = start - len(st.leading_lines), 0
-        state.indent_tokens = list(indent)
-        st._codegen(state)
-    return Positions(state.computed)
+def position_def(d: Def, computed: dict) -> None:
+    """Add the positions of one parsed definition's nodes, at the definition's lines in its file: one
+    codegen pass over the definition instead of over the module."""
+    node = d.node
+    state = _PositionState(d.tree)
+    state.computed = computed
+    if d.tree is d.module.tree:
+        # a node of the whole module: its leading lines come first; the class's indentation
+        state.line = d.start - len(node.leading_lines) - (len(node.decorators[0].leading_lines) if node.decorators else 0)
+    else:
+        state.line = d.start  # parsed from the definition's own first line: no leading lines
+    indent = d.indent
+    state.indent_tokens = [indent] if indent else []
+    node._codegen(state)
 
 
 def positions(tree: cst.Module) -> Positions:
@@ -518,38 +492,24 @@ def suppressed(line_text: str, code: str) -> bool:
 
 
 def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None) -> list[Finding]:
-    """Turn (module, function, node, code, message) into positioned, de-duplicated, unsuppressed Findings;
-    with `only` (absolute paths), just for those files: positions cost a codegen pass per module."""
-    by_module: dict[int, tuple[ModuleInfo, list]] = {}
-    for mod, func, node, code, end, msg in raw:
+    """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
+    Findings; with `only` (absolute paths), just for those files. Positions come from a codegen pass over
+    the reported definitions only."""
+    out: set[Finding] = set()
+    for mod, d, node, code, end, msg in raw:
         if target not in RULES[code].targets:
             continue
         if only is not None and os.path.abspath(mod.path) not in only:
             continue
-        by_module.setdefault(id(mod), (mod, []))[1].append((func, node, code, msg, end))
-    out: set[Finding] = set()
-    for mod, items in by_module.values():
-        funcs = {func for func, *_ in items}
-        if mod.positions is None:
-            mod.positions = partial_positions(mod, funcs)
-            mod.positions_partial = funcs if mod.positions is not None else None
-            if mod.positions is None:
-                mod.positions = positions(mod.tree)
-        elif mod.positions_partial is not None and not funcs <= mod.positions_partial:
-            # another root reached other functions of this module: the full map from now on
-            mod.positions = positions(mod.tree)
-            mod.positions_partial = None
-        computed = mod.positions
-        if mod.lines is None:
-            mod.lines = re.split(r"\r\n|\r|\n", mod.text)
-        lines = mod.lines
-        for func, node, code, msg, end in items:
-            rng, erng = computed.get(node), computed.get(end)
-            if rng is None or erng is None:
-                continue
-            line_text = lines[rng.start.line - 1] if rng.start.line - 1 < len(lines) else ""
-            if suppressed(line_text, code):
-                continue
-            out.add(Finding(mod.path, rng.start.line, rng.start.column + 1, erng.end.line, erng.end.column + 1,
-                            code, msg, func, (fixes or {}).get(id(node)) if code in _FIXABLE else None))
+        computed = mod.computed
+        if d.qualname not in mod.positioned:
+            position_def(d, computed)
+            mod.positioned.add(d.qualname)
+        rng, erng = computed.get(node), computed.get(end)
+        if rng is None or erng is None:
+            continue
+        if suppressed(mod.line_text(rng[0]), code):
+            continue
+        out.add(Finding(mod.path, rng[0], rng[1] + 1, erng[2], erng[3] + 1, code, msg, d.qualname,
+                        (fixes or {}).get(id(node)) if code in _FIXABLE else None))
     return sorted(out, key=Finding.sort_key)

@@ -135,7 +135,8 @@ class Walker:
     def __init__(self, analysis: "Analysis", ref: "FuncRef", params: Env, target: str):
         self.an = analysis
         self.ref = ref
-        self.module = ref.module.tree
+        ref.node  # parsed before the walk: its module gives codegen settings for messages
+        self.module = ref.defn.tree
         self.target = target
         self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
         self.returns: list[tuple[cst.Return, Kind]] = []

@@ -7,6 +7,7 @@ import gc
 import hashlib
 import io
 import os
+import re
 import time
 import tokenize
 import warnings
@@ -55,17 +56,21 @@ def cpython_syntax_error(text: str) -> Optional[str]:
     return None
 
 
-def parse_source(source: str | bytes) -> tuple[cst.Module, str]:
-    """Parse with libcst, turning every failure into a one-line SourceError."""
+def source_text(source: str | bytes) -> str:
     text = decode(source) if isinstance(source, bytes) else source
     if "\x00" in text:
         raise SourceError("source contains a NUL byte")
+    return text
+
+
+def _parse_cst(text: str) -> cst.Module:
+    """libcst's parse, turning every failure into a one-line SourceError."""
     # the cyclic GC finds nothing to free in a fresh (acyclic) tree but rescans it while it is built:
     # measured, it doubles libcst's parse time on model files
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return cst.parse_module(text), text
+        return cst.parse_module(text)
     except cst.ParserSyntaxError as e:
         # CPython's message names the real problem ("'(' was never closed"); libcst's lists tokens
         try:
@@ -85,42 +90,145 @@ def parse_source(source: str | bytes) -> tuple[cst.Module, str]:
             gc.enable()
 
 
+def parse_source(source: str | bytes) -> tuple[cst.Module, str]:
+    """The whole module with libcst (what `fix` rewrites). Raises a one-line SourceError."""
+    text = source_text(source)
+    return _parse_cst(text), text
+
+
+def _parse_ast(text: str) -> ast.Module:
+    enabled = gc.isenabled()
+    gc.disable()  # as for libcst: a fresh tree is acyclic
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    except SyntaxError as e:
+        raise SourceError(f"syntax error at {e.lineno}:{e.offset}: {e.msg}") from None
+    except (RecursionError, MemoryError):
+        raise SourceError("source is nested too deeply to parse") from None
+    except ValueError as e:
+        raise SourceError(f"cannot parse source: {e}".splitlines()[0]) from None
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # seconds spent per phase in this process (the benchmark's profile; a few perf_counter calls per file)
-PHASES: dict[str, float] = {"modules parsed": 0, "parse": 0.0, "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
+PHASES: dict[str, float] = {"modules indexed": 0, "functions parsed": 0, "parse": 0.0, "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # CPython's line breaks (not str.splitlines(): no \f, \x1c, \u2028)
+
+
+class Def:
+    """A function or method, located by `ast` when its module is indexed and parsed with libcst only when
+    the analysis enters it: most of a repository's functions are never reached from a `forward`, and
+    libcst's parse is ten times `ast`'s."""
+
+    __slots__ = ("module", "qualname", "start", "end", "_node", "tree")
+
+    def __init__(self, module: "ModuleInfo", qualname: str, start: int, end: int):
+        self.module = module
+        self.qualname = qualname  # "f", or "C.m" for a method of a top-level class
+        self.start, self.end = start, end  # first line (decorators included) and last line, 1-based
+        self._node: Optional[cst.FunctionDef] = None
+        self.tree: Optional[cst.Module] = None  # the module the node was parsed in (its codegen settings)
+
+    @property
+    def name(self) -> str:
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def indent(self) -> str:
+        line = self.module.line_text(self.start)
+        return line[: len(line) - len(line.lstrip(" \t\f"))]
+
+    @property
+    def node(self) -> cst.FunctionDef:
+        """The libcst node (parsed on first use). Raises SourceError when libcst cannot parse it."""
+        if self._node is None:
+            self._parse()
+        return self._node
+
+    def _parse(self) -> None:
+        text = self.module.segment(self.start, self.end)
+        indent = self.indent
+        header = ""
+        if indent:
+            # an indented definition parses as the body of a class, keeping its own lines byte for byte
+            m = _NEWLINE.search(text)
+            header = "class _:" + (m.group() if m else "\n")
+        t0 = time.perf_counter()
+        try:
+            tree = _parse_cst(header + text)
+        except SourceError as e:
+            raise SourceError(f"{e} (in `{self.qualname}`, lines {self.start}-{self.end})") from None
+        finally:
+            PHASES["parse"] += time.perf_counter() - t0
+            PHASES["functions parsed"] += 1
+        node = tree.body[0].body.body[0] if header else tree.body[0]
+        if not isinstance(node, cst.FunctionDef) or node.name.value != self.name:  # pragma: no cover
+            raise SourceError(f"internal: `{self.qualname}` not found at line {self.start}")
+        self._node, self.tree = node, tree
+
+    def __repr__(self) -> str:
+        return f"Def({self.module.path}:{self.start} {self.qualname})"
+
 
 @dataclass
 class ClassInfo:
     name: str
-    node: cst.ClassDef
+    node: ast.ClassDef
     module: "ModuleInfo"
     bases: list[str]  # qualified names of the bases
-    methods: dict[str, cst.FunctionDef] = field(default_factory=dict)
-    tensor_attrs: Optional[set] = None  # computed once per parse, shared by every analysis that reaches it
+    methods: dict[str, Def] = field(default_factory=dict)
+    tensor_attrs: Optional[set] = None  # computed once per module, shared by every analysis that reaches it
 
     @property
     def qualname(self) -> str:
         return f"{self.module.modname}.{self.name}"
 
 
-@dataclass
+@dataclass(eq=False)
 class ModuleInfo:
     path: str  # as the user gave it / as discovered
     text: str
     modname: str
     package: str
-    tree: cst.Module
-    imports: dict[str, str]  # local name -> qualified name
-    functions: dict[str, cst.FunctionDef]
-    classes: dict[str, ClassInfo]
-    positions: object = field(default=None, repr=False, compare=False)  # computed once, when reported on
-    positions_partial: Optional[set] = field(default=None, repr=False, compare=False)  # functions covered, if partial
-    lines: Optional[list] = field(default=None, repr=False, compare=False)  # split once, for noqa comments
+    imports: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
+    functions: dict[str, Def] = field(default_factory=dict)
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
+    computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
+    positioned: set = field(default_factory=set, repr=False)  # qualnames of the defs in `computed`
+    _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
+    _lines: Optional[list] = field(default=None, repr=False)
 
-    def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
-        """Qualified name of a Name/Attribute chain through this module's imports."""
-        d = dotted(expr)
-        if d is None:
-            return None
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = _NEWLINE.split(self.text)
+        return self._lines
+
+    def line_text(self, n: int) -> str:
+        lines = self.lines
+        return lines[n - 1] if 0 < n <= len(lines) else ""
+
+    def segment(self, start: int, end: int) -> str:
+        """Lines start..end (1-based, inclusive) with their line breaks."""
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
+        s = self._starts
+        return self.text[s[start - 1]: s[end] if end < len(s) else len(self.text)]
+
+    def find(self, qualname: str) -> Optional[Def]:
+        head, _, rest = qualname.partition(".")
+        if not rest:
+            return self.functions.get(head)
+        ci = self.classes.get(head)
+        return ci.methods.get(rest) if ci is not None else None
+
+    def qualify_dotted(self, d: str) -> str:
         head, _, rest = d.partition(".")
         if head in self.imports:
             base = self.imports[head]
@@ -129,6 +237,22 @@ class ModuleInfo:
         else:
             base = head
         return f"{base}.{rest}" if rest else base
+
+    def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
+        """Qualified name of a Name/Attribute chain through this module's imports."""
+        d = dotted(expr)
+        return None if d is None else self.qualify_dotted(d)
+
+
+def ast_dotted(node: ast.expr) -> Optional[str]:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
 
 
 def module_name_for(path: Path) -> tuple[Path, str, str]:
@@ -156,76 +280,88 @@ def _resolve_relative(package: str, level: int, module: Optional[str]) -> str:
     return ".".join(base)
 
 
-def import_map(tree: cst.Module, package: str) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _def_start(node) -> int:
+    return node.decorator_list[0].lineno if node.decorator_list else node.lineno
 
-    def visit(stmts):
-        for stmt in stmts:
-            if isinstance(stmt, cst.SimpleStatementLine):
-                for small in stmt.body:
-                    if isinstance(small, cst.Import):
-                        for alias in small.names:
-                            name = dotted(alias.name)
-                            if name is None:
-                                continue
-                            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                                out[alias.asname.name.value] = name
-                            else:
-                                head = name.split(".")[0]
-                                out.setdefault(head, head)
-                    elif isinstance(small, cst.ImportFrom):
-                        if isinstance(small.names, cst.ImportStar):
-                            continue
-                        mod = dotted(small.module) if small.module is not None else None
-                        if small.relative:
-                            mod = _resolve_relative(package, len(small.relative), mod)
-                        if not mod:
-                            continue
-                        for alias in small.names:
-                            name = dotted(alias.name)
-                            if name is None:
-                                continue
-                            local = name
-                            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                                local = alias.asname.name.value
-                            out[local] = f"{mod}.{name}"
-            elif isinstance(stmt, (cst.If, cst.Try)):
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
+    """Fill imports, functions and classes from the `ast`; the definitions in source order."""
+    order: list[Def] = []
+
+    def imports(stmts):
+        for s in stmts:
+            if isinstance(s, ast.Import):
+                for a in s.names:
+                    if a.asname:
+                        info.imports[a.asname] = a.name
+                    else:
+                        head = a.name.split(".")[0]
+                        info.imports.setdefault(head, head)
+            elif isinstance(s, ast.ImportFrom):
+                mod = _resolve_relative(info.package, s.level, s.module) if s.level else s.module
+                if mod:
+                    for a in s.names:
+                        if a.name != "*":
+                            info.imports[a.asname or a.name] = f"{mod}.{a.name}"
+            elif isinstance(s, ast.If):
                 # imports under `if TYPE_CHECKING:` / `try: ... except ImportError:`
-                visit(stmt.body.body)
-                if isinstance(stmt, cst.Try):
-                    for h in stmt.handlers:
-                        visit(h.body.body)
-                elif stmt.orelse is not None and isinstance(stmt.orelse, cst.Else):
-                    visit(stmt.orelse.body.body)
+                imports(s.body)
+                imports(s.orelse)
+            elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+                imports(s.body)
+                for h in s.handlers:
+                    imports(h.body)
+                imports(s.orelse)
+                imports(s.finalbody)
 
-    visit(tree.body)
-    return out
+    def defs(stmts):
+        for s in stmts:
+            if isinstance(s, _DEFS):
+                d = Def(info, s.name, _def_start(s), s.end_lineno)
+                info.functions[s.name] = d
+                order.append(d)
+            elif isinstance(s, ast.ClassDef):
+                ci = ClassInfo(s.name, s, info, [])
+                info.classes[s.name] = ci
+                for m in s.body:
+                    if isinstance(m, _DEFS):
+                        d = Def(info, f"{s.name}.{m.name}", _def_start(m), m.end_lineno)
+                        ci.methods[m.name] = d
+                        order.append(d)
+            elif isinstance(s, ast.If):
+                defs(s.body)
+                defs(s.orelse)
+
+    imports(tree.body)
+    defs(tree.body)
+    for ci in info.classes.values():
+        ci.bases = [info.qualify_dotted(d) for d in map(ast_dotted, ci.node.bases) if d]
+    return order
 
 
-def build_module(path: str, text: str, tree: cst.Module, modname: str, package: str) -> ModuleInfo:
-    imports = import_map(tree, package)
-    functions: dict[str, cst.FunctionDef] = {}
-    classes: dict[str, ClassInfo] = {}
-    info = ModuleInfo(path, text, modname, package, tree, imports, functions, classes)
+def _cst_defs(module: cst.Module) -> list[cst.FunctionDef]:
+    """The libcst FunctionDefs `index_module` records, in the same order (the same walk over libcst)."""
+    out: list[cst.FunctionDef] = []
 
     def visit(stmts):
-        for stmt in stmts:
-            if isinstance(stmt, cst.FunctionDef):
-                functions[stmt.name.value] = stmt
-            elif isinstance(stmt, cst.ClassDef):
-                classes[stmt.name.value] = ClassInfo(stmt.name.value, stmt, info, [])
-            elif isinstance(stmt, cst.If):
-                visit(stmt.body.body)
-                if isinstance(stmt.orelse, cst.Else):
-                    visit(stmt.orelse.body.body)
+        for s in stmts:
+            if isinstance(s, cst.FunctionDef):
+                out.append(s)
+            elif isinstance(s, cst.ClassDef):
+                if isinstance(s.body, cst.IndentedBlock):
+                    out.extend(m for m in s.body.body if isinstance(m, cst.FunctionDef))
+            elif isinstance(s, cst.If):
+                visit(s.body.body)
+                if isinstance(s.orelse, cst.If):
+                    visit([s.orelse])
+                elif isinstance(s.orelse, cst.Else):
+                    visit(s.orelse.body.body)
 
-    visit(tree.body)
-    for ci in classes.values():
-        ci.bases = [q for q in (info.qualify(a.value) for a in ci.node.bases if a.keyword is None) if q]
-        for stmt in ci.node.body.body if isinstance(ci.node.body, cst.IndentedBlock) else ():
-            if isinstance(stmt, cst.FunctionDef):
-                ci.methods[stmt.name.value] = stmt
-    return info
+    visit(module.body)
+    return out
 
 
 _NOT_MODULES = {"Parameter", "UninitializedParameter", "UninitializedBuffer", "Buffer"}
@@ -234,21 +370,24 @@ _NOT_MODULES = {"Parameter", "UninitializedParameter", "UninitializedBuffer", "B
 class Project:
     """Parses files on demand and resolves qualified names to the scanned tree's definitions."""
 
-    def __init__(self, sources: Optional[dict[str, str | bytes]] = None):
+    def __init__(self, whole: bool = False):
         self._by_path: dict[str, Optional[ModuleInfo]] = {}
         self._by_mod: dict[str, Optional[ModuleInfo]] = {}
         self._roots: list[Path] = []
-        self._sources = sources  # in-memory overrides (check_source, tests)
+        # `fix` rewrites whole modules; `check` indexes modules with `ast` and parses reached functions only
+        self.whole = whole
         self.loaded: dict[str, str] = {}  # path -> content hash of every file read on demand
         self.touched: set[str] = set()  # paths of on-demand modules used since the last reset
 
     def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None) -> ModuleInfo:
         t0 = time.perf_counter()
         try:
-            tree, text = parse_source(source)
+            text = source_text(source)
+            whole = _parse_cst(text) if self.whole else None
+            tree = _parse_ast(text)
         finally:
             PHASES["parse"] += time.perf_counter() - t0
-            PHASES["modules parsed"] += 1
+            PHASES["modules indexed"] += 1
         package = ""
         if modname is None:
             p = Path(path)
@@ -258,7 +397,15 @@ class Project:
                     self._roots.append(root)
             else:
                 modname = p.stem or "__main__"
-        info = build_module(path, text, tree, modname, package)
+        info = ModuleInfo(path, text, modname, package)
+        order = index_module(info, tree)
+        if whole is not None:
+            info.tree = whole
+            nodes = _cst_defs(whole)
+            if len(nodes) != len(order) or any(n.name.value != d.name for n, d in zip(nodes, order)):
+                raise SourceError("internal: libcst and ast disagree on the definitions")  # pragma: no cover
+            for n, d in zip(nodes, order):
+                d._node, d.tree = n, whole
         self._by_path[path] = info
         self._by_mod.setdefault(modname, info)
         return info

@@ -86,7 +86,7 @@ class _Deferred(Plan):
         return self.resolver(stmts, i)
 
 
-def resolve_plans(tree: cst.Module, plans: list[Plan]) -> list[Plan]:
+def resolve_plans(an: Analysis, mod, plans: list[Plan]) -> list[Plan]:
     pending = {id(p.nodes[0]): p for p in plans if isinstance(p, _Deferred)}
     if not pending:
         return plans
@@ -101,10 +101,9 @@ def resolve_plans(tree: cst.Module, plans: list[Plan]) -> list[Plan]:
         def visit_IndentedBlock(self, node):
             self._block(node.body)
 
-        def visit_Module(self, node):
-            self._block(node.body)
-
-    tree.visit(V())
+    for st in an.states.values():
+        if st.ref.module is mod:
+            st.ref.node.visit(V())
     return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _Deferred) else p for p in plans]
 
 
@@ -150,8 +149,8 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
 
 
 def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResult:
-    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]))
-    plans = resolve_plans(mod.tree, plan_analysis(an, mod, form))
+    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=True)
+    plans = resolve_plans(an, mod, plan_analysis(an, mod, form))
     res = FixResult(source)
     if any(not p.ok or p.applicability == "unsafe" for p in plans):
         computed = positions(mod.tree)

@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from tracesafe.analyzer import Config
+from tracesafe.analyzer import Config, Finding
+from tracesafe.analyzer.api import analyze_root
+from tracesafe.analyzer.project import Project
 from tracesafe.runner import check_paths
 
 from conftest import FIXTURES, expected_marks, fixture_files, fixture_target
@@ -63,3 +65,8 @@ def test_whole_tree_identical_with_jobs_cache_and_prefilter(tmp_path):
     warm = check_paths(files, Config(), jobs=1, cache_root=tmp_path).findings
     assert cold == base and warm == base
     assert list(tmp_path.joinpath(".tracesafe_cache").glob("*.json"))
+    # `check` parses reached definitions only; `fix` parses whole modules: the same findings
+    whole = Project(whole=True)
+    only = {os.path.abspath(f) for f in files}
+    got = {f for p in files for f in analyze_root(p, open(p, "rb").read(), Config(), whole, only).findings}
+    assert sorted(got, key=Finding.sort_key) == base

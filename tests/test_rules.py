@@ -180,13 +180,23 @@ TRICKY = (
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
-def test_partial_positions_equal_the_full_pass(newline):
-    from tracesafe.analyzer.engine import partial_positions, positions
-    from tracesafe.analyzer.project import Project
+def test_definition_positions_equal_the_full_pass(newline):
+    """`check` parses only reached definitions, each on its own: its positions must be those of the whole
+    module's pass, node for node (whole-module parse), finding for finding (definition parse)."""
+    from tracesafe.analyzer.api import Config, analyze_source
+    from tracesafe.analyzer.engine import position_def, positions, to_findings
 
-    mod = Project().add_module("t.py", TRICKY.replace("\n", newline))
-    part = partial_positions(mod, {"helper", "A.forward", "B.forward", "A"})
-    assert part is not None
+    source = TRICKY.replace("\n", newline)
+    an, mod = analyze_source(source, "t.py", Config(), whole=True)
     full = positions(mod.tree)
-    assert part._c and all(full._c[n] == t for n, t in part._c.items())
-    assert partial_positions(mod, {"missing"}) is None  # unknown heads fall back to the full pass
+    computed: dict = {}
+    for d in [mod.functions["helper"], mod.classes["A"].methods["forward"], mod.classes["B"].methods["forward"]]:
+        position_def(d, computed)
+    assert computed and all(full._c[n] == t for n, t in computed.items())
+
+    whole = to_findings(an.raw_findings(), "trace")
+    lazy_an, lazy_mod = analyze_source(source, "t.py", Config())
+    assert lazy_mod.tree is None and lazy_mod.functions["helper"]._node is None  # never reached
+    lazy = to_findings(lazy_an.raw_findings(), "trace")
+    assert [f.to_json() for f in lazy] == [f.to_json() for f in whole]
+    assert {(f.line, f.code) for f in lazy} == {(24, "TS101"), (35, "TS103")}

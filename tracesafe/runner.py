@@ -107,6 +107,8 @@ class Cache:
         self.file = self.dir / f"v1-{self.salt}.json"
         self.entries: dict = {}
         self.dirty = False
+        # a shared helper is a dependency of hundreds of roots: read and hash it once per run
+        self._dep_hashes: dict[str, Optional[str]] = {}
         try:
             self.entries = json.loads(self.file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -117,10 +119,12 @@ class Cache:
         if not e or e["hash"] != digest:
             return None
         for dep, h in e["deps"].items():
-            try:
-                if content_hash(Path(dep).read_bytes()) != h:
-                    return None
-            except OSError:
+            if dep not in self._dep_hashes:
+                try:
+                    self._dep_hashes[dep] = content_hash(Path(dep).read_bytes())
+                except OSError:
+                    self._dep_hashes[dep] = None
+            if self._dep_hashes[dep] != h:
                 return None
         return e
 
