@@ -6,6 +6,7 @@ import ast
 import os
 import re
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -20,6 +21,7 @@ from .project import ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotte
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
+_MAX_DEPTH = 8  # nested walks of new callees; deeper ones are queued
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Analysis:
     def __init__(self, project: Project, settings: Settings):
         self.project = project
         self.root: Optional[ModuleInfo] = None
+        self._depth = 0
         self.settings = settings
         self.states: dict[tuple[str, str], FuncState] = {}
         self.queue: deque = deque()
@@ -126,22 +129,23 @@ class Analysis:
             else:
                 st.entry = True
         while self.queue:
-            key = self.queue.popleft()
-            st = self.states[key]
-            if st.visits >= _MAX_VISITS:
-                continue
-            st.visits += 1
-            walker = Walker(self, st.ref, st.params, self.settings.target)
-            self._current = key
-            ret = walker.run()
-            st.found = walker.found
-            st.returns = walker.returns
-            st.envs = walker.envs
-            if ret != st.ret:
-                st.ret = join(st.ret, ret)
-                for caller in st.callers:
-                    if caller not in self.queue:
-                        self.queue.append(caller)
+            self._visit(self.queue.popleft())
+
+    def _visit(self, key) -> None:
+        st = self.states[key]
+        if st.visits >= _MAX_VISITS:
+            return
+        st.visits += 1
+        walker = Walker(self, st.ref, st.params, self.settings.target)
+        ret = walker.run()
+        st.found = walker.found
+        st.returns = walker.returns
+        st.envs = walker.envs
+        if ret != st.ret:
+            st.ret = join(st.ret, ret)
+            for caller in st.callers:
+                if caller not in self.queue:
+                    self.queue.append(caller)
 
     # ------------------------------------------------------------------ reach
     def is_tree_name(self, ref: FuncRef, qualname: str) -> bool:
@@ -169,11 +173,13 @@ class Analysis:
             for c in self.project.mro(ref.cls):
                 if name in c.methods:
                     return FuncRef(c.module, c, c.methods[name])
+                if name in _self_attrs(c):
+                    return None  # an instance attribute (a submodule) shadows the bases' methods
             return None
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and \
                 dotted(func.value.func) == "super" and ref.cls is not None:
             name = func.attr.value
-            for c in self.project.mro(ref.cls)[1:]:
+            for c in islice(self.project.mro(ref.cls), 1, None):
                 if name in c.methods:
                     return FuncRef(c.module, c, c.methods[name])
             return None
@@ -227,7 +233,16 @@ class Analysis:
         if st is None:
             st = FuncState(callee, False, base)
             self.states[callee.key] = st
-            self.queue.append(callee.key)
+            if self._depth < _MAX_DEPTH:
+                # walk a new callee now, so this caller sees its return kind instead of being walked again
+                # once it is known (a third fewer walks on transformers)
+                self._depth += 1
+                try:
+                    self._visit(callee.key)
+                finally:
+                    self._depth -= 1
+            else:
+                self.queue.append(callee.key)
         else:
             merged = {n: join(st.params.get(n, EMPTY), k) for n, k in base.items()}
             if merged != st.params:
@@ -238,17 +253,23 @@ class Analysis:
         return st.ret if st.ret else KP
 
     def self_attr_kind(self, ref: FuncRef, name: str) -> Kind:
-        """Parameters and buffers are tensors; other attributes of `self` are Python values."""
-        if ref.cls is None:
+        """Parameters and buffers are tensors; other attributes of `self` are Python values. The nearest
+        class in the MRO that assigns the attribute decides (a subclass's `__init__` runs last)."""
+        if ref.cls is None or name in _MODULE_STATE:
             return KP
-        key = ref.cls.qualname
-        attrs = self._attr_cache.get(key)
-        if attrs is None:
-            attrs = set()
+        key = (ref.cls.qualname, name)
+        kind = self._attr_cache.get(key)
+        if kind is None:
+            kind = KP
             for c in self.project.mro(ref.cls):
-                attrs |= _tensor_attrs(c)
-            self._attr_cache[key] = attrs
-        return KT if name in attrs else KP
+                attrs = _self_attrs(c)
+                if name in attrs:
+                    kind = KT if attrs[name] else KP
+                    break
+                if name in c.methods:  # a method or property
+                    break
+            self._attr_cache[key] = kind
+        return kind
 
     # ------------------------------------------------------------------ results
     def raw_findings(self) -> Iterable[tuple[ModuleInfo, str, cst.CSTNode, str, str]]:
@@ -291,6 +312,10 @@ class Analysis:
                         f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
 
 
+# attributes every nn.Module has and no model assigns: answered without walking a class's bases
+_MODULE_STATE = {"training", "__class__", "__dict__"}
+
+
 def _optional_tensor(ann) -> bool:
     e = ann.annotation if ann is not None else None
     return isinstance(e, cst.Subscript) and (dotted(e.value) or "").rsplit(".", 1)[-1] == "Optional" and \
@@ -322,34 +347,33 @@ def _describe(s) -> str:
 _PARAM_CALLS = {"Parameter", "register_buffer", "register_parameter"}
 
 
-def _tensor_attrs(ci: ClassInfo) -> set[str]:
-    """Names of `self` attributes that hold parameters, buffers or tensors (from the class's `ast`: no
-    libcst parse of `__init__`)."""
-    if ci.tensor_attrs is not None:
-        return ci.tensor_attrs
-    out: set[str] = set()
+def _self_attrs(ci: ClassInfo) -> dict[str, bool]:
+    """`self` attributes the class assigns anywhere in its body -> whether a value is a parameter, buffer
+    or tensor (from the class's `ast`: no libcst parse of `__init__`)."""
+    if ci.self_attrs is not None:
+        return ci.self_attrs
+    out: dict[str, bool] = {}
     mod = ci.module
 
-    def self_attr(t) -> Optional[str]:
-        return t.attr if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" \
-            else None
+    def assign(target, value) -> None:
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+            out[target.attr] = out.get(target.attr, False) or _tensorish(value, mod)
 
     # statements only: the assignments that matter are statements, and expressions are most of the nodes
     stack = [ci.node.body]
     while stack:
         for st in stack.pop():
             if isinstance(st, ast.Assign):
-                if _tensorish(st.value, mod):
-                    out.update(a for a in map(self_attr, st.targets) if a)
-            elif isinstance(st, ast.AnnAssign):
-                if st.value is not None and self_attr(st.target) and _tensorish(st.value, mod):
-                    out.add(self_attr(st.target))
+                for t in st.targets:
+                    assign(t, st.value)
+            elif isinstance(st, ast.AnnAssign) and st.value is not None:
+                assign(st.target, st.value)
             elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
                 name = ast_dotted(st.value.func) or ""
                 args = st.value.args
                 if name.endswith(("register_buffer", "register_parameter")) and args and \
                         isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
-                    out.add(args[0].value)
+                    out[args[0].value] = True
             else:
                 for extra in ("body", "orelse", "finalbody"):
                     block = getattr(st, extra, None)
@@ -359,7 +383,7 @@ def _tensor_attrs(ci: ClassInfo) -> set[str]:
                     stack.append(h.body)
                 for c in getattr(st, "cases", ()):
                     stack.append(c.body)
-    ci.tensor_attrs = out
+    ci.self_attrs = out
     return out
 
 
@@ -392,7 +416,9 @@ class _Recorder:
     def __enter__(self):
         self.start = (self.state.line, self.state.column)
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:  # the pass stopped early (_Done): this node's end was never reached
+            return False
         st = self.state
         comp = st.computed
         start = comp[self.start_node][:2] if self.start_node is not None else self.start
@@ -411,6 +437,8 @@ class _PositionState(CodegenState):
         self.line, self.column = 1, 0
         self.computed: dict = {}
         self._stack: list = []
+        self.wanted: frozenset | set = frozenset()
+        self.remaining = -1
 
     def add_indent_tokens(self) -> None:
         for token in self.indent_tokens:
@@ -432,6 +460,10 @@ class _PositionState(CodegenState):
         start = self._stack.pop()
         if node not in self.computed:
             self.computed[node] = (*start, self.line, self.column)
+        if node in self.wanted:
+            self.remaining -= 1
+            if not self.remaining:
+                raise _Done  # the rest of the definition holds no reported node
 
     def record_syntactic_position(self, node, *, start_node=None, end_node=None):
         return _Recorder(self, node, start_node, end_node)
@@ -457,12 +489,19 @@ class Positions:
         return r
 
 
-def position_def(d: Def, computed: dict) -> None:
+class _Done(Exception):
+    pass
+
+
+def position_def(d: Def, computed: dict, wanted: Optional[set] = None) -> None:
     """Add the positions of one parsed definition's nodes, at the definition's lines in its file: one
-    codegen pass over the definition instead of over the module."""
+    codegen pass over the definition instead of over the module, stopped once the `wanted` nodes (when
+    given) have theirs."""
     node = d.node
     state = _PositionState(d.tree)
     state.computed = computed
+    if wanted:
+        state.wanted, state.remaining = wanted, len(wanted)
     if d.tree is d.module.tree:
         # a node of the whole module: its leading lines come first; the class's indentation
         state.line = d.start - len(node.leading_lines) - (len(node.decorators[0].leading_lines) if node.decorators else 0)
@@ -470,7 +509,10 @@ def position_def(d: Def, computed: dict) -> None:
         state.line = d.start  # parsed from the definition's own first line: no leading lines
     indent = d.indent
     state.indent_tokens = [indent] if indent else []
-    node._codegen(state)
+    try:
+        node._codegen(state)
+    except _Done:
+        pass
 
 
 def positions(tree: cst.Module) -> Positions:
@@ -494,18 +536,18 @@ def suppressed(line_text: str, code: str) -> bool:
 def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
     Findings; with `only` (absolute paths), just for those files. Positions come from a codegen pass over
-    the reported definitions only."""
+    each reported definition, up to its last reported node."""
+    items = [r for r in raw if target in RULES[r[3]].targets and
+             (only is None or os.path.abspath(r[0].path) in only)]
+    by_def: dict[int, tuple[Def, set]] = {}
+    for mod, d, node, _code, end, _msg in items:
+        if node not in mod.computed or end not in mod.computed:
+            by_def.setdefault(id(d), (d, set()))[1].update((node, end))
+    for d, wanted in by_def.values():
+        position_def(d, d.module.computed, wanted)
     out: set[Finding] = set()
-    for mod, d, node, code, end, msg in raw:
-        if target not in RULES[code].targets:
-            continue
-        if only is not None and os.path.abspath(mod.path) not in only:
-            continue
-        computed = mod.computed
-        if d.qualname not in mod.positioned:
-            position_def(d, computed)
-            mod.positioned.add(d.qualname)
-        rng, erng = computed.get(node), computed.get(end)
+    for mod, d, node, code, end, msg in items:
+        rng, erng = mod.computed.get(node), mod.computed.get(end)
         if rng is None or erng is None:
             continue
         if suppressed(mod.line_text(rng[0]), code):

@@ -11,9 +11,10 @@ import re
 import time
 import tokenize
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import libcst as cst
 
@@ -115,7 +116,8 @@ def _parse_ast(text: str) -> ast.Module:
 
 
 # seconds spent per phase in this process (the benchmark's profile; a few perf_counter calls per file)
-PHASES: dict[str, float] = {"modules indexed": 0, "functions parsed": 0, "parse": 0.0, "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
+PHASES: dict[str, float] = {"modules indexed": 0, "functions parsed": 0, "index (ast)": 0.0, "parse (libcst)": 0.0,
+                            "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # CPython's line breaks (not str.splitlines(): no \f, \x1c, \u2028)
 
@@ -164,7 +166,7 @@ class Def:
         except SourceError as e:
             raise SourceError(f"{e} (in `{self.qualname}`, lines {self.start}-{self.end})") from None
         finally:
-            PHASES["parse"] += time.perf_counter() - t0
+            PHASES["parse (libcst)"] += time.perf_counter() - t0
             PHASES["functions parsed"] += 1
         node = tree.body[0].body.body[0] if header else tree.body[0]
         if not isinstance(node, cst.FunctionDef) or node.name.value != self.name:  # pragma: no cover
@@ -182,7 +184,8 @@ class ClassInfo:
     module: "ModuleInfo"
     bases: list[str]  # qualified names of the bases
     methods: dict[str, Def] = field(default_factory=dict)
-    tensor_attrs: Optional[set] = None  # computed once per module, shared by every analysis that reaches it
+    # `self` attributes the class assigns -> whether one of the values is a tensor (computed once)
+    self_attrs: Optional[dict] = None
 
     @property
     def qualname(self) -> str:
@@ -200,7 +203,6 @@ class ModuleInfo:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
     computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
-    positioned: set = field(default_factory=set, repr=False)  # qualnames of the defs in `computed`
     _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
     _lines: Optional[list] = field(default=None, repr=False)
 
@@ -386,7 +388,7 @@ class Project:
             whole = _parse_cst(text) if self.whole else None
             tree = _parse_ast(text)
         finally:
-            PHASES["parse"] += time.perf_counter() - t0
+            PHASES["index (ast)"] += time.perf_counter() - t0
             PHASES["modules indexed"] += 1
         package = ""
         if modname is None:
@@ -495,19 +497,19 @@ class Project:
                 return True
         return False
 
-    def mro(self, ci: ClassInfo) -> list[ClassInfo]:
-        """The class and its in-tree bases, depth first (good enough for method lookup)."""
-        out, stack, seen = [], [ci], set()
-        while stack:
-            c = stack.pop(0)
+    def mro(self, ci: ClassInfo) -> Iterator[ClassInfo]:
+        """The class and its in-tree bases, breadth first (good enough for method lookup). Lazy: a base's
+        module is indexed only when the walk gets there, and most lookups stop at the class itself."""
+        queue, seen = deque([ci]), set()
+        while queue:
+            c = queue.popleft()
             if c.qualname in seen:
                 continue
             seen.add(c.qualname)
-            out.append(c)
+            yield c
             for base in c.bases:
                 if base.startswith("torch."):
                     continue
                 target = self.base_class(c, base)
                 if target is not None:
-                    stack.append(target)
-        return out
+                    queue.append(target)

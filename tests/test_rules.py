@@ -137,6 +137,38 @@ def test_helpers_are_reached_with_argument_kinds():
     assert found == [(8, "TS103", "gate"), (16, "TS106", "Base.helper")]
 
 
+def test_self_attributes_resolve_like_python():
+    """The nearest class that assigns `self.<name>` decides its kind (a subclass's `__init__` runs after
+    `super().__init__()`), and an instance attribute shadows a base class's method of that name."""
+    src = textwrap.dedent('''
+        import torch
+        import torch.nn as nn
+
+        class Base(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = nn.Parameter(torch.ones(1))
+                self.gate = torch.zeros(1)
+
+            def proj(self, t):
+                return int(t.max())
+
+        class M(Base):
+            def __init__(self):
+                super().__init__()
+                self.scale = True
+                self.proj = nn.Identity()
+
+            def forward(self, x):
+                if self.scale:
+                    x = x * 2
+                if self.gate:
+                    x = -x
+                return self.proj(x)
+    ''')
+    assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(23, "TS101")]
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
