@@ -8,7 +8,7 @@ from functools import partial
 import libcst as cst
 
 from tracesafe.analyzer.api import Config, analyze_source
-from tracesafe.analyzer.engine import Analysis, positions
+from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import SourceError
 
 from . import cond, flag, optional, where
@@ -148,15 +148,23 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
     return FixResult(res.source, applied, first.skipped_unsafe, first.refused)
 
 
+def _plans(source: str, form: str, path: str, whole: bool):
+    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole)
+    return an, mod, resolve_plans(an, mod, plan_analysis(an, mod, form))
+
+
 def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResult:
-    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=True)
-    plans = resolve_plans(an, mod, plan_analysis(an, mod, form))
+    # most files have nothing a form can apply: plan on the reached definitions' parse (what `check`
+    # does), and parse the whole module, which a rewrite needs, only when something will be applied
+    an, mod, plans = _plans(source, form, path, whole=False)
     res = FixResult(source)
     if any(not p.ok or p.applicability == "unsafe" for p in plans):
-        computed = positions(mod.tree)
+        for st in an.states.values():
+            if st.ref.module is mod:
+                position_def(st.ref.defn, mod.computed)
         for p in plans:
-            rng = computed.get(p.nodes[0])
-            p.position = (rng.start.line, rng.start.column + 1) if rng is not None else None
+            t = mod.computed.get(p.nodes[0])
+            p.position = (t[0], t[1] + 1) if t is not None else None
     todo = []
     for p in sorted(plans, key=lambda p: p.position or (0, 0)):
         if not p.ok:
@@ -167,6 +175,8 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResul
             todo.append(p)
     if not todo:
         return res
+    an, mod, plans = _plans(source, form, path, whole=True)
+    todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
     tree = _apply(mod.tree, todo)
     needed = set().union(*(p.imports for p in todo))
     tree = ensure_imports(tree, needed)
