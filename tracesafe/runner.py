@@ -53,12 +53,19 @@ def _worker_init() -> None:
     _WORKER_PROJECT = Project()
 
 
-def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optional[frozenset] = None):
-    """Analyze roots sharing one parse cache (the worker's, in a pool); return plain data for the parent."""
+def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None):
+    """Analyze roots sharing one parse cache (the worker's, in a pool), and syntax-check the prefiltered
+    files (no entry point: nothing to analyze); return plain data for the parent."""
     project = _WORKER_PROJECT if _WORKER_PROJECT is not None else Project()
     before = dict(PHASES)
     out = []
-    for path, data in batch:
+    syntax = 0.0
+    for path, data, analyze in batch:
+        if not analyze:
+            ts = time.perf_counter()
+            out.append((path, [], _syntax_only(path, data), {}))
+            syntax += time.perf_counter() - ts
+            continue
         # the parsed trees stay alive for the whole batch (shared helpers): without this, every cyclic
         # GC pass rescans millions of libcst nodes and a repository-wide run grows quadratically
         gc.freeze()
@@ -68,7 +75,7 @@ def _analyze_batch(batch: list[tuple[str, bytes]], config: Config, only: Optiona
             out.append((path, [], "source is nested too deeply to analyze", {}))
             continue
         out.append((path, [f.to_json() for f in res.findings], res.error, res.deps))
-    return out, {k: PHASES[k] - before[k] for k in PHASES}
+    return out, {"syntax check": syntax, **{k: PHASES[k] - before[k] for k in PHASES}}
 
 
 def _syntax_only(path: str, data: bytes) -> Optional[str]:
@@ -160,7 +167,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     errors: list[tuple[str, str]] = []
     cache = Cache(cache_root, config) if cache_root is not None else None
     entry = _entry_pattern(config)
-    todo: list[tuple[str, bytes]] = []
+    todo: list[tuple[str, bytes, bool]] = []
     digests: dict[str, str] = {}
     raw: list[dict] = []
     for path in files:
@@ -174,9 +181,8 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
             errors.append((path, f"cannot read: {e.strerror or e}"))
             continue
         phases["read"] += time.perf_counter() - ts
-        digest = content_hash(data)
-        digests[path] = digest
         if cache is not None:
+            digest = digests[path] = content_hash(data)
             hit = cache.get(path, digest)
             if hit is not None:
                 raw.extend(hit["findings"])
@@ -184,16 +190,9 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
                     errors.append((path, hit["error"]))
                 continue
         ts = time.perf_counter()
-        if prefilter and not entry.search(data):
-            err = _syntax_only(path, data)
-            phases["prefilter"] += time.perf_counter() - ts
-            if err:
-                errors.append((path, err))
-            if cache is not None:
-                cache.put(path, digest, [], err, {})
-            continue
+        # a file that defines no entry point is only syntax-checked (in the pool, with the analyses)
+        todo.append((path, data, not prefilter or entry.search(data) is not None))
         phases["prefilter"] += time.perf_counter() - ts
-        todo.append((path, data))
 
     ts = time.perf_counter()
     results = []
