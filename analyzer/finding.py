@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .rules import RULES
@@ -29,12 +29,12 @@ class Finding:
         return RULES[self.code].severity
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
         return {
-            "path": d["path"], "line": d["line"], "column": d["column"],
-            "end_line": d["end_line"], "end_column": d["end_column"],
+            "path": self.path, "line": self.line, "column": self.column,
+            "end_line": self.end_line, "end_column": self.end_column,
             "code": self.code, "name": self.name, "severity": self.severity,
-            "message": self.message, "function": self.function, "fix": self.fix,
+            "message": self.message, "function": self.function,
+            "fix": dict(self.fix) if self.fix is not None else None,
         }
 
     @classmethod

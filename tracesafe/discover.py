@@ -102,6 +102,7 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
             local = _gitignore(d)
             if local is not None:
                 specs = specs + [(d.resolve(), local)]
+            real = d.resolve() if specs else None  # resolved once per directory, and only when matched
             keep = []
             for name in sorted(dirnames):
                 sub = d / name
@@ -111,7 +112,7 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
                     # a directory named like a module file: skip with a note
                     yield os.path.normpath(str(sub)), "is a directory, not a Python file"
                     continue
-                if _ignored(sub.resolve(), True, specs) or excluded(sub, True):
+                if specs and _ignored(sub.resolve(), True, specs) or excluded(sub, True):
                     continue
                 keep.append(name)
             dirnames[:] = keep
@@ -119,12 +120,13 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
                 if not (name.endswith(".py") or name.endswith(".pyi") and False):
                     continue
                 f = d / name
-                if f.is_symlink():
+                link = f.is_symlink()
+                if link:
                     problem = _symlink_problem(f)
                     if problem:
                         yield os.path.normpath(str(f)), problem
                         continue
-                if _ignored(f.resolve(), False, specs) or excluded(f, False):
+                if specs and _ignored(f.resolve() if link else real / name, False, specs) or excluded(f, False):
                     continue
                 key = os.path.normpath(str(f))
                 if key not in seen:

@@ -224,11 +224,19 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         cache.save()
 
     pfi = [(pathspec.GitIgnoreSpec.from_lines([pat]), set(codes)) for pat, codes in config.per_file_ignores.items()]
-    wanted = {norm(p) for p in (report_only if report_only is not None else files)}
+    normed: dict[str, str] = {}  # thousands of findings share a few hundred paths
+
+    def norm_(p: str) -> str:
+        q = normed.get(p)
+        if q is None:
+            q = normed[p] = norm(p)
+        return q
+
+    wanted = {norm_(p) for p in (report_only if report_only is not None else files)}
     out: dict[Finding, Finding] = {}
     for d in raw:
         f = Finding.from_json(d)
-        p = norm(f.path)
+        p = norm_(f.path)
         if p not in wanted:
             continue
         if pfi:
