@@ -268,6 +268,9 @@ class Analysis:
                     break
                 if name in c.methods:  # a method or property
                     break
+                if name in ("weight", "bias") and any(_param_layer(b) for b in c.bases):
+                    kind = KT  # a subclass of nn.Linear, nn.Conv2d, nn.Embedding...: the layer's parameters
+                    break
             self._attr_cache[key] = kind
         return kind
 
@@ -310,6 +313,16 @@ class Analysis:
                 if s != first:
                     yield mod, st.ref.defn, r, "TS202", r, \
                         f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
+
+
+_PARAM_LAYERS = ("Linear", "LazyLinear", "Bilinear", "Conv", "LazyConv", "Embedding", "LayerNorm", "GroupNorm",
+                 "BatchNorm", "LazyBatchNorm", "InstanceNorm", "RMSNorm", "PReLU")
+
+
+def _param_layer(base: str) -> bool:
+    """A torch.nn layer whose `weight` (and `bias`) are parameters."""
+    head, _, last = base.rpartition(".")
+    return head in ("torch.nn", "torch.nn.modules") and last.startswith(_PARAM_LAYERS) and "Module" not in last
 
 
 # attributes every nn.Module has and no model assigns: answered without walking a class's bases
@@ -357,7 +370,10 @@ def _self_attrs(ci: ClassInfo) -> dict[str, bool]:
 
     def assign(target, value) -> None:
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-            out[target.attr] = out.get(target.attr, False) or _tensorish(value, mod)
+            out[target.attr] = out.get(target.attr, False) or (value is not None and _tensorish(value, mod))
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
+                assign(elt.value if isinstance(elt, ast.Starred) else elt, None)
 
     # statements only: the assignments that matter are statements, and expressions are most of the nodes
     stack = [ci.node.body]

@@ -169,6 +169,21 @@ def test_self_attributes_resolve_like_python():
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(23, "TS101")]
 
 
+def test_layer_subclass_parameters_are_tensors():
+    """`self.weight` of an nn.Embedding subclass is a parameter: indexing it with ids is a gather (no
+    TS106), and testing its value is a tensor test."""
+    src = textwrap.dedent('''
+        import torch.nn as nn
+
+        class Positions(nn.Embedding):
+            def forward(self, ids):
+                if self.weight.sum() > 0:
+                    ids = ids + 1
+                return self.weight[ids]
+    ''')
+    assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(6, "TS101")]
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
