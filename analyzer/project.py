@@ -64,8 +64,8 @@ def source_text(source: str | bytes) -> str:
     return text
 
 
-def _parse_cst(text: str) -> cst.Module:
-    """libcst's parse, turning every failure into a one-line SourceError."""
+def _parse_cst(text: str, first_line: int = 1) -> cst.Module:
+    """libcst's parse, turning every failure into a one-line SourceError (lines counted from first_line)."""
     # the cyclic GC finds nothing to free in a fresh (acyclic) tree but rescans it while it is built:
     # measured, it doubles libcst's parse time on model files
     enabled = gc.isenabled()
@@ -81,7 +81,7 @@ def _parse_cst(text: str) -> cst.Module:
         if err:
             raise SourceError(err) from None
         msg = str(e.message).strip().splitlines()[0] if e.message else "invalid syntax"
-        raise SourceError(f"syntax error at {e.raw_line}:{e.raw_column + 1}: {msg}") from None
+        raise SourceError(f"syntax error at {e.raw_line + first_line - 1}:{e.raw_column + 1}: {msg}") from None
     except (UnicodeDecodeError, LookupError, SyntaxError) as e:
         raise SourceError(f"cannot decode source: {e}".splitlines()[0]) from None
     except RecursionError:
@@ -162,9 +162,10 @@ class Def:
             header = "class _:" + (m.group() if m else "\n")
         t0 = time.perf_counter()
         try:
-            tree = _parse_cst(header + text)
+            # CPython accepted the module (it was indexed): a failure here is libcst's grammar
+            tree = _parse_cst(header + text, self.start - (1 if header else 0))
         except SourceError as e:
-            raise SourceError(f"{e} (in `{self.qualname}`, lines {self.start}-{self.end})") from None
+            raise SourceError(f"libcst cannot parse `{self.qualname}`: {e}") from None
         finally:
             PHASES["parse (libcst)"] += time.perf_counter() - t0
             PHASES["functions parsed"] += 1

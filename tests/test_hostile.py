@@ -154,3 +154,33 @@ def test_internal_errors_are_one_line_unless_debug(run_in, monkeypatch):
     assert r.stderr.strip() == "tracesafe: internal error: ValueError: synthetic failure (run with --debug for details)"
     r = run("--debug", "check", "m.py")
     assert "Traceback" in r.stderr
+
+
+def test_definitions_libcst_cannot_parse(run_in, monkeypatch):
+    """`check` parses reached definitions with libcst after CPython indexed the module. When libcst's
+    grammar rejects one (newer syntax), the file being checked gets one line naming the definition and
+    its real line; a helper in another file is left unresolved and the root is still checked."""
+    import libcst as cst
+
+    from tracesafe.analyzer import SourceError, check_source
+
+    real = cst.parse_module
+
+    def picky(text, *a, **k):
+        if "def helper" in text:
+            raise cst.ParserSyntaxError("newer syntax", lines=text.splitlines(True), raw_line=3, raw_column=4)
+        return real(text, *a, **k)
+
+    monkeypatch.setattr(cst, "parse_module", picky)
+    own = BAD_IF.replace("        return -x\n", "        return helper(x)\n\n") + \
+        "def helper(t):\n    u = t\n    return u\n"
+    with pytest.raises(SourceError, match=r"^libcst cannot parse `helper`: syntax error at 11:5: newer syntax$"):
+        check_source(own, "own.py")
+    (run_in / "pkg").mkdir()
+    (run_in / "pkg" / "__init__.py").write_text("")
+    (run_in / "pkg" / "util.py").write_text("def helper(t):\n    u = t\n    return u\n")
+    (run_in / "pkg" / "model.py").write_text(
+        "from .util import helper\n" + BAD_IF.replace("        return -x\n", "        return helper(x)\n"))
+    res = check_paths(["pkg/model.py", "pkg/util.py"], Config())
+    assert [(f.path, f.line, f.code) for f in res.findings] == [("pkg/model.py", 6, "TS101")]
+    assert res.errors == []
