@@ -6,8 +6,8 @@ import ast
 import os
 import re
 from collections import deque
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Iterable, Optional
 
 import libcst as cst

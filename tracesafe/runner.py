@@ -20,7 +20,8 @@ from tracesafe.analyzer import Config, Finding, analyze_root
 from tracesafe.analyzer.api import content_hash
 from tracesafe.analyzer.project import PHASES, Project, SourceError, cpython_syntax_error, decode
 
-_PARALLEL_MIN_FILES = 16  # below this a pool costs more than it saves (pre-commit runs one per core)
+# roots to analyze below which a pool costs more than it saves (pre-commit already runs one per core)
+_PARALLEL_MIN_FILES = 16
 
 
 @dataclass
@@ -199,7 +200,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     # findings are kept for the files asked about; a cached result must not depend on which those were,
     # so with a cache every analyzed root reports on every file it reaches
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
-    if jobs > 1 and len(todo) >= _PARALLEL_MIN_FILES:
+    if jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES:
         # small contiguous batches balance the load; each worker keeps its parse cache across batches
         n = max(1, min(len(todo) // (jobs * 8), 32))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
