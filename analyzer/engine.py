@@ -60,6 +60,7 @@ class FuncState:
     found: dict = field(default_factory=dict)
     returns: list = field(default_factory=list)
     envs: dict = field(default_factory=dict)
+    operand_kinds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Analysis:
         st.found = walker.found
         st.returns = walker.returns
         st.envs = walker.envs
+        st.operand_kinds = walker.operand_kinds
         if ret != st.ret:
             st.ret = join(st.ret, ret)
             for caller in st.callers:

@@ -143,6 +143,8 @@ class Walker:
         # for flagged if/while statements: the env before them and after each arm (the cond form needs
         # to know which names hold tensors)
         self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
+        # kinds of `and`/`or` operands in tests (the cond form keeps Python tests short-circuiting)
+        self.operand_kinds: dict[int, Kind] = {}
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
@@ -395,7 +397,9 @@ class Walker:
     def test_kind(self, e: cst.BaseExpression, env: Env) -> Kind:
         """Kind of an expression used as a condition: and/or/not coerce here, not separately."""
         if isinstance(e, cst.BooleanOperation):
-            return join(self.test_kind(e.left, env), self.test_kind(e.right, env))
+            lk, rk = self.test_kind(e.left, env), self.test_kind(e.right, env)
+            self.operand_kinds[id(e.left)], self.operand_kinds[id(e.right)] = lk, rk
+            return join(lk, rk)
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
             return self.test_kind(e.expression, env)
         k = self.ev(e, env)

@@ -16,7 +16,7 @@ from typing import Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import T
+from tracesafe.analyzer.kinds import T, is_size, is_tensor
 
 from .common import Plan, as_bool_tensor, is_pure
 
@@ -270,10 +270,52 @@ def _pack(items: list[cst.BaseExpression]) -> cst.BaseExpression:
     return items[0] if len(items) == 1 else _tuple(items, parens=False)
 
 
-def _pred(test: cst.BaseExpression) -> cst.BaseExpression:
-    if isinstance(test, cst.BooleanOperation):
-        raise Refuse("`and`/`or` in the condition (short-circuit)")
-    return as_bool_tensor(test)
+def _chain(e: cst.BaseExpression, op: type) -> list[cst.BaseExpression]:
+    """`a and b and c` -> [a, b, c] (one operator; a parenthesized or different one is an operand)."""
+    if isinstance(e, cst.BooleanOperation) and isinstance(e.operator, op) and not e.lpar:
+        return _chain(e.left, op) + _chain(e.right, op)
+    return [e]
+
+
+def _parens(e: cst.BaseExpression) -> cst.BaseExpression:
+    if e.lpar or isinstance(e, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
+        return e
+    return e.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpression, bool]:
+    """(predicate, exact). For `and`/`or`, the leading Python tests stay Python and short-circuit (torch.cond
+    takes a Python bool and then runs just that arm, so `r is not None and r.sum() > 0` never touches a
+    `None`); the tensor or traced-size tests are combined with `&`/`|`, which evaluates all of them:
+    exact when the ones after the first are side-effect free."""
+    if not isinstance(test, cst.BooleanOperation):
+        return as_bool_tensor(test), True
+    op = type(test.operator)
+    python, traced_, exact = [], [], True
+    for o in _chain(test, op):
+        k = kinds.get(id(o))
+        if k is None:
+            raise Refuse("`and`/`or` in the condition (short-circuit)")
+        if is_tensor(k) or is_size(k):
+            if isinstance(o, cst.BooleanOperation):
+                raise Refuse("nested `and`/`or` on tensors")
+            exact = exact and (not traced_ or is_pure(o, qualify))
+            traced_.append(_parens(as_bool_tensor(o)))
+        elif traced_:
+            raise Refuse("a Python test after a tensor test in `and`/`or` (reorder them)")
+        else:
+            # torch.cond takes a bool, not any falsy value `and` may stop at
+            is_bool = isinstance(o, cst.Comparison) or isinstance(o, cst.UnaryOperation) and isinstance(o.operator, cst.Not)
+            python.append(o if is_bool else cst.Call(cst.Name("bool"), [cst.Arg(o)]))
+    bit = cst.BitAnd() if op is cst.And else cst.BitOr()
+    pred = traced_[0]
+    for t in traced_[1:]:
+        pred = cst.BinaryOperation(pred, bit, t)
+    if len(traced_) == 1:
+        pred = pred.with_changes(lpar=[], rpar=[])
+    for p in reversed(python):
+        pred = cst.BooleanOperation(p, op(), pred)
+    return pred, exact
 
 
 def _operands(names: list[str], env_before: dict) -> list[str]:
@@ -285,18 +327,18 @@ def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
 
 
 def plan_if(stmts: list, i: int, fn: cst.FunctionDef, envs: tuple, ret_kinds: dict, names: Names,
-            qualify, code: str) -> Plan:
+            qualify, code: str, operand_kinds: Optional[dict] = None) -> Plan:
     node: cst.If = stmts[i]
     try:
-        return _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code)
+        return _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds or {})
     except Refuse as r:
         return Plan(FORM, {code}, [node], reason=str(r))
 
 
-def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code) -> Plan:
+def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds) -> Plan:
     node: cst.If = stmts[i]
     env_before, outs = envs
-    pred = _pred(node.test)
+    pred, exact = _pred(node.test, operand_kinds, qualify)
     if isinstance(node.orelse, cst.If):
         raise Refuse("an `elif` chain")
     a = Arm(node.body, allow_return=True)
@@ -356,7 +398,7 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code) -> Plan:
     else:
         target = _pack([cst.Name(v) for v in outputs])
         last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
-    safe = a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
+    safe = exact and a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
     return Plan(FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe",
                 imports={("torch", None)})
 
@@ -384,7 +426,9 @@ def _plan_while(node: cst.While, fn, envs, names: Names, qualify) -> Plan:
     env_before, (body_env,) = envs
     if node.orelse is not None:
         raise Refuse("`while ... else`")
-    pred = _pred(node.test)
+    if isinstance(node.test, cst.BooleanOperation):
+        raise Refuse("`and`/`or` in a loop condition (short-circuit)")
+    pred = as_bool_tensor(node.test)
     body = Arm(node.body, allow_return=False)
     outside = _reads_outside(fn, node)
     carried = [v for v in body.last if v in env_before]

@@ -68,7 +68,7 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
                 elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
                     plans.append(_Deferred(form, code, node, partial(
                         cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
-                        qualify=qualify, code=code)))
+                        qualify=qualify, code=code, operand_kinds=st.operand_kinds)))
                 elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
                     plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
     return plans
