@@ -284,36 +284,36 @@ def _parens(e: cst.BaseExpression) -> cst.BaseExpression:
 
 
 def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpression, bool]:
-    """(predicate, exact). For `and`/`or`, the leading Python tests stay Python and short-circuit (torch.cond
-    takes a Python bool and then runs just that arm, so `r is not None and r.sum() > 0` never touches a
-    `None`); the tensor or traced-size tests are combined with `&`/`|`, which evaluates all of them:
-    exact when the ones after the first are side-effect free."""
+    """(predicate, exact). For `and`/`or`, the Python tests stay Python and short-circuit (torch.cond takes a
+    Python bool and then runs just that arm, so `r is not None and r.sum() > 0` never touches a `None`);
+    they go first, which moves a Python test written after a tensor test only when both are side-effect
+    free. The tensor or traced-size tests are joined with `&`/`|`, which evaluates all of them: exact when
+    the ones after the first are side-effect free."""
     if not isinstance(test, cst.BooleanOperation):
         return as_bool_tensor(test), True
     op = type(test.operator)
-    python, traced_, exact = [], [], True
-    for o in _chain(test, op):
-        k = kinds.get(id(o))
-        if k is None:
-            raise Refuse("`and`/`or` in the condition (short-circuit)")
-        if is_tensor(k) or is_size(k):
-            if isinstance(o, cst.BooleanOperation):
-                raise Refuse("nested `and`/`or` on tensors")
-            exact = exact and (not traced_ or is_pure(o, qualify))
-            traced_.append(_parens(as_bool_tensor(o)))
-        elif traced_:
-            raise Refuse("a Python test after a tensor test in `and`/`or` (reorder them)")
-        else:
-            # torch.cond takes a bool, not any falsy value `and` may stop at
-            is_bool = isinstance(o, cst.Comparison) or isinstance(o, cst.UnaryOperation) and isinstance(o.operator, cst.Not)
-            python.append(o if is_bool else cst.Call(cst.Name("bool"), [cst.Arg(o)]))
+    operands = _chain(test, op)
+    if any(id(o) not in kinds for o in operands):
+        raise Refuse("`and`/`or` in the condition (short-circuit)")
+    is_traced = [is_tensor(kinds[id(o)]) or is_size(kinds[id(o)]) for o in operands]
+    first = is_traced.index(True) if True in is_traced else len(operands)
+    if not all(is_traced[first:]) and not all(is_pure(o, qualify) for o in operands[first:]):
+        raise Refuse("a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")
+    python = [o for o, t in zip(operands, is_traced) if not t]
+    traced_ = [o for o, t in zip(operands, is_traced) if t]
+    if not traced_ or any(isinstance(o, cst.BooleanOperation) for o in traced_):
+        raise Refuse("nested `and`/`or` on tensors")
+    exact = all(is_pure(o, qualify) for o in traced_[1:])
     bit = cst.BitAnd() if op is cst.And else cst.BitOr()
-    pred = traced_[0]
+    pred = _parens(as_bool_tensor(traced_[0]))
     for t in traced_[1:]:
-        pred = cst.BinaryOperation(pred, bit, t)
+        pred = cst.BinaryOperation(pred, bit, _parens(as_bool_tensor(t)))
     if len(traced_) == 1:
         pred = pred.with_changes(lpar=[], rpar=[])
     for p in reversed(python):
+        # torch.cond takes a bool, not any falsy value `and` may stop at
+        is_bool = isinstance(p, cst.Comparison) or isinstance(p, cst.UnaryOperation) and isinstance(p.operator, cst.Not)
+        p = p if is_bool else cst.Call(cst.Name("bool"), [cst.Arg(p)])
         pred = cst.BooleanOperation(p, op(), pred)
     return pred, exact
 

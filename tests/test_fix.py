@@ -288,28 +288,30 @@ def test_rewrite_behaves_like_the_original_in_eager_mode(rel, form):
 
 
 def test_cond_keeps_python_tests_short_circuiting():
-    """`and`/`or`: leading Python tests stay Python (a `None` is never touched), tensor and size tests are
-    joined with `&`/`|`; that evaluates every one of them, so the fix is safe only when the later ones
-    are side-effect free. A Python test after a tensor test is refused."""
-    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, y, r=None):\n"
+    """`and`/`or`: Python tests stay Python and go first (a `None` is never touched; one written after a
+    tensor test moves only when both are side-effect free), tensor and size tests are joined with `&`/`|`;
+    that evaluates every one of them, so the fix is safe only when the later ones are side-effect free."""
+    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, y, r=None, todo: list = []):\n"
            "        if r is not None and r.sum() > 0:\n            x = x + r\n"
            "        if self.training and x.sum() > 0 and y.any():\n            x = x * 2\n"
            "        if x.sum() > 0 or y.mean() < 0:\n            x = -x\n"
            "        if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:\n            x = x - 1\n"
            "        if x.sum() > 0 and self.training:\n            x = x + 1\n"
+           "        if x.sum() > 0 and todo.pop():\n            x = x + 2\n"
            "        return x\n")
     res = fix_source(src, "cond", unsafe_fixes=True)
     assert "torch.cond(r is not None and r.sum() > 0, " in res.source
     assert "torch.cond(bool(self.training) and (x.sum() > 0) & y.any(), " in res.source
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in res.source
-    assert sorted(p.applicability for p in res.applied) == ["safe", "safe", "safe", "unsafe"]
+    assert sorted(p.applicability for p in res.applied) == ["safe", "safe", "safe", "safe", "unsafe"]
     safe = fix_source(src, "cond")
     assert "torch.cond(r is not None and r.sum() > 0, " in safe.source  # one tensor test: exact
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in safe.source  # pure later tests
     assert "torch.cond(bool(self.training)" in safe.source  # `y.any()` is pure too
     assert [p.position[0] for p in safe.skipped_unsafe] == [12]  # indexing is not
+    assert "torch.cond(bool(self.training) and x.sum() > 0, " in res.source  # moved: both pure
     assert [(p.position[0], p.reason) for p in res.refused] == [
-        (14, "a Python test after a tensor test in `and`/`or` (reorder them)")]
+        (16, "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
 
 
 @pytest.mark.torch
