@@ -51,6 +51,10 @@ def annotation_kind(ann: Optional[cst.Annotation]) -> Optional[Kind]:
     if ann is None:
         return None
     e = ann.annotation
+    if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
+        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else annotation_kind(cst.Annotation(p))
+                 for p in (e.left, e.right)]
+        return None if any(p is None for p in parts) else join(*parts)
     text = dotted(e) if not isinstance(e, cst.Subscript) else dotted(e.value)
     if text is None:
         if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):

@@ -184,6 +184,15 @@ def test_layer_subclass_parameters_are_tensors():
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(6, "TS101")]
 
 
+def test_pep604_annotations():
+    """`bool | None = None` is a Python flag, not a maybe-tensor; `torch.Tensor | None` stays a tensor."""
+    sig = "self, x, flag: bool | None = None, n: int | None = None, r: torch.Tensor | None = None"
+    assert codes("if not flag:\n    x = -x", sig=sig) == []
+    assert codes("if n > x.shape[0]:\n    x = -x", sig=sig) == ["TS108"]
+    assert codes("if r is not None and r.sum() > 0:\n    x = x + r", sig=sig) == ["TS101"]
+    assert codes("if not flag:\n    x = -x", sig="self, x, flag=None") == ["TS101"]  # unannotated: may be a tensor
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
