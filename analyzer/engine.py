@@ -69,7 +69,7 @@ class Settings:
     entry_points: tuple[str, ...] = ("forward",)
 
 
-def default_params(fn: cst.FunctionDef, is_method: bool) -> dict[str, Kind]:
+def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None) -> dict[str, Kind]:
     """Kinds of an entry point's parameters: tensors unless annotated or defaulted otherwise."""
     out: dict[str, Kind] = {}
     params = all_params(fn.params)
@@ -78,7 +78,7 @@ def default_params(fn: cst.FunctionDef, is_method: bool) -> dict[str, Kind]:
         if is_method and i == 0 and not fn.params.posonly_params or name == "self":
             out[name] = KP
             continue
-        ann = annotation_kind(p.annotation)
+        ann = annotation_kind(p.annotation, tree_class)
         if ann is not None:
             out[name] = ann
         elif p.default is None:
@@ -107,6 +107,7 @@ class Analysis:
         self.states: dict[tuple[str, str], FuncState] = {}
         self.queue: deque = deque()
         self._attr_cache: dict = {}
+        self._class_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ entry points
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
@@ -125,7 +126,7 @@ class Analysis:
         for ref in self.entry_points(mod):
             st = self.states.get(ref.key)
             if st is None:
-                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True))
+                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.tree_class(ref)))
                 self.queue.append(ref.key)
             else:
                 st.entry = True
@@ -150,6 +151,22 @@ class Analysis:
                     self.queue.append(caller)
 
     # ------------------------------------------------------------------ reach
+    def tree_class(self, ref: FuncRef):
+        """For annotations in ref's module: is this name a class of the scanned tree that is not a tensor?"""
+        mod = ref.module
+
+        def check(e: cst.BaseExpression) -> bool:
+            q = mod.qualify(e)
+            if q is None or q.startswith("torch."):
+                return False
+            hit = self._class_cache.get(q)
+            if hit is None:
+                ci = self.project.resolve_class(q)
+                hit = self._class_cache[q] = ci is not None and not any(b.endswith("Tensor") for b in ci.bases)
+            return hit
+
+        return check
+
     def is_tree_name(self, ref: FuncRef, qualname: str) -> bool:
         head = qualname.split(".")[0]
         return head != "torch" and self.project.lookup(qualname) is not None
@@ -224,13 +241,13 @@ class Analysis:
                 i += 1
             else:
                 incoming[kw] = k
-        base = default_params(callee.node, is_method)
+        base = default_params(callee.node, is_method, self.tree_class(callee))
         if mappable:
             # parameters not passed keep their defaults' kinds; passed ones take the caller's
             for p in params:
                 n = p.name.value
                 if n in incoming:
-                    ann = annotation_kind(p.annotation)
+                    ann = annotation_kind(p.annotation, self.tree_class(callee))
                     base[n] = ann if ann is not None and ann == KP else incoming[n]
         if st is None:
             st = FuncState(callee, False, base)

@@ -47,13 +47,15 @@ def is_literal(e: cst.BaseExpression) -> bool:
     return False
 
 
-def annotation_kind(ann: Optional[cst.Annotation]) -> Optional[Kind]:
+def annotation_kind(ann: Optional[cst.Annotation], tree_class=None) -> Optional[Kind]:
+    """The kind an annotation declares, or None when unknown. `tree_class(expr)` tells whether a name is a
+    class of the scanned tree (a `Cache`, a config: a Python object)."""
     if ann is None:
         return None
     e = ann.annotation
     if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
-        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else annotation_kind(cst.Annotation(p))
-                 for p in (e.left, e.right)]
+        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else
+                 annotation_kind(cst.Annotation(p), tree_class) for p in (e.left, e.right)]
         return None if any(p is None for p in parts) else join(*parts)
     text = dotted(e) if not isinstance(e, cst.Subscript) else dotted(e.value)
     if text is None:
@@ -64,7 +66,7 @@ def annotation_kind(ann: Optional[cst.Annotation]) -> Optional[Kind]:
         return None
     last = text.rsplit(".", 1)[-1]
     if isinstance(e, cst.Subscript):
-        inner = [annotation_kind(cst.Annotation(s.slice.value)) for s in e.slice
+        inner = [annotation_kind(cst.Annotation(s.slice.value), tree_class) for s in e.slice
                  if isinstance(s.slice, cst.Index)]
         inner = [k for k in inner if k is not None]
         if last in ("Optional",):
@@ -76,7 +78,7 @@ def annotation_kind(ann: Optional[cst.Annotation]) -> Optional[Kind]:
         return KP
     if last in ("Tensor", "FloatTensor", "LongTensor", "BoolTensor", "Parameter"):
         return KT
-    if last in api.NON_TENSOR_ANNOTATIONS:
+    if last in api.NON_TENSOR_ANNOTATIONS or tree_class is not None and tree_class(e):
         return KP
     return None
 

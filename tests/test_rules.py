@@ -193,6 +193,27 @@ def test_pep604_annotations():
     assert codes("if not flag:\n    x = -x", sig="self, x, flag=None") == ["TS101"]  # unannotated: may be a tensor
 
 
+def test_annotations_naming_classes_of_the_tree_are_python_objects():
+    """`cache: Cache | None = None` where `Cache` is a class of the scanned tree: its attributes are Python
+    values (transformers' KV-cache flags), unlike an unknown annotation, which may hide a tensor."""
+    src = textwrap.dedent('''
+        import torch.nn as nn
+
+        class Cache:
+            def __init__(self):
+                self.is_updated = {}
+
+        class M(nn.Module):
+            def forward(self, x, cache: Cache | None = None, other: Unknown | None = None):
+                if cache is not None and cache.is_updated.get(0):
+                    x = x * 2
+                if other is not None and other.flag:
+                    x = -x
+                return x
+    ''')
+    assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(12, "TS101")]
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
