@@ -151,6 +151,7 @@ class Walker:
         self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
         # kinds of `and`/`or` operands in tests (the cond form keeps Python tests short-circuiting)
         self.operand_kinds: dict[int, Kind] = {}
+        self.opaque: set[int] = set()  # calls to submodules and unknown callables
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
@@ -380,7 +381,9 @@ class Walker:
             env[target.value] = k
         elif isinstance(target, (cst.Tuple, cst.List)):
             elems = [e for e in target.elements]
-            if is_tensor(k) and not any(isinstance(a, tuple) for a in k) and LT not in k:
+            # `out, weights = self.attn(x)`: an opaque call's tensors are as likely a tuple; not reported
+            if is_tensor(k) and not any(isinstance(a, tuple) for a in k) and LT not in k and \
+                    not (value is not None and id(value) in self.opaque):
                 self.report(value if value is not None else target, "TS107",
                             "unpacking a tensor iterates over it: the number of items is frozen by tracing")
             parts = unpack(k, len(elems))
@@ -724,12 +727,10 @@ class Walker:
             if callee == "class":
                 return KP
             return self.an.call(self.ref, callee, args)
-        # a submodule or an unknown callable: tensors in, tensors out
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
-            return KT
-        if any(is_tensor(k) or LT in k for _, _, k in args):
-            return KT
-        if isinstance(func, (cst.Subscript, cst.Call)) and args:
+        # a submodule or an unknown callable: tensors in, tensors out (one tensor or a tuple of them)
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
+                or any(is_tensor(k) or LT in k for _, _, k in args) or isinstance(func, (cst.Subscript, cst.Call)) and args:
+            self.opaque.add(id(e))
             return KT
         self.ev(func, env)
         return KP

@@ -55,7 +55,7 @@ CASES = {
     ),
     "TS107": (
         ["for t in x.unbind(0):\n    pass", "a, b = x.chunk(2)", "for d in x.shape:\n    pass",
-         "v, i = x.max(dim=0)", "rows = [r for r in x.split(1)]"],
+         "v, i = x.max(dim=0)", "rows = [r for r in x.split(1)]", "h, weights = self.attn(x)"],
         ["for row in x:\n    pass", "a, b = x", "rows = list(x)", "for i, r in enumerate(x):\n    pass",
          "z = [r * 2 for r in x]"],
     ),
