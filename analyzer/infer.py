@@ -152,13 +152,25 @@ class Walker:
         # kinds of `and`/`or` operands in tests (the cond form keeps Python tests short-circuiting)
         self.operand_kinds: dict[int, Kind] = {}
         self.opaque: set[int] = set()  # calls to submodules and unknown callables
+        self._quiet = 0
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
     # ---------------------------------------------------------------- reporting
     def report(self, node: cst.CSTNode, code: str, message: str, end: Optional[cst.CSTNode] = None) -> None:
         """Record a finding spanning from node's start to end's end (default: the node itself)."""
+        if self._quiet:
+            return
         self.found.setdefault((id(node), code), (node, code, message, end or node))
+
+    def quietly(self, e: cst.BaseExpression, env: Env) -> Kind:
+        """Evaluate an exception or an assert message: it is built only on the error path (whose test is
+        reported), so formatting a traced size into it freezes nothing the graph computes."""
+        self._quiet += 1
+        try:
+            return self.ev(e, env)
+        finally:
+            self._quiet -= 1
 
     def src(self, node: cst.CSTNode) -> str:
         return short(self.module, node)
@@ -289,13 +301,13 @@ class Walker:
             return None
         if isinstance(s, cst.Raise):
             if s.exc is not None:
-                self.ev(s.exc, env)
+                self.quietly(s.exc, env)
             return None
         if isinstance(s, cst.Assert):
             k = self.test_kind(s.test, env)
             self.report_test(s, s.test, k, "assert")
             if s.msg is not None:
-                self.ev(s.msg, env)
+                self.quietly(s.msg, env)
             return env
         if isinstance(s, cst.Del):
             return env

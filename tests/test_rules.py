@@ -214,6 +214,14 @@ def test_annotations_naming_classes_of_the_tree_are_python_objects():
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(12, "TS101")]
 
 
+def test_error_messages_are_not_conversions():
+    """Formatting a traced size or a tensor into an exception or an assert message happens only on the
+    error path; its test is what gets reported."""
+    assert codes("if x.shape[0] != 3:\n    raise ValueError(f'need 3 rows, got {x.shape[0]}: {x}')") == ["TS108"]
+    assert codes("assert x.shape[-1] == 4, f'got {x.shape[-1]} ({x.sum().item()})'") == ["TS108"]
+    assert codes("msg = f'got {x.shape[0]}'") == ["TS106"]  # outside a raise it is still a conversion
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
