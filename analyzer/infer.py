@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, S, ST, T, Kind, dct, element, iterable, is_size,
+from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, iterable, is_size,
                     is_tensor, join, traced, tup, unpack)
 from .project import dotted
 
@@ -45,6 +45,9 @@ def is_literal(e: cst.BaseExpression) -> bool:
     if isinstance(e, cst.Call) and dotted(e.func) in ("float", "int") and len(e.args) == 1:
         return is_literal(e.args[0].value)
     return False
+
+
+_PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
 
 
 def annotation_kind(ann: Optional[cst.Annotation], tree_class=None) -> Optional[Kind]:
@@ -345,19 +348,44 @@ class Walker:
             self.report_test(s, s.test, k, "if")
         outs = []
         before = dict(env)
+        env_t, env_f = self.narrow(s.test, env)
         if g is not False:
-            outs.append(self.block(s.body.body, dict(env)))
+            outs.append(self.block(s.body.body, env_t))
         if g is not True:
             if s.orelse is None:
-                outs.append(env)
+                outs.append(env_f)
             elif isinstance(s.orelse, cst.If):
-                outs.append(self.if_stmt(s.orelse, dict(env)))
+                outs.append(self.if_stmt(s.orelse, env_f))
             else:
-                outs.append(self.block(s.orelse.body.body, dict(env)))
+                outs.append(self.block(s.orelse.body.body, env_f))
         if (id(s), "TS101") in self.found or (id(s), "TS108") in self.found:
             self.envs[id(s)] = (before, outs)
         live = [o for o in outs if o is not None]
         return join_env(*live) if live else None
+
+    def narrow(self, test: cst.BaseExpression, env: Env) -> tuple[Env, Env]:
+        """Copies of env for the true and the false arm, narrowed by `isinstance(name, types)` (or its
+        `not`): a Python type makes the name a Python value in the true arm, torch.Tensor a tensor; the
+        false arm drops that possibility."""
+        env_t, env_f = dict(env), dict(env)
+        negate = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
+        call = test.expression if negate else test
+        if not (isinstance(call, cst.Call) and dotted(call.func) == "isinstance" and len(call.args) == 2
+                and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value in env):
+            return env_t, env_f
+        name, types = call.args[0].value.value, call.args[1].value
+        parts = [e.value for e in types.elements] if isinstance(types, cst.Tuple) else [types]
+        quals = [self.ref.module.qualify(t) or "" for t in parts]
+        k = env[name]
+        if all(q in _PY_TYPES for q in quals):
+            # a traced size is an int too: only the tensor possibility goes
+            yes, no = k - {T} or KP, k - {P, S} or k
+        elif all(q.rsplit(".", 1)[-1] in ("Tensor", "Parameter") and q.startswith("torch.") for q in quals):
+            yes, no = KT, k - {T} or k
+        else:
+            return env_t, env_f
+        env_t[name], env_f[name] = (no, yes) if negate else (yes, no)
+        return env_t, env_f
 
     def for_stmt(self, s: cst.For, env: Env) -> Optional[Env]:
         it = self.iterate(s.iter, env)

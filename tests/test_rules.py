@@ -222,6 +222,16 @@ def test_error_messages_are_not_conversions():
     assert codes("msg = f'got {x.shape[0]}'") == ["TS106"]  # outside a raise it is still a conversion
 
 
+def test_isinstance_narrows_a_name_in_each_arm():
+    sig = "self, x, keep: int | torch.Tensor = 0"
+    assert codes("if isinstance(keep, int):\n    if keep == 0:\n        x = -x", sig=sig) == []
+    assert codes("if not isinstance(keep, int):\n    if keep.sum() > 0:\n        x = -x", sig=sig) == ["TS101"]
+    assert codes("if isinstance(keep, torch.Tensor):\n    pass\nelse:\n    if keep == 0:\n        x = -x",
+                 sig=sig) == []
+    n = "n = x.shape[0]\nif isinstance(n, int):\n    if n > 1:\n        x = -x"
+    assert codes(n) == ["TS108"]  # a traced size is an int: still a size
+
+
 def test_entry_point_aliases():
     for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
                       ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
