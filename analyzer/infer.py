@@ -47,6 +47,7 @@ def is_literal(e: cst.BaseExpression) -> bool:
     return False
 
 
+_MAYBE_TENSOR = frozenset({T, N})
 _PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
 
 
@@ -452,6 +453,10 @@ class Walker:
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
             return self.test_kind(e.expression, env)
         k = self.ev(e, env)
+        if isinstance(e, cst.Name) and k == _MAYBE_TENSOR:
+            # `if output_hidden_states:` — a bare truth test of a value that is a tensor or None is how
+            # Python code tests an optional flag (a maybe-None tensor is tested with `is not None`)
+            return EMPTY
         return frozenset(a for a in k if a in (T, S))
 
     def coerce(self, node, k: Kind, what: str) -> None:

@@ -25,7 +25,8 @@ CASES = {
     "TS101": (
         ["if y is not None:\n    x = x + y", "if self.training:\n    x = x * 2", "if x.dim() == 3:\n    x = x[0]",
          "if len(self.layers) > 1:\n    pass", "if torch.jit.is_tracing():\n    x = x + 1",
-         "if isinstance(x, torch.Tensor):\n    pass", "if x.dtype == torch.bool:\n    x = x.float()"],
+         "if isinstance(x, torch.Tensor):\n    pass", "if x.dtype == torch.bool:\n    x = x.float()",
+         "if y:\n    x = x * 2"],
         ["if x.sum() > 0:\n    x = x * 2", "if torch.all(x == 0):\n    x = x + 1",
          "z = torch.any(x > 1)\nif z:\n    x = x * 2", "if x.mean() > 0 and self.training:\n    pass",
          "if not (x > 0).all():\n    pass", "if F.relu(x).max() > 1:\n    pass", "if y is not None and y.any():\n    pass"],
@@ -190,7 +191,8 @@ def test_pep604_annotations():
     assert codes("if not flag:\n    x = -x", sig=sig) == []
     assert codes("if n > x.shape[0]:\n    x = -x", sig=sig) == ["TS108"]
     assert codes("if r is not None and r.sum() > 0:\n    x = x + r", sig=sig) == ["TS101"]
-    assert codes("if not flag:\n    x = -x", sig="self, x, flag=None") == ["TS101"]  # unannotated: may be a tensor
+    assert codes("if flag.any():\n    x = -x", sig="self, x, flag=None") == ["TS101"]  # unannotated: may be a tensor
+    assert codes("if not flag:\n    x = -x", sig="self, x, flag=None") == []  # ...but a bare truth test is a flag's
 
 
 def test_annotations_naming_classes_of_the_tree_are_python_objects():
