@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import libcst as cst
@@ -107,7 +106,3 @@ def _fixes(an, mod, config: Config) -> dict:
             for n in plan.nodes:
                 out[id(n)] = {"form": plan.form, "applicability": plan.applicability}
     return out
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()

@@ -17,7 +17,7 @@ from libcst._nodes.internal import CodegenState
 from .finding import Finding
 from .infer import Walker, all_params, annotation_kind, is_literal
 from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
-from .project import ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
+from .project import NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
@@ -482,7 +482,7 @@ class _PositionState(CodegenState):
     def add_token(self, value: str) -> None:
         self.tokens.append(value)
         if "\n" in value or "\r" in value:
-            segments = _NEWLINE.split(value)
+            segments = NEWLINE.split(value)
             self.line += len(segments) - 1
             self.column = len(segments[-1])
         else:
@@ -502,9 +502,6 @@ class _PositionState(CodegenState):
 
     def record_syntactic_position(self, node, *, start_node=None, end_node=None):
         return _Recorder(self, node, start_node, end_node)
-
-
-_NEWLINE = re.compile(r"\r\n?|\n")
 
 
 class Positions:

@@ -45,15 +45,35 @@ def decode(data: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _ast(text: str) -> ast.Module:
+    """`ast.parse` without its SyntaxWarnings and without the cyclic GC, which finds nothing to free in a
+    fresh (acyclic) tree but rescans it while it is built."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _syntax_message(e: SyntaxError) -> str:
+    return f"syntax error at {e.lineno}:{e.offset}: {e.msg}"
+
+
 def cpython_syntax_error(text: str) -> Optional[str]:
     """CPython's one-line syntax error for text, or None when `ast` accepts it (ValueError, RecursionError
     and MemoryError propagate)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ast.parse(text)
+        _ast(text)
     except SyntaxError as e:
-        return f"syntax error at {e.lineno}:{e.offset}: {e.msg}"
+        return _syntax_message(e)
     return None
 
 
@@ -98,28 +118,21 @@ def parse_source(source: str | bytes) -> tuple[cst.Module, str]:
 
 
 def _parse_ast(text: str) -> ast.Module:
-    enabled = gc.isenabled()
-    gc.disable()  # as for libcst: a fresh tree is acyclic
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ast.parse(text)
+        return _ast(text)
     except SyntaxError as e:
-        raise SourceError(f"syntax error at {e.lineno}:{e.offset}: {e.msg}") from None
+        raise SourceError(_syntax_message(e)) from None
     except (RecursionError, MemoryError):
         raise SourceError("source is nested too deeply to parse") from None
     except ValueError as e:
         raise SourceError(f"cannot parse source: {e}".splitlines()[0]) from None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # seconds spent per phase in this process (the benchmark's profile; a few perf_counter calls per file)
 PHASES: dict[str, float] = {"modules indexed": 0, "functions parsed": 0, "index (ast)": 0.0, "parse (libcst)": 0.0,
                             "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
 
-_NEWLINE = re.compile(r"\r\n|\r|\n")  # CPython's line breaks (not str.splitlines(): no \f, \x1c, \u2028)
+NEWLINE = re.compile(r"\r\n|\r|\n")  # CPython's line breaks (not str.splitlines(): no \f, \x1c, \u2028)
 
 
 class Def:
@@ -158,7 +171,7 @@ class Def:
         header = ""
         if indent:
             # an indented definition parses as the body of a class, keeping its own lines byte for byte
-            m = _NEWLINE.search(text)
+            m = NEWLINE.search(text)
             header = "class _:" + (m.group() if m else "\n")
         t0 = time.perf_counter()
         try:
@@ -210,7 +223,7 @@ class ModuleInfo:
     @property
     def lines(self) -> list[str]:
         if self._lines is None:
-            self._lines = _NEWLINE.split(self.text)
+            self._lines = NEWLINE.split(self.text)
         return self._lines
 
     def line_text(self, n: int) -> str:
@@ -220,16 +233,9 @@ class ModuleInfo:
     def segment(self, start: int, end: int) -> str:
         """Lines start..end (1-based, inclusive) with their line breaks."""
         if self._starts is None:
-            self._starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
+            self._starts = [0] + [m.end() for m in NEWLINE.finditer(self.text)]
         s = self._starts
         return self.text[s[start - 1]: s[end] if end < len(s) else len(self.text)]
-
-    def find(self, qualname: str) -> Optional[Def]:
-        head, _, rest = qualname.partition(".")
-        if not rest:
-            return self.functions.get(head)
-        ci = self.classes.get(head)
-        return ci.methods.get(rest) if ci is not None else None
 
     def qualify_dotted(self, d: str) -> str:
         head, _, rest = d.partition(".")
@@ -417,7 +423,7 @@ class Project:
         """The module for a file being checked: reused when another root already parsed it as a helper."""
         info = self._by_path.get(path)
         if info is not None and isinstance(data, bytes) and path in self.loaded and \
-                self.loaded[path] == hashlib.blake2b(data, digest_size=16).hexdigest():
+                self.loaded[path] == content_hash(data):
             return info
         return self.add_module(path, data)
 
@@ -438,7 +444,7 @@ class Project:
                         info = self.add_module(os.path.relpath(cand), data, None)
                     except (OSError, SourceError):
                         return None
-                    self.loaded[info.path] = hashlib.blake2b(data, digest_size=16).hexdigest()
+                    self.loaded[info.path] = content_hash(data)
                     self.touched.add(info.path)
                     self._by_mod[modname] = info
                     return info

@@ -17,8 +17,7 @@ import pathspec
 
 from tracesafe import __version__
 from tracesafe.analyzer import Config, Finding, analyze_root
-from tracesafe.analyzer.api import content_hash
-from tracesafe.analyzer.project import PHASES, Project, SourceError, cpython_syntax_error, decode
+from tracesafe.analyzer.project import PHASES, Project, SourceError, content_hash, cpython_syntax_error, source_text
 
 # roots to analyze below which a pool costs more than it saves (pre-commit already runs one per core)
 _PARALLEL_MIN_FILES = 16
@@ -82,11 +81,9 @@ def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: O
 def _syntax_only(path: str, data: bytes) -> Optional[str]:
     """For prefiltered files: still report files that are not valid Python."""
     try:
-        text = decode(data)
+        text = source_text(data)
     except SourceError as e:
         return str(e)
-    if "\x00" in text:
-        return "source contains a NUL byte"
     try:
         return cpython_syntax_error(text)
     except (ValueError, RecursionError, MemoryError) as e:
