@@ -150,6 +150,10 @@ class Analysis:
                 if caller not in self.queue:
                     self.queue.append(caller)
 
+    def states_in(self, mod: ModuleInfo) -> list[FuncState]:
+        """The analysed functions defined in mod (the analysis also reaches other files)."""
+        return [st for st in self.states.values() if st.ref.module is mod]
+
     # ------------------------------------------------------------------ reach
     def tree_class(self, ref: FuncRef):
         """For annotations in ref's module: is this name a class of the scanned tree that is not a tensor?"""
@@ -241,13 +245,14 @@ class Analysis:
                 i += 1
             else:
                 incoming[kw] = k
-        base = default_params(callee.node, is_method, self.tree_class(callee))
+        tree_class = self.tree_class(callee)
+        base = default_params(callee.node, is_method, tree_class)
         if mappable:
             # parameters not passed keep their defaults' kinds; passed ones take the caller's
             for p in params:
                 n = p.name.value
                 if n in incoming:
-                    ann = annotation_kind(p.annotation, self.tree_class(callee))
+                    ann = annotation_kind(p.annotation, tree_class)
                     base[n] = ann if ann is not None and ann == KP else incoming[n]
         if st is None:
             st = FuncState(callee, False, base)

@@ -34,7 +34,7 @@ class FixResult:
 def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
     plans: list[Plan] = []
-    for st in [st for st in an.states.values() if st.ref.module is mod]:
+    for st in an.states_in(mod):
         fn, qualify = st.ref.node, mod.qualify
         none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
             if st.entry else []
@@ -101,9 +101,8 @@ def resolve_plans(an: Analysis, mod, plans: list[Plan]) -> list[Plan]:
         def visit_IndentedBlock(self, node):
             self._block(node.body)
 
-    for st in an.states.values():
-        if st.ref.module is mod:
-            st.ref.node.visit(V())
+    for st in an.states_in(mod):
+        st.ref.node.visit(V())
     return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _Deferred) else p for p in plans]
 
 
@@ -159,9 +158,8 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResul
     an, mod, plans = _plans(source, form, path, whole=False)
     res = FixResult(source)
     if any(not p.ok or p.applicability == "unsafe" for p in plans):
-        for st in an.states.values():
-            if st.ref.module is mod:
-                position_def(st.ref.defn, mod.computed)
+        for st in an.states_in(mod):
+            position_def(st.ref.defn, mod.computed)
         for p in plans:
             t = mod.computed.get(p.nodes[0])
             p.position = (t[0], t[1] + 1) if t is not None else None

@@ -74,8 +74,9 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
         if not p.exists() and not p.is_symlink():
             yield raw, "no such file or directory"
             continue
-        if p.is_symlink() and _symlink_problem(p):
-            yield raw, _symlink_problem(p)
+        problem = _symlink_problem(p) if p.is_symlink() else None
+        if problem:
+            yield raw, problem
             continue
         if p.is_file():
             if not excluded(p, False):

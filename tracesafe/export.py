@@ -24,6 +24,7 @@ import libcst as cst
 
 from tracesafe.analyzer import Config, Finding, check_source
 from tracesafe.analyzer.engine import positions
+from tracesafe.analyzer.project import dotted
 
 EXPORTERS = ("script", "dynamo", "trace")
 DEFAULT_OPSET = {"script": 17, "trace": 17, "dynamo": 18}
@@ -348,8 +349,6 @@ def _branch_points(source: str, path: str) -> tuple[list[Branch], dict]:
                 arms[p.start.line] = ("while", (pos[n.body].start.line, pos[n.body].end.line), None)
 
         def visit_Call(self, n):
-            from tracesafe.analyzer.project import dotted
-
             name = dotted(n.func) or ""
             if name.endswith(("torch.cond", "torch.while_loop")) or name in ("cond", "while_loop"):
                 line = pos[n].start.line
