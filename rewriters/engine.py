@@ -11,10 +11,8 @@ from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import SourceError
 
-from . import cond, flag, optional, where
+from . import FORMS, cond, flag, optional, where
 from .common import Plan, ensure_imports
-
-FORMS = ("flag", "optional", "where", "cond")
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
 

@@ -12,6 +12,7 @@ import click
 
 from tracesafe import __version__
 from tracesafe.analyzer.rules import RULES, TARGETS
+from tracesafe.rewriters import FORMS
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -182,7 +183,7 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--form", type=click.Choice(["flag", "optional", "where", "cond"]), default=None,
+@click.option("--form", type=click.Choice(FORMS), default=None,
               help="Rewrite form (default: flag, or the config's `form`).")
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")

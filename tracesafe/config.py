@@ -9,13 +9,13 @@ from typing import Any, Optional
 
 from tracesafe.analyzer import Config
 from tracesafe.analyzer.rules import TARGETS, select_codes
+from tracesafe.rewriters import FORMS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-FORMS = ("flag", "optional", "where", "cond")
 KEYS = {"select", "ignore", "per-file-ignores", "exclude", "entry-points", "form", "target"}
 
 
