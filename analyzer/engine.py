@@ -15,8 +15,9 @@ from libcst._position import CodePosition, CodeRange
 from libcst._nodes.internal import CodegenState
 
 from .finding import Finding
-from .infer import Walker, all_params, annotation_kind, is_literal
-from .kinds import EMPTY, KLT, KN, KP, KT, N, Kind, join
+from . import torchapi as api
+from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
+from .kinds import EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, join, mod as mod_kind, mods as mods_kind
 from .project import NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
@@ -69,10 +70,14 @@ class Settings:
     entry_points: tuple[str, ...] = ("forward",)
 
 
-def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None) -> dict[str, Kind]:
-    """Kinds of an entry point's parameters: tensors unless annotated or defaulted otherwise."""
+def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None, top: bool = False) -> dict[str, Kind]:
+    """Kinds of parameters no caller passes. For a top-level entry point (`top`: a `forward` no caller in
+    the tree reaches, so the tracer calls it): a parameter without a default is an example input, a
+    tensor; one defaulting to `None` is a tensor when the body uses it as only a tensor can be used, and
+    opaque otherwise (a flag, a cache, a tensor handed on). An annotation decides where it is known."""
     out: dict[str, Kind] = {}
     params = all_params(fn.params)
+    uses = None
     for i, p in enumerate(params):
         name = p.name.value
         if is_method and i == 0 and not fn.params.posonly_params or name == "self":
@@ -82,15 +87,15 @@ def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None) -> dic
         if ann is not None:
             out[name] = ann
         elif p.default is None:
-            out[name] = KT
+            out[name] = KT if top or not is_method else KU
         elif isinstance(p.default, cst.Name) and p.default.value == "None":
-            out[name] = join(KT, KN)
-        elif is_literal(p.default):
-            out[name] = KP
+            if uses is None:
+                uses = tensor_uses(fn)
+            out[name] = join(KT if name in uses else KU, KN)
         else:
             out[name] = KP
     if isinstance(fn.params.star_arg, cst.Param):
-        out[fn.params.star_arg.name.value] = KLT
+        out[fn.params.star_arg.name.value] = KLT if top else KU
     if fn.params.star_kwarg is not None:
         out[fn.params.star_kwarg.name.value] = KP
     return out
@@ -121,17 +126,35 @@ class Analysis:
         return out
 
     def run(self, mod: ModuleInfo) -> None:
-        """Raises SourceError when libcst cannot parse one of the root's reached functions."""
+        """Raises SourceError when libcst cannot parse one of the root's reached functions.
+
+        Entry points of classes that another class of the module builds as a submodule are not seeded
+        first: their parameters take what the parent's `self.layer(...)` call hands them. Whatever no
+        caller reached is then analysed as a top-level model, called by the tracer."""
         self.root = mod
-        for ref in self.entry_points(mod):
-            st = self.states.get(ref.key)
-            if st is None:
-                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.tree_class(ref)))
+        entries = self.entry_points(mod)
+        inner = self.submodule_classes(mod)
+        for top_level in (True, False):
+            for ref in entries:
+                if (ref.cls.qualname in inner) == top_level or ref.key in self.states:
+                    continue
+                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.tree_class(ref),
+                                                                           top=True))
                 self.queue.append(ref.key)
-            else:
-                st.entry = True
-        while self.queue:
-            self._visit(self.queue.popleft())
+            while self.queue:
+                self._visit(self.queue.popleft())
+        for ref in entries:
+            self.states[ref.key].entry = True
+
+    def submodule_classes(self, mod: ModuleInfo) -> set:
+        """Qualified names of mod's classes that another class of mod assigns as a submodule."""
+        out = set()
+        for ci in mod.classes.values():
+            for k in _self_attrs(ci).values():
+                for q in atoms_of(k, "mod") | atoms_of(k, "mods"):
+                    if q != ci.qualname:
+                        out.add(q)
+        return out
 
     def _visit(self, key) -> None:
         st = self.states[key]
@@ -252,8 +275,10 @@ class Analysis:
             for p in params:
                 n = p.name.value
                 if n in incoming:
-                    ann = annotation_kind(p.annotation, tree_class)
-                    base[n] = ann if ann is not None and ann == KP else incoming[n]
+                    # an annotation is a hint: the value actually passed wins, unless nothing is known of it
+                    k = incoming[n]
+                    ann = annotation_kind(p.annotation, tree_class) if k <= {P, U} else None
+                    base[n] = ann if ann is not None else k
         if st is None:
             st = FuncState(callee, False, base)
             self.states[callee.key] = st
@@ -276,19 +301,86 @@ class Analysis:
         st.callers.add(caller.key)
         return st.ret if st.ret else KP
 
+    def call_module(self, caller: FuncRef, classes, args) -> Kind:
+        """Calling an nn.Module instance of one of these classes: its `forward` with the caller's kinds."""
+        out = []
+        for q in classes:
+            ci = self._module_class(caller, q)
+            if ci is None:
+                last = q.rsplit(".", 1)[-1]
+                if q.startswith("torch.nn.") and last not in _CONTAINERS:
+                    out.append(KLT if last in api.TUPLE_LAYERS else KT)
+                else:
+                    out.append(KU)
+                continue
+            out.append(self.call_method(caller, ci, "forward", args))
+        return join(*out) if out else KU
+
+    def call_module_method(self, caller: FuncRef, classes, name: str, args) -> Kind:
+        """`self.layer.method(...)`: the method of the submodule's class, for each class it may be."""
+        out = []
+        for q in classes:
+            ci = self._module_class(caller, q)
+            out.append(KU if ci is None else self.call_method(caller, ci, name, args))
+        return join(*out) if out else KU
+
+    def call_method(self, caller: FuncRef, ci: ClassInfo, name: str, args) -> Kind:
+        """A method of a tree class called on one of its instances; its torch.nn base's when not defined
+        in the tree (a subclass of nn.Linear without its own forward returns a tensor)."""
+        for c in self.project.mro(ci):
+            if name in c.methods:
+                ref = FuncRef(c.module, c, c.methods[name])
+                try:
+                    ref.node
+                except SourceError:
+                    if c.module is self.root:
+                        raise
+                    return KU
+                return self.call(caller, ref, args)
+        if name == "forward" and any(b.startswith("torch.nn.") and b.rsplit(".", 1)[-1] not in _CONTAINERS
+                                     for c in self.project.mro(ci) for b in c.bases):
+            return KT
+        return KU
+
+    def _module_class(self, ref: FuncRef, q: str) -> Optional[ClassInfo]:
+        if q.startswith("torch."):
+            return None
+        local = ref.module.classes.get(q.rsplit(".", 1)[-1]) if q.startswith(ref.module.modname + ".") else None
+        if local is not None:
+            return local
+        key = ("class", q)
+        if key not in self._attr_cache:
+            self._attr_cache[key] = self.project.resolve_class(q)
+        return self._attr_cache[key]
+
+    def module_attr_kind(self, ref: FuncRef, classes, name: str) -> Kind:
+        """An attribute of a submodule instance: its class's own attribute kinds."""
+        out = []
+        for q in classes:
+            ci = self._module_class(ref, q)
+            if ci is None:
+                out.append(KT if name in ("weight", "bias") and q.startswith("torch.nn.") else KU)
+            else:
+                out.append(self._attr_kind_of_class(ci, name))
+        return join(*out) if out else KU
+
     def self_attr_kind(self, ref: FuncRef, name: str) -> Kind:
-        """Parameters and buffers are tensors; other attributes of `self` are Python values. The nearest
-        class in the MRO that assigns the attribute decides (a subclass's `__init__` runs last)."""
+        """Parameters and buffers are tensors, submodules are module instances of their classes; other
+        attributes of `self` are Python values. The nearest class in the MRO that assigns the attribute
+        decides (a subclass's `__init__` runs last)."""
         if ref.cls is None or name in _MODULE_STATE:
             return KP
-        key = (ref.cls.qualname, name)
+        return self._attr_kind_of_class(ref.cls, name)
+
+    def _attr_kind_of_class(self, ci: ClassInfo, name: str) -> Kind:
+        key = (ci.qualname, name)
         kind = self._attr_cache.get(key)
         if kind is None:
             kind = KP
-            for c in self.project.mro(ref.cls):
+            for c in self.project.mro(ci):
                 attrs = _self_attrs(c)
                 if name in attrs:
-                    kind = KT if attrs[name] else KP
+                    kind = attrs[name]
                     break
                 if name in c.methods:  # a method or property
                     break
@@ -381,20 +473,23 @@ def _describe(s) -> str:
     return "a dict with keys " + ", ".join(s[1])
 
 
-_PARAM_CALLS = {"Parameter", "register_buffer", "register_parameter"}
+_CONTAINERS = {"ModuleList", "ModuleDict", "Sequential", "ParameterList", "ParameterDict"}
 
 
-def _self_attrs(ci: ClassInfo) -> dict[str, bool]:
-    """`self` attributes the class assigns anywhere in its body -> whether a value is a parameter, buffer
-    or tensor (from the class's `ast`: no libcst parse of `__init__`)."""
+def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
+    """`self` attributes the class assigns anywhere in its body -> the kind of the values assigned: a
+    tensor (parameter, buffer, torch call), a module instance (`Cls(...)`: its class), a container of
+    modules (`nn.ModuleList([Cls(...) for ...])`), opaque for other calls, Python otherwise. From the
+    class's `ast`: no libcst parse of `__init__`."""
     if ci.self_attrs is not None:
         return ci.self_attrs
-    out: dict[str, bool] = {}
+    out: dict[str, Kind] = {}
     mod = ci.module
 
     def assign(target, value) -> None:
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-            out[target.attr] = out.get(target.attr, False) or (value is not None and _tensorish(value, mod))
+            k = _value_kind(value, mod) if value is not None else KP
+            out[target.attr] = join(out[target.attr], k) if target.attr in out else k
         elif isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
                 assign(elt.value if isinstance(elt, ast.Starred) else elt, None)
@@ -413,7 +508,10 @@ def _self_attrs(ci: ClassInfo) -> dict[str, bool]:
                 args = st.value.args
                 if name.endswith(("register_buffer", "register_parameter")) and args and \
                         isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
-                    out[args[0].value] = True
+                    out[args[0].value] = KT
+                elif name.endswith("add_module") and args and isinstance(args[0], ast.Constant) and \
+                        isinstance(args[0].value, str) and len(args) > 1:
+                    out[args[0].value] = _value_kind(args[1], mod)
             else:
                 for extra in ("body", "orelse", "finalbody"):
                     block = getattr(st, extra, None)
@@ -427,17 +525,47 @@ def _self_attrs(ci: ClassInfo) -> dict[str, bool]:
     return out
 
 
-def _tensorish(e: ast.expr, mod: ModuleInfo) -> bool:
-    if isinstance(e, ast.Call):
-        d = ast_dotted(e.func)
-        q = mod.qualify_dotted(d) if d else ""
-        last = q.rsplit(".", 1)[-1]
-        if last == "Parameter":
-            return True
-        if q.startswith("torch.") and not q.startswith(("torch.nn.", "torch.jit", "torch.device")) and \
-                not last[:1].isupper():
-            return True
-    return False
+def _value_kind(e: ast.expr, mod: ModuleInfo) -> Kind:
+    """The kind of a value assigned to a `self` attribute, from its `ast`."""
+    if isinstance(e, ast.IfExp):
+        return join(_value_kind(e.body, mod), _value_kind(e.orelse, mod))
+    if isinstance(e, ast.Constant):
+        return KN if e.value is None else KP
+    if not isinstance(e, ast.Call):
+        return KP
+    d = ast_dotted(e.func)
+    if d is None:
+        return KU  # `ACT2FN[cfg.act]()`, `REGISTRY[name](cfg)`: built from a config string
+    q = mod.qualify_dotted(d)
+    last = q.rsplit(".", 1)[-1]
+    if last == "Parameter":
+        return KT
+    if q.startswith("torch.nn.") and last in _CONTAINERS:
+        classes: set = set()
+        known = True
+        for a in e.args:
+            elts = a.elts if isinstance(a, (ast.List, ast.Tuple)) else \
+                [a.elt] if isinstance(a, (ast.ListComp, ast.GeneratorExp)) else \
+                [v for v in a.values] if isinstance(a, ast.Dict) else \
+                [a.value.elt] if isinstance(a, ast.Starred) and isinstance(a.value, ast.ListComp) else [a]
+            for el in elts:
+                k = _value_kind(el, mod)
+                cs = atoms_of(k, "mod")
+                classes |= cs
+                known = known and bool(cs)
+        if last == "Sequential":
+            return mod_kind({q}) if known and all(c.startswith("torch.nn.") for c in classes) else KU
+        return mods_kind(classes) if known and classes else frozenset({("mods", frozenset())})
+    if q.startswith("torch.nn.") and not q.startswith(("torch.nn.functional.", "torch.nn.init.")) and last[:1].isupper():
+        return mod_kind({q})
+    if q.startswith("torch.") and not q.startswith(("torch.nn.", "torch.jit", "torch.device")) and not last[:1].isupper():
+        return KT
+    if q.startswith("torch."):
+        return KP
+    if "." not in d and d not in mod.classes and d not in mod.imports and d not in mod.functions:
+        return KP  # a builtin: int(...), getattr(config, ...)
+    # a class of the tree (resolved when called), a factory function, another library: what it builds
+    return mod_kind({q})
 
 
 # ---------------------------------------------------------------------- positions and noqa

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, LT, N, P, S, ST, T, Kind, dct, element, iterable, is_size,
-                    is_tensor, join, traced, tup, unpack)
+from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, element,
+                    iterable, is_size, is_tensor, join, mod as mod_kind, mods as mods_kind, surely_tensor, traced,
+                    tup, unpack)
 from .project import dotted
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ def is_literal(e: cst.BaseExpression) -> bool:
     return False
 
 
-_MAYBE_TENSOR = frozenset({T, N})
 _PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
 
 
@@ -155,7 +155,6 @@ class Walker:
         self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
         # kinds of `and`/`or` operands in tests (the cond form keeps Python tests short-circuiting)
         self.operand_kinds: dict[int, Kind] = {}
-        self.opaque: set[int] = set()  # calls to submodules and unknown callables
         self._quiet = 0
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
@@ -422,9 +421,7 @@ class Walker:
             env[target.value] = k
         elif isinstance(target, (cst.Tuple, cst.List)):
             elems = [e for e in target.elements]
-            # `out, weights = self.attn(x)`: an opaque call's tensors are as likely a tuple; not reported
-            if is_tensor(k) and not any(isinstance(a, tuple) for a in k) and LT not in k and \
-                    not (value is not None and id(value) in self.opaque):
+            if surely_tensor(k):
                 self.report(value if value is not None else target, "TS107",
                             "unpacking a tensor iterates over it: the number of items is frozen by tracing")
             parts = unpack(k, len(elems))
@@ -453,10 +450,6 @@ class Walker:
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
             return self.test_kind(e.expression, env)
         k = self.ev(e, env)
-        if isinstance(e, cst.Name) and k == _MAYBE_TENSOR:
-            # `if output_hidden_states:` — a bare truth test of a value that is a tensor or None is how
-            # Python code tests an optional flag (a maybe-None tensor is tested with `is not None`)
-            return EMPTY
         return frozenset(a for a in k if a in (T, S))
 
     def coerce(self, node, k: Kind, what: str) -> None:
@@ -479,7 +472,7 @@ class Walker:
     def iterate(self, node: cst.BaseExpression, env: Env) -> Kind:
         """Evaluate something a `for` iterates over; iterating a tensor is TS107."""
         k = self.ev(node, env)
-        if is_tensor(k) and LT not in k and not any(isinstance(a, tuple) for a in k):
+        if surely_tensor(k):
             self.report(node, "TS107", f"iterating over tensor `{self.src(node)}`: the number of steps is "
                         f"frozen by tracing")
         return k
@@ -518,6 +511,19 @@ class Walker:
         base = self.ev(e.value, env)
         name = e.attr.value
         out = []
+        classes = atoms_of(base, "mod")
+        if classes:
+            out.append(self.an.module_attr_kind(self.ref, classes, name))
+        if U in base:
+            # an opaque value read as only a tensor can be read is a tensor
+            if name == "shape":
+                out.append(KST)
+            elif name in api.NON_TENSOR_ATTRS:
+                out.append(KP)
+            elif name in api.TENSOR_ATTRS or name in api.TENSOR_MEMBERS:
+                out.append(KT)
+            else:
+                out.append(KU)
         if T in base:
             if name == "shape":
                 out.append(KST)
@@ -552,7 +558,8 @@ class Walker:
                 for part in (el.slice.lower, el.slice.upper, el.slice.step):
                     if part is not None:
                         idx_kinds.append(self.ev(part, env))
-        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and base != EMPTY:
+        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and base != EMPTY and U not in base and \
+                not any(isinstance(a, tuple) and a[0] in ("mod", "mods") for a in base):
             self.report(e, "TS106",
                         f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
         out = []
@@ -573,6 +580,10 @@ class Walker:
                     out.append(join(*elems))
             elif isinstance(a, tuple) and a[0] == "dict":
                 out.append(KP)
+            elif isinstance(a, tuple) and a[0] == "mods":
+                out.append(mods_kind(a[1]) if is_slice else mod_kind(a[1]))
+            elif a == U or isinstance(a, tuple) and a[0] == "mod":
+                out.append(KU)
         return join(*out) if out else KP
 
     def ev_BinaryOperation(self, e, env):
@@ -586,6 +597,8 @@ class Walker:
             return KST
         if LT in both and isinstance(e.operator, cst.Add):
             return KLT
+        if U in both:
+            return KU
         return KP
 
     def ev_UnaryOperation(self, e, env):
@@ -753,7 +766,11 @@ class Walker:
             q = self.ref.module.qualify(func)
             if q is None or not q.startswith(("torch.", "math.", "numpy.", "np.")) and not self.an.is_tree_name(self.ref, q):
                 recv = self.ev(func.value, env)
-                if traced(recv) or ST in recv or LT in recv or any(isinstance(a, tuple) for a in recv):
+                classes = atoms_of(recv, "mod")
+                if classes:
+                    # a method of a submodule: reached like `self.method(...)`
+                    return self.an.call_module_method(self.ref, classes, func.attr.value, args)
+                if traced(recv) or U in recv or ST in recv or LT in recv or any(isinstance(a, tuple) for a in recv):
                     res = self.method(e, func.attr.value, recv, args, pos)
                     if res is not None:
                         return res
@@ -772,12 +789,20 @@ class Walker:
             if callee == "class":
                 return KP
             return self.an.call(self.ref, callee, args)
-        # a submodule or an unknown callable: tensors in, tensors out (one tensor or a tuple of them)
+        # a value called: a submodule (its class's forward), functions held in a registry (each of them)
+        fk = self.ev(func, env)
+        classes, defs = atoms_of(fk, "mod"), atoms_of(fk, "fns")
+        if classes or defs:
+            out = [self.an.call_module(self.ref, classes, args)] if classes else []
+            out.extend(self.an.call(self.ref, d, args) for d in defs)
+            if any(not (isinstance(a, tuple) and a[0] in ("mod", "fns")) for a in fk):
+                out.append(KU)
+            return join(*out)
+        # an unknown callable given tensors: its result is opaque (a tensor, a tuple, an output object)
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
-                or any(is_tensor(k) or LT in k for _, _, k in args) or isinstance(func, (cst.Subscript, cst.Call)) and args:
-            self.opaque.add(id(e))
-            return KT
-        self.ev(func, env)
+                or any(is_tensor(k) or LT in k or U in k for _, _, k in args) or \
+                isinstance(func, (cst.Subscript, cst.Call)) and args or U in fk:
+            return KU
         return KP
 
     def builtin(self, e: cst.Call, name: str, args, pos) -> Optional[Kind]:
@@ -795,7 +820,7 @@ class Walker:
                             f"frozen by tracing")
             return KP
         if name == "len":
-            if pos and is_tensor(pos[0]) and not any(isinstance(a, tuple) for a in pos[0]) and LT not in pos[0]:
+            if pos and surely_tensor(pos[0]):
                 self.report(e, "TS108", f"`len({self.src(e.args[0].value)})` reads a tensor's first dimension as "
                             f"a Python int: frozen for dynamic axes (use `.shape[0]`)")
             return KP
@@ -806,7 +831,7 @@ class Walker:
         if name in _BUILTIN_COMPARE:
             if len(pos) == 1:
                 k = pos[0]
-                if is_tensor(k) and LT not in k:
+                if surely_tensor(k):
                     self.report(e, "TS107", f"`{name}()` iterates over a tensor: frozen by tracing")
                 elif LT in k or is_tensor(element(k)):
                     self.coerce(e, KT, f"`{name}()` over tensors")
@@ -817,7 +842,7 @@ class Walker:
             return KP
         if name in _BUILTIN_ITERATE:
             for (kw, star, k), a in zip(args, e.args):
-                if kw is None and is_tensor(k) and not any(isinstance(x, tuple) for x in k) and LT not in k:
+                if kw is None and surely_tensor(k):
                     self.report(e, "TS107", f"`{name}()` iterates over tensor `{self.src(a.value)}`: the number of "
                                 f"items is frozen by tracing")
                     break
@@ -842,7 +867,9 @@ class Walker:
         return None
 
     def method(self, e: cst.Call, name: str, recv: Kind, args, pos) -> Optional[Kind]:
-        """A method call on a tensor (or a shape, or a sequence of tensors)."""
+        """A method call on a tensor (or a shape, or a sequence of tensors, or an opaque value)."""
+        if U in recv and name in api.TENSOR_MEMBERS:
+            recv = recv | KT  # only a tensor has this method
         if is_tensor(recv):
             if name in api.CONVERTING_METHODS:
                 self.report(e, "TS106", f"`.{name}()` converts a tensor to {api.CONVERTING_METHODS[name]}: "
@@ -859,7 +886,10 @@ class Walker:
             if name in ("__len__",):
                 self.report(e, "TS108", "`__len__()` of a tensor is frozen for dynamic axes")
                 return KP
-            return KT
+            # a method tensors do not have: the value was not (only) a tensor
+            return KT if name in api.TENSOR_MEMBERS or name in api.TENSOR_ATTRS else KU
+        if U in recv:
+            return KU
         if ST in recv:
             if name == "numel":
                 return KS
@@ -921,6 +951,31 @@ class Walker:
                     and (param.annotation is None or N not in (annotation_kind(param.annotation) or KP)):
                 self.report(param, "TS301", f"`{param.name.value}=None` needs an `Optional[...]` annotation for "
                             f"torch.jit.script")
+
+
+def tensor_uses(fn: cst.FunctionDef) -> set[str]:
+    """Names the body uses as only a tensor can be used: `x.shape`, `x.view(...)`, `x * 2`, `x[:, 0]`."""
+    out: set[str] = set()
+
+    class V(cst.CSTVisitor):
+        def visit_Attribute(self, n: cst.Attribute) -> None:
+            if isinstance(n.value, cst.Name) and (n.attr.value in api.TENSOR_MEMBERS or n.attr.value == "shape"):
+                out.add(n.value.value)
+
+        def visit_BinaryOperation(self, n: cst.BinaryOperation) -> None:
+            for side in (n.left, n.right):
+                if isinstance(side, cst.Name):
+                    out.add(side.value)
+
+        def visit_Subscript(self, n: cst.Subscript) -> None:
+            # multi-dimensional or sliced indexing (`mask[:, None]`), which Python sequences do not take
+            if isinstance(n.value, cst.Name) and (len(n.slice) > 1 or any(
+                    isinstance(el.slice, cst.Index) and isinstance(el.slice.value, cst.Name) and
+                    el.slice.value.value == "None" for el in n.slice)):
+                out.add(n.value.value)
+
+    fn.body.visit(V())
+    return out
 
 
 def all_params(p: cst.Parameters) -> list[cst.Param]:

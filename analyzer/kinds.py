@@ -1,6 +1,26 @@
 """What an expression may hold, as far as a tracer is concerned.
 
-A kind is a frozenset of atoms; the union of two kinds is their join ("may be either").
+A kind is a frozenset of atoms; the union of two kinds is their join ("may be either"). The analysis is
+an abstract interpretation over this lattice: every expression evaluates to a kind, assignments bind
+kinds flow-sensitively, and a call into reached code passes the argument kinds to the callee's
+parameters (joined over every call site) and returns the callee's return kind.
+
+Atoms:
+- ``T`` a tensor, ``S`` a traced size, ``ST`` a sequence of sizes, ``LT`` a sequence of tensors,
+  ``N`` None, ``P`` a plain Python value;
+- ``U`` an opaque value: the result of a call the analysis cannot see into (a submodule built from a
+  config string, an unknown library). It may be a tensor, a tuple or any object, so nothing is reported
+  on it directly; using it as only a tensor can be used (``.shape``, ``.view(...)``, ``.item()``) makes it
+  one;
+- ``("tup", kinds)`` a tuple of known arity, ``("iter", elem)`` something iterated element by element,
+  ``("dict", keys)`` a dict literal;
+- ``("mod", classes)`` an ``nn.Module`` instance of one of these classes (qualified names; ``torch.nn.X``
+  or a class of the scanned tree), ``("mods", classes)`` a ModuleList/ModuleDict/Sequential of them:
+  calling one runs the class's ``forward`` with the caller's argument kinds;
+- ``("fns", defs)`` functions of the tree held as values (a registry dict looked up by a config
+  string): calling one calls every function it may be;
+- ``B1``/``B0`` a Python bool known while exporting (``torch.jit.is_tracing()`` is True under the tracer):
+  a branch on it is not a hazard, and the analysis follows only the arm that runs.
 """
 
 from __future__ import annotations
@@ -11,6 +31,9 @@ ST = "ST"  # a sequence of traced sizes: x.shape, x.size()
 LT = "LT"  # a sequence of tensors: x.chunk(2), torch.max(x, dim=1), [a, b]
 N = "N"    # None
 P = "P"    # a plain Python value (or anything we know nothing about)
+U = "U"    # an opaque value: a call result the analysis cannot see into (maybe a tensor, maybe not)
+B1 = "B1"  # a Python bool known to be True while exporting under this target
+B0 = "B0"  # ... known to be False
 
 Kind = frozenset
 
@@ -21,6 +44,9 @@ KST = frozenset({ST})
 KLT = frozenset({LT})
 KN = frozenset({N})
 KP = frozenset({P})
+KU = frozenset({U})
+KB1 = frozenset({B1})
+KB0 = frozenset({B0})
 
 _MAX_TUPLE = 8
 
@@ -41,10 +67,46 @@ def dct(keys) -> Kind:
     return frozenset({("dict", frozenset(keys))})
 
 
+def mod(classes) -> Kind:
+    return frozenset({("mod", frozenset(classes))})
+
+
+def mods(classes) -> Kind:
+    return frozenset({("mods", frozenset(classes))})
+
+
+def fns(defs) -> Kind:
+    return frozenset({("fns", frozenset(defs))})
+
+
+def atoms_of(k: Kind, tag: str) -> frozenset:
+    """The union of the payloads of k's atoms tagged `tag` (module classes, functions)."""
+    out: set = set()
+    for a in k:
+        if isinstance(a, tuple) and a[0] == tag:
+            out |= a[1]
+    return frozenset(out)
+
+
+def known_bool(k: Kind):
+    """True/False when k is a bool known while exporting, else None."""
+    if k == KB1:
+        return True
+    if k == KB0:
+        return False
+    return None
+
+
 def join(*kinds: Kind) -> Kind:
     out: set = set()
     for k in kinds:
         out |= k
+    # one atom per tag for sets of classes and functions
+    for tag in ("mod", "mods", "fns"):
+        tagged = [a for a in out if isinstance(a, tuple) and a[0] == tag]
+        if len(tagged) > 1:
+            out.difference_update(tagged)
+            out.add((tag, frozenset().union(*(a[1] for a in tagged))))
     # keep tuple atoms bounded: two tuples of the same arity merge elementwise
     tuples = [a for a in out if isinstance(a, tuple) and a[0] == "tup"]
     if len(tuples) > 1:
@@ -62,6 +124,11 @@ def join(*kinds: Kind) -> Kind:
 
 def is_tensor(k: Kind) -> bool:
     return T in k
+
+
+def surely_tensor(k: Kind) -> bool:
+    """A tensor and nothing that could be a sequence or an opaque value (iterating it is TS107)."""
+    return T in k and LT not in k and U not in k and not any(isinstance(a, tuple) and a[0] != "fns" for a in k)
 
 
 def is_size(k: Kind) -> bool:
@@ -85,6 +152,10 @@ def element(k: Kind) -> Kind:
             out.extend(a[1])
         elif isinstance(a, tuple) and a[0] == "iter":
             out.append(a[1])
+        elif isinstance(a, tuple) and a[0] == "mods":
+            out.append(mod(a[1]))
+        elif a == U:
+            out.append(KU)
         else:
             out.append(KP)
     return join(*out) if out else KP

@@ -209,7 +209,7 @@ def test_annotations_naming_classes_of_the_tree_are_python_objects():
             def forward(self, x, cache: Cache | None = None, other: Unknown | None = None):
                 if cache is not None and cache.is_updated.get(0):
                     x = x * 2
-                if other is not None and other.flag:
+                if other is not None and other.sum() > 0:
                     x = -x
                 return x
     ''')
