@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (EMPTY, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, element,
-                    iterable, is_size, is_tensor, join, mod as mod_kind, mods as mods_kind, surely_tensor, traced,
+from .kinds import (B0, B1, EMPTY, KB0, KB1, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, element,
+                    iterable, is_size, is_tensor, join, known_bool, mod as mod_kind, mods as mods_kind, surely_tensor, traced,
                     tup, unpack)
 from .project import dotted
 
@@ -292,7 +292,11 @@ class Walker:
             self.bind(s.target, k if s.value is not None else (ann or KP), env)
             return env
         if isinstance(s, cst.AugAssign):
-            k = join(self.ev(s.target, env), self.ev(s.value, env))
+            tk, vk = self.ev(s.target, env), self.ev(s.value, env)
+            if isinstance(s.operator, (cst.BitOrAssign, cst.BitAndAssign)):
+                k = self.binop(cst.BitOr() if isinstance(s.operator, cst.BitOrAssign) else cst.BitAnd(), tk, vk)
+            else:
+                k = join(tk, vk)
             self.bind(s.target, k, env)
             return env
         if isinstance(s, cst.Expr):
@@ -320,32 +324,10 @@ class Walker:
             return env
         return env
 
-    def guard_value(self, test: cst.BaseExpression) -> Optional[bool]:
-        """The known value of an export guard such as ``torch.jit.is_tracing()`` under this target."""
-        if self.guard_index is None:
-            return None
-        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-            v = self.guard_value(test.expression)
-            return None if v is None else not v
-        if isinstance(test, cst.BooleanOperation):
-            lv, rv = self.guard_value(test.left), self.guard_value(test.right)
-            if isinstance(test.operator, cst.Or):
-                return True if (lv or rv) else (False if lv is False and rv is False else None)
-            return False if (lv is False or rv is False) else (True if lv and rv else None)
-        if isinstance(test, cst.Call) and not test.args:
-            q = self.ref.module.qualify(test.func)
-            if q is None:
-                return None
-            for name, vals in api.GUARDS.items():
-                if q == name or q.endswith("." + name) and "." not in name:
-                    return vals[self.guard_index]
-        return None
-
     def if_stmt(self, s: cst.If, env: Env) -> Optional[Env]:
-        g = self.guard_value(s.test)
-        if g is None:
-            k = self.test_kind(s.test, env)
-            self.report_test(s, s.test, k, "if")
+        k = self.test_kind(s.test, env)
+        g = known_bool(k)
+        self.report_test(s, s.test, k, "if")
         outs = []
         before = dict(env)
         env_t, env_f = self.narrow(s.test, env)
@@ -402,11 +384,11 @@ class Walker:
 
     def while_stmt(self, s: cst.While, env: Env) -> Optional[Env]:
         start = env
-        g = self.guard_value(s.test)
         for _ in range(2):
-            if g is None:
-                k = self.test_kind(s.test, start)
-                self.report_test(s, s.test, k, "while")
+            k = self.test_kind(s.test, start)
+            self.report_test(s, s.test, k, "while")
+            if known_bool(k) is False:
+                break
             out = self.block(s.body.body, dict(start))
             if (id(s), "TS102") in self.found:
                 self.envs[id(s)] = (dict(start), [out])
@@ -442,14 +424,32 @@ class Walker:
 
     # ---------------------------------------------------------------- expressions
     def test_kind(self, e: cst.BaseExpression, env: Env) -> Kind:
-        """Kind of an expression used as a condition: and/or/not coerce here, not separately."""
+        """Kind of an expression used as a condition: its tensor/size atoms, or a bool known while
+        exporting (KB1/KB0). and/or/not coerce here, not separately, and short-circuit on known bools:
+        the operand after `False and` never runs."""
         if isinstance(e, cst.BooleanOperation):
-            lk, rk = self.test_kind(e.left, env), self.test_kind(e.right, env)
-            self.operand_kinds[id(e.left)], self.operand_kinds[id(e.right)] = lk, rk
-            return join(lk, rk)
+            is_and = isinstance(e.operator, cst.And)
+            lk = self.test_kind(e.left, env)
+            self.operand_kinds[id(e.left)] = lk
+            lb = known_bool(lk)
+            if lb is (not is_and):
+                self.operand_kinds[id(e.right)] = EMPTY
+                return lk  # short-circuited: the right operand is never evaluated
+            rk = self.test_kind(e.right, env)
+            self.operand_kinds[id(e.right)] = rk
+            if lb is not None:
+                return rk
+            rb = known_bool(rk)
+            if rb is (not is_and):
+                return frozenset(a for a in lk if a in (T, S)) or rk
+            return frozenset(a for a in join(lk, rk) if a in (T, S))
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
-            return self.test_kind(e.expression, env)
+            k = self.test_kind(e.expression, env)
+            b = known_bool(k)
+            return k if b is None else (KB0 if b else KB1)
         k = self.ev(e, env)
+        if known_bool(k) is not None:
+            return k
         return frozenset(a for a in k if a in (T, S))
 
     def coerce(self, node, k: Kind, what: str) -> None:
@@ -480,6 +480,8 @@ class Walker:
     def ev_Name(self, e: cst.Name, env: Env) -> Kind:
         if e.value == "None":
             return KN
+        if e.value in ("True", "False") and e.value not in env:
+            return KB1 if e.value == "True" else KB0
         return env.get(e.value, KP)
 
     def ev_Integer(self, e, env):
@@ -507,6 +509,8 @@ class Walker:
         if d is not None and d in env:
             return env[d]
         if isinstance(e.value, cst.Name) and e.value.value == "self":
+            if e.attr.value == "training" and self.guard_index is not None:
+                return KB0  # exporters run the model in eval mode
             return self.an.self_attr_kind(self.ref, e.attr.value)
         base = self.ev(e.value, env)
         name = e.attr.value
@@ -520,7 +524,7 @@ class Walker:
                 out.append(KST)
             elif name in api.NON_TENSOR_ATTRS:
                 out.append(KP)
-            elif name in api.TENSOR_ATTRS or name in api.TENSOR_MEMBERS:
+            elif name in api.TENSOR_ATTRS:
                 out.append(KT)
             else:
                 out.append(KU)
@@ -558,8 +562,9 @@ class Walker:
                 for part in (el.slice.lower, el.slice.upper, el.slice.step):
                     if part is not None:
                         idx_kinds.append(self.ev(part, env))
-        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and base != EMPTY and U not in base and \
-                not any(isinstance(a, tuple) and a[0] in ("mod", "mods") for a in base):
+        # a tensor index into a Python sequence calls Tensor.__index__ (a tensor indexes a tensor in the graph)
+        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and U not in base and \
+                any(a in (LT, ST) or isinstance(a, tuple) and a[0] == "tup" for a in base):
             self.report(e, "TS106",
                         f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
         out = []
@@ -588,14 +593,25 @@ class Walker:
 
     def ev_BinaryOperation(self, e, env):
         lk, rk = self.ev(e.left, env), self.ev(e.right, env)
+        return self.binop(e.operator, lk, rk)
+
+    def binop(self, op, lk: Kind, rk: Kind) -> Kind:
         both = join(lk, rk)
+        if not traced(both) and isinstance(op, (cst.BitOr, cst.BitAnd)):
+            # bools known while exporting: `is_tracing |= ...`
+            absorbing = KB1 if isinstance(op, cst.BitOr) else KB0
+            if lk == absorbing or rk == absorbing:
+                return absorbing
+            if known_bool(lk) is not None and known_bool(rk) is not None:
+                return KB1 if (known_bool(lk) or known_bool(rk) if isinstance(op, cst.BitOr) else
+                               known_bool(lk) and known_bool(rk)) else KB0
         if is_tensor(both):
             return KT
         if is_size(both):
             return KS
-        if ST in both and isinstance(e.operator, (cst.Add, cst.Multiply)):
+        if ST in both and isinstance(op, (cst.Add, cst.Multiply)):
             return KST
-        if LT in both and isinstance(e.operator, cst.Add):
+        if LT in both and isinstance(op, cst.Add):
             return KLT
         if U in both:
             return KU
@@ -604,15 +620,23 @@ class Walker:
     def ev_UnaryOperation(self, e, env):
         k = self.ev(e.expression, env)
         if isinstance(e.operator, cst.Not):
+            b = known_bool(k)
+            if b is not None:
+                return KB0 if b else KB1
             self.coerce(e, k, f"`not {self.src(e.expression)}`")
             return KP
         return frozenset(a for a in k if a in (T, S)) or KP
 
     def ev_BooleanOperation(self, e, env):
         lk = self.ev(e.left, env)
+        is_and = isinstance(e.operator, cst.And)
+        lb = known_bool(lk)
+        if lb is (not is_and):
+            return lk  # `False and ...`, `True or ...`: the right operand never runs
         rk = self.ev(e.right, env)
-        op = "and" if isinstance(e.operator, cst.And) else "or"
-        self.coerce(e, lk, f"`{op}` on `{self.src(e.left)}`")
+        if lb is not None:
+            return rk
+        self.coerce(e, lk, f"`{'and' if is_and else 'or'}` on `{self.src(e.left)}`")
         return join(lk, rk)
 
     def ev_Comparison(self, e: cst.Comparison, env: Env) -> Kind:
@@ -648,14 +672,15 @@ class Walker:
         return frozenset(a for a in res if a in (T, S)) or KP
 
     def ev_IfExp(self, e: cst.IfExp, env: Env) -> Kind:
-        g = self.guard_value(e.test)
+        k = self.test_kind(e.test, env)
+        g = known_bool(k)
         if g is True:
             return self.ev(e.body, env)
         if g is False:
             return self.ev(e.orelse, env)
-        k = self.test_kind(e.test, env)
         self.report_test(e, e.test, k, "ternary")
-        return join(self.ev(e.body, env), self.ev(e.orelse, env))
+        env_t, env_f = self.narrow(e.test, env)
+        return join(self.ev(e.body, env_t), self.ev(e.orelse, env_f))
 
     def ev_Tuple(self, e: cst.Tuple, env: Env) -> Kind:
         kinds = []
@@ -674,7 +699,7 @@ class Walker:
             return KLT
         if kinds and all(is_size(k) or k == KP for k in kinds) and any(is_size(k) for k in kinds):
             return KST
-        return KP
+        return tup(kinds) if kinds and not any(isinstance(el, cst.StarredElement) for el in e.elements) else KP
 
     def ev_Set(self, e, env):
         if self.target == "script":
@@ -911,6 +936,8 @@ class Walker:
                 self.report(e, "TS106", f"`{q}({self.src(a0)})` records a computed Python value as a constant: "
                             f"frozen by tracing")
             return KT
+        if q in api.GUARDS and self.guard_index is not None:
+            return KB1 if api.GUARDS[q][self.guard_index] else KB0
         if q.startswith(api.PYTHON_NAMESPACES):
             if q in ("torch.jit.annotate",) and len(pos) == 2:
                 return pos[1]

@@ -36,7 +36,9 @@ is_mkldnn is_nested itemsize nbytes grad_fn output_nr
 """.split())
 TENSOR_ATTRS = frozenset("T mT H mH data grad real imag values indices".split())
 
-# guards whose value is known while exporting: name -> value under (trace, dynamo)
+# torch's own guards, whose value is known while exporting: name -> value under (trace, dynamo). A
+# library's wrapper around them (`is_tracing()`) is analysed like any other function and returns the
+# known value it computes.
 GUARDS = {
     "torch.jit.is_tracing": (True, False),
     "torch._C._get_tracing_state": (True, False),
@@ -46,8 +48,8 @@ GUARDS = {
     "torch.compiler.is_exporting": (False, True),
     "torch._dynamo.is_compiling": (False, True),
     "torch.fx._symbolic_trace.is_fx_tracing": (False, False),
-    "is_torchdynamo_compiling": (False, True),
-    "is_tracing": (True, None),
+    "torch.onnx.is_in_onnx_export": (True, True),
+    "torch.onnx.utils.is_in_onnx_export": (True, True),
 }
 
 NON_TENSOR_ANNOTATIONS = frozenset(

@@ -82,8 +82,8 @@ def test_invalid(code, snippet):
 def test_ts201_none_paths():
     src = module("if x.sum() > 0:\n    return None", sig="self, x")
     assert codes("if x.sum() > 0:\n    return None", sig="self, x") == ["TS101", "TS201"]
-    assert "TS201" in codes("if self.training:\n    return", sig="self, x")
-    assert "TS201" not in codes("if self.training:\n    return x * 2", sig="self, x")
+    assert "TS201" in codes("if self.flag:\n    return", sig="self, x")
+    assert "TS201" not in codes("if self.flag:\n    return x * 2", sig="self, x")
     assert "return None" in src
 
 
@@ -93,9 +93,9 @@ def test_ts201_seed_shape_variable_none():
 
 
 def test_ts202_structures():
-    assert codes("if self.training:\n    return x, x", sig="self, x") == ["TS202"]
-    assert codes("if self.training:\n    return {'a': x}\nreturn {'a': x, 'b': x}", sig="self, x") == ["TS202"]
-    assert codes("if self.training:\n    return (x, x)\nreturn (x * 2, x)", sig="self, x") == []
+    assert codes("if self.flag:\n    return x, x", sig="self, x") == ["TS202"]
+    assert codes("if self.flag:\n    return {'a': x}\nreturn {'a': x, 'b': x}", sig="self, x") == ["TS202"]
+    assert codes("if self.flag:\n    return (x, x)\nreturn (x * 2, x)", sig="self, x") == []
 
 
 def test_ts301_only_for_script_target():
