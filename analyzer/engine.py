@@ -452,7 +452,7 @@ def _optional_tensor(ann) -> bool:
 
 
 def _structure(k: Kind):
-    atoms = [a for a in k if a != N]
+    atoms = [a for a in k if a != N and not (isinstance(a, tuple) and a[0] == "dictof")]
     if len(atoms) != 1:
         return None
     a = atoms[0]

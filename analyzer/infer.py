@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (B0, B1, EMPTY, KB0, KB1, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, element,
+from .kinds import (B0, B1, EMPTY, KB0, KB1, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, dictof, element,
                     iterable, is_size, is_tensor, join, known_bool, mod as mod_kind, mods as mods_kind, surely_tensor, traced,
                     tup, unpack)
 from .project import dotted
@@ -82,6 +82,8 @@ def annotation_kind(ann: Optional[cst.Annotation], tree_class=None) -> Optional[
         return KP
     if last in ("Tensor", "FloatTensor", "LongTensor", "BoolTensor", "Parameter"):
         return KT
+    if text in ("torch.Size", "Size") or text.endswith(".Size"):
+        return KST
     if last in api.NON_TENSOR_ANNOTATIONS or tree_class is not None and tree_class(e):
         return KP
     return None
@@ -419,6 +421,9 @@ class Walker:
                 env[d] = k
         elif isinstance(target, cst.Subscript):
             self.ev(target, env)
+            d = dotted(target.value)
+            if d is not None and d in env and any(isinstance(a, tuple) and a[0] in ("dict", "dictof") for a in env[d]):
+                env[d] = join(env[d], dictof(k))  # `d[key] = value`: the dict now holds such values
         elif isinstance(target, cst.StarredElement):
             self.bind(target.value, k, env)
 
@@ -583,8 +588,11 @@ class Walker:
                     out.append(elems[const_index])
                 else:
                     out.append(join(*elems))
+            elif isinstance(a, tuple) and a[0] == "dictof":
+                out.append(a[1])
             elif isinstance(a, tuple) and a[0] == "dict":
-                out.append(KP)
+                if not any(isinstance(b, tuple) and b[0] == "dictof" for b in base):
+                    out.append(KP)
             elif isinstance(a, tuple) and a[0] == "mods":
                 out.append(mods_kind(a[1]) if is_slice else mod_kind(a[1]))
             elif a == U or isinstance(a, tuple) and a[0] == "mod":
@@ -709,19 +717,20 @@ class Walker:
         return KP
 
     def ev_Dict(self, e: cst.Dict, env: Env) -> Kind:
-        keys = []
+        keys, values, literal = [], [], True
         for el in e.elements:
             if isinstance(el, cst.DictElement):
                 self.ev(el.key, env)
-                self.ev(el.value, env)
+                values.append(self.ev(el.value, env))
                 if isinstance(el.key, cst.SimpleString):
                     keys.append(el.key.evaluated_value)
                 else:
-                    return KP
+                    literal = False
             else:
-                self.ev(el.value, env)
-                return KP
-        return dct(keys)
+                values.append(element(self.ev(el.value, env)))
+                literal = False
+        out = dct(keys) if literal else KP
+        return join(out, dictof(join(*values))) if values else out
 
     def ev_Lambda(self, e, env):
         if self.target == "script":
@@ -922,8 +931,13 @@ class Walker:
         if LT in recv or any(isinstance(a, tuple) for a in recv):
             if name in ("append", "extend", "insert") and isinstance(e.func, cst.Attribute):
                 return KP
-            if name in ("values", "indices"):
+            if name in ("values", "indices") and (LT in recv or any(isinstance(a, tuple) and a[0] == "tup" for a in recv)):
                 return KT
+            vals = [a[1] for a in recv if isinstance(a, tuple) and a[0] == "dictof"]
+            if vals:
+                v = join(*vals)
+                return {"get": join(v, KN), "pop": v, "values": iterable(v), "items": iterable(tup([KP, v])),
+                        "setdefault": v}.get(name, KP)
             return None
         return None
 

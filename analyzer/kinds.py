@@ -13,7 +13,8 @@ Atoms:
   on it directly; using it as only a tensor can be used (``.shape``, ``.view(...)``, ``.item()``) makes it
   one;
 - ``("tup", kinds)`` a tuple of known arity, ``("iter", elem)`` something iterated element by element,
-  ``("dict", keys)`` a dict literal;
+  ``("dict", keys)`` a dict literal's keys, ``("dictof", values)`` the kind of a dict's values (from its
+  literal and from ``d[k] = v``);
 - ``("mod", classes)`` an ``nn.Module`` instance of one of these classes (qualified names; ``torch.nn.X``
   or a class of the scanned tree), ``("mods", classes)`` a ModuleList/ModuleDict/Sequential of them:
   calling one runs the class's ``forward`` with the caller's argument kinds;
@@ -67,6 +68,11 @@ def dct(keys) -> Kind:
     return frozenset({("dict", frozenset(keys))})
 
 
+def dictof(values: Kind) -> Kind:
+    """A dict whose values have this kind (subscripting it gives them)."""
+    return frozenset({("dictof", values)})
+
+
 def mod(classes) -> Kind:
     return frozenset({("mod", frozenset(classes))})
 
@@ -102,7 +108,7 @@ def join(*kinds: Kind) -> Kind:
     for k in kinds:
         out |= k
     # one atom per tag for sets of classes and functions
-    for tag in ("mod", "mods", "fns"):
+    for tag in ("mod", "mods", "fns", "dictof"):
         tagged = [a for a in out if isinstance(a, tuple) and a[0] == tag]
         if len(tagged) > 1:
             out.difference_update(tagged)
