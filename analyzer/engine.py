@@ -17,7 +17,8 @@ from libcst._nodes.internal import CodegenState
 from .finding import Finding
 from . import torchapi as api
 from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
-from .kinds import EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, join, mod as mod_kind, mods as mods_kind
+from .kinds import (EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, dictof as dictof_kind, fns as fns_kind, join,
+                    mod as mod_kind, mods as mods_kind)
 from .project import NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
@@ -87,7 +88,7 @@ def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None, top: b
         if ann is not None:
             out[name] = ann
         elif p.default is None:
-            out[name] = KT if top or not is_method else KU
+            out[name] = KT if top else KU  # a helper's parameter no call maps (`f(*args)`) is unknown
         elif isinstance(p.default, cst.Name) and p.default.value == "None":
             if uses is None:
                 uses = tensor_uses(fn)
@@ -256,29 +257,29 @@ class Analysis:
         if is_method and names and names[0] in ("self", "cls"):
             names = names[1:]
         incoming: dict[str, Kind] = {}
-        mappable = True
+        positional = True  # until a `*args`: then positions are unknown (keywords still map)
         i = 0
         for kw, star, k in args:
-            if star:
-                mappable = False
-                break
-            if kw is None:
-                if i < len(names):
+            if star == "*":
+                positional = False
+            elif star:
+                continue  # `**kwargs`: the parameters it fills stay at their defaults
+            elif kw is None:
+                if positional and i < len(names):
                     incoming[names[i]] = k
                 i += 1
             else:
                 incoming[kw] = k
         tree_class = self.tree_class(callee)
         base = default_params(callee.node, is_method, tree_class)
-        if mappable:
-            # parameters not passed keep their defaults' kinds; passed ones take the caller's
-            for p in params:
-                n = p.name.value
-                if n in incoming:
-                    # an annotation is a hint: the value actually passed wins, unless nothing is known of it
-                    k = incoming[n]
-                    ann = annotation_kind(p.annotation, tree_class) if k <= {P, U} else None
-                    base[n] = ann if ann is not None else k
+        # parameters not passed keep their defaults' kinds; passed ones take the caller's
+        for p in params:
+            n = p.name.value
+            if n in incoming:
+                # an annotation is a hint: the value actually passed wins, unless nothing is known of it
+                k = incoming[n]
+                ann = annotation_kind(p.annotation, tree_class) if k <= {P, U} else None
+                base[n] = ann if ann is not None else k
         if st is None:
             st = FuncState(callee, False, base)
             self.states[callee.key] = st
@@ -352,6 +353,63 @@ class Analysis:
         if key not in self._attr_cache:
             self._attr_cache[key] = self.project.resolve_class(q)
         return self._attr_cache[key]
+
+    # ------------------------------------------------------------------ module-level values
+    def name_kind(self, mod: ModuleInfo, name: str) -> Optional[Kind]:
+        """A module-level name used as a value: a function of the tree (`fns`), a registry of them (a dict
+        literal of functions, or an instance of a class holding one: its values), else None."""
+        key = ("name", mod.path, name)
+        if key in self._attr_cache:
+            return self._attr_cache[key]
+        self._attr_cache[key] = None  # a cycle of aliases resolves to nothing
+        out = None
+        if name in mod.functions:
+            out = fns_kind({FuncRef(mod, None, mod.functions[name])})
+        elif name in mod.globals:
+            out = self._global_kind(mod, mod.globals[name])
+        elif name in mod.imports:
+            q = mod.imports[name]
+            if not q.startswith(_NOT_TREE):
+                head, _, last = q.rpartition(".")
+                other = self.project.module(head) if head else None
+                if other is not None and other is not mod and last and (last in other.functions or last in other.globals
+                                                                        or last in other.imports):
+                    out = self.name_kind(other, last)
+        self._attr_cache[key] = out
+        return out
+
+    def _global_kind(self, mod: ModuleInfo, value: ast.expr) -> Optional[Kind]:
+        if isinstance(value, ast.Dict):
+            return self._registry(mod, value)
+        if isinstance(value, (ast.Name, ast.Attribute)):
+            d = ast_dotted(value)
+            return self.name_kind(mod, d) if d and "." not in d else None
+        if isinstance(value, ast.Call):
+            d = ast_dotted(value.func)
+            ci = self._module_class(FuncRef(mod, None, None), mod.qualify_dotted(d)) if d else None
+            if ci is not None:
+                # an instance of a class that keeps a class-level dict of functions: a registry
+                for c in self.project.mro(ci):
+                    for st in c.node.body:
+                        v = st.value if isinstance(st, (ast.Assign, ast.AnnAssign)) else None
+                        if isinstance(v, ast.Dict):
+                            k = self._registry(c.module, v)
+                            if k is not None:
+                                return k
+        return None
+
+    def _registry(self, mod: ModuleInfo, value: ast.Dict) -> Optional[Kind]:
+        """A dict literal whose values are functions of the tree: dictof(fns(all of them))."""
+        refs, unknown = set(), False
+        for v in value.values:
+            d = ast_dotted(v) if v is not None else None
+            k = self.name_kind(mod, d) if d and "." not in d else None
+            fs = atoms_of(k, "fns") if k else frozenset()
+            refs |= fs
+            unknown = unknown or not fs
+        if not refs:
+            return None
+        return dictof_kind(join(fns_kind(refs), KU) if unknown else fns_kind(refs))
 
     def module_attr_kind(self, ref: FuncRef, classes, name: str) -> Kind:
         """An attribute of a submodule instance: its class's own attribute kinds."""
@@ -473,6 +531,7 @@ def _describe(s) -> str:
     return "a dict with keys " + ", ".join(s[1])
 
 
+_NOT_TREE = ("torch.", "typing.", "math.", "numpy.", "collections.", "functools.", "dataclasses.")
 _CONTAINERS = {"ModuleList", "ModuleDict", "Sequential", "ParameterList", "ParameterDict"}
 
 

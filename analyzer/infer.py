@@ -487,7 +487,11 @@ class Walker:
             return KN
         if e.value in ("True", "False") and e.value not in env:
             return KB1 if e.value == "True" else KB0
-        return env.get(e.value, KP)
+        k = env.get(e.value)
+        if k is not None:
+            return k
+        # a function of the tree held as a value, or a registry of them
+        return self.an.name_kind(self.ref.module, e.value) or KP
 
     def ev_Integer(self, e, env):
         return KP
@@ -936,6 +940,10 @@ class Walker:
             vals = [a[1] for a in recv if isinstance(a, tuple) and a[0] == "dictof"]
             if vals:
                 v = join(*vals)
+                if name not in ("get", "pop", "values", "items", "setdefault") and atoms_of(v, "fns"):
+                    # a registry object's own lookup method (`get_interface(name, default)`): any of its
+                    # functions, or the one handed in
+                    return join(v, *(k for _, _, k in args if atoms_of(k, "fns")))
                 return {"get": join(v, KN), "pop": v, "values": iterable(v), "items": iterable(tup([KP, v])),
                         "setdefault": v}.get(name, KP)
             return None

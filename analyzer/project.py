@@ -215,6 +215,8 @@ class ModuleInfo:
     imports: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
     functions: dict[str, Def] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
+    # module-level `NAME = <expr>` (the last one wins): registries of functions are looked up through them
+    globals: dict[str, ast.expr] = field(default_factory=dict, repr=False)
     tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
     computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
     _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
@@ -346,6 +348,11 @@ def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
 
     imports(tree.body)
     defs(tree.body)
+    for s in tree.body:
+        if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
+            info.globals[s.targets[0].id] = s.value
+        elif isinstance(s, ast.AnnAssign) and s.value is not None and isinstance(s.target, ast.Name):
+            info.globals[s.target.id] = s.value
     for ci in info.classes.values():
         ci.bases = [info.qualify_dotted(d) for d in map(ast_dotted, ci.node.bases) if d]
     return order
