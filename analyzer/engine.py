@@ -24,6 +24,7 @@ from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
 _MAX_DEPTH = 8  # nested walks of new callees; deeper ones are queued
+_MAX_CONTEXTS = 6  # argument-kind contexts of one library function before they are merged
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class FuncState:
     returns: list = field(default_factory=list)
     envs: dict = field(default_factory=dict)
     operand_kinds: dict = field(default_factory=dict)
+    callees: set = field(default_factory=set)  # state keys this function's walks called
 
 
 @dataclass
@@ -90,6 +92,9 @@ def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None, top: b
         elif p.default is None:
             out[name] = KT if top else KU  # a helper's parameter no call maps (`f(*args)`) is unknown
         elif isinstance(p.default, cst.Name) and p.default.value == "None":
+            if not top:
+                out[name] = KN  # a call that does not pass it passes None
+                continue
             if uses is None:
                 uses = tensor_uses(fn)
             out[name] = join(KT if name in uses else KU, KN)
@@ -114,6 +119,8 @@ class Analysis:
         self.queue: deque = deque()
         self._attr_cache: dict = {}
         self._class_cache: dict[str, bool] = {}
+        self._walking: list = []  # state keys being walked (the innermost is the caller of a call)
+        self._contexts: dict = {}  # library function key -> contexts created
 
     # ------------------------------------------------------------------ entry points
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
@@ -146,6 +153,37 @@ class Analysis:
                 self._visit(self.queue.popleft())
         for ref in entries:
             self.states[ref.key].entry = True
+        self._store_summaries()
+
+    # ------------------------------------------------------------------ library summaries
+    # A function outside the root module is analysed once per tuple of argument kinds (its context), so
+    # its converged result depends on nothing but those kinds: it is kept for the process's later roots,
+    # which install it (and what it called) instead of walking again (the masking and attention helpers
+    # every model reaches).
+    def _store_summaries(self) -> None:
+        store = self.project.summaries
+        for key, st in self.states.items():
+            if isinstance(key[1], frozenset) and key not in store and \
+                    all(isinstance(c[1], frozenset) for c in st.callees):
+                store[key] = st
+
+    def _installable(self, key, seen: set) -> bool:
+        if key in self.states or key in seen:
+            return True
+        snap = self.project.summaries.get(key)
+        if snap is None:
+            return False
+        seen.add(key)
+        return all(self._installable(c, seen) for c in snap.callees)
+
+    def _install(self, key) -> None:
+        if key in self.states:
+            return
+        snap = self.project.summaries[key]
+        self.states[key] = FuncState(snap.ref, False, snap.params, snap.ret, snap.visits, set(), snap.found,
+                                     snap.returns, snap.envs, snap.operand_kinds, snap.callees)
+        for c in snap.callees:
+            self._install(c)
 
     def submodule_classes(self, mod: ModuleInfo) -> set:
         """Qualified names of mod's classes that another class of mod assigns as a submodule."""
@@ -163,7 +201,11 @@ class Analysis:
             return
         st.visits += 1
         walker = Walker(self, st.ref, st.params, self.settings.target)
-        ret = walker.run()
+        self._walking.append(key)
+        try:
+            ret = walker.run()
+        finally:
+            self._walking.pop()
         st.found = walker.found
         st.returns = walker.returns
         st.envs = walker.envs
@@ -250,7 +292,6 @@ class Analysis:
         return None
 
     def call(self, caller: FuncRef, callee: FuncRef, args) -> Kind:
-        st = self.states.get(callee.key)
         is_method = callee.cls is not None
         params = all_params(callee.node.params)
         names = [p.name.value for p in params]
@@ -258,12 +299,13 @@ class Analysis:
             names = names[1:]
         incoming: dict[str, Kind] = {}
         positional = True  # until a `*args`: then positions are unknown (keywords still map)
+        spread = False  # a `**kwargs` may fill any parameter not passed by name
         i = 0
         for kw, star, k in args:
             if star == "*":
                 positional = False
             elif star:
-                continue  # `**kwargs`: the parameters it fills stay at their defaults
+                spread = True
             elif kw is None:
                 if positional and i < len(names):
                     incoming[names[i]] = k
@@ -280,26 +322,43 @@ class Analysis:
                 k = incoming[n]
                 ann = annotation_kind(p.annotation, tree_class) if k <= {P, U} else None
                 base[n] = ann if ann is not None else k
+            elif spread or not positional:
+                ann = annotation_kind(p.annotation, tree_class)
+                base[n] = join(base[n], ann if ann is not None else KU)
+        key = callee.key
+        if callee.module is not self.root:
+            # library code: one state per argument kinds
+            ctx = (callee.key, frozenset(base.items()))
+            if ctx in self.states or ctx in self.project.summaries and self._installable(ctx, set()):
+                key = ctx
+                self._install(ctx)
+            elif self._contexts.get(callee.key, 0) < _MAX_CONTEXTS:
+                self._contexts[callee.key] = self._contexts.get(callee.key, 0) + 1
+                key = ctx
+        st = self.states.get(key)
+        caller_key = self._walking[-1] if self._walking else caller.key
+        if caller_key in self.states:
+            self.states[caller_key].callees.add(key)
         if st is None:
             st = FuncState(callee, False, base)
-            self.states[callee.key] = st
+            self.states[key] = st
             if self._depth < _MAX_DEPTH:
                 # walk a new callee now, so this caller sees its return kind instead of being walked again
                 # once it is known (a third fewer walks on transformers)
                 self._depth += 1
                 try:
-                    self._visit(callee.key)
+                    self._visit(key)
                 finally:
                     self._depth -= 1
             else:
-                self.queue.append(callee.key)
-        else:
+                self.queue.append(key)
+        elif key == callee.key:
             merged = {n: join(st.params.get(n, EMPTY), k) for n, k in base.items()}
             if merged != st.params:
                 st.params = merged
-                if callee.key not in self.queue:
-                    self.queue.append(callee.key)
-        st.callers.add(caller.key)
+                if key not in self.queue:
+                    self.queue.append(key)
+        st.callers.add(caller_key)
         return st.ret if st.ret else KP
 
     def call_module(self, caller: FuncRef, classes, args) -> Kind:
@@ -778,4 +837,11 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
             continue
         out.add(Finding(mod.path, rng[0], rng[1] + 1, erng[2], erng[3] + 1, code, msg, d.qualname,
                         (fixes or {}).get(id(node)) if code in _FIXABLE else None))
-    return sorted(out, key=Finding.sort_key)
+    # one finding per place and rule: a library function analysed in several contexts may word it twice
+    seen, unique = set(), []
+    for f in sorted(out, key=lambda f: (f.sort_key(), f.message)):
+        place = (f.path, f.line, f.column, f.code)
+        if place not in seen:
+            seen.add(place)
+            unique.append(f)
+    return unique

@@ -1002,9 +1002,16 @@ class Walker:
                             f"torch.jit.script")
 
 
+_USES: dict = {}
+
+
 def tensor_uses(fn: cst.FunctionDef) -> set[str]:
     """Names the body uses as only a tensor can be used: `x.shape`, `x.view(...)`, `x * 2`, `x[:, 0]`."""
+    hit = _USES.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
     out: set[str] = set()
+    _USES[id(fn)] = (fn, out)
 
     class V(cst.CSTVisitor):
         def visit_Attribute(self, n: cst.Attribute) -> None:

@@ -394,6 +394,8 @@ class Project:
         self.whole = whole
         self.loaded: dict[str, str] = {}  # path -> content hash of every file read on demand
         self.touched: set[str] = set()  # paths of on-demand modules used since the last reset
+        # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
+        self.summaries: dict = {}
 
     def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None) -> ModuleInfo:
         t0 = time.perf_counter()
