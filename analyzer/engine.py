@@ -19,7 +19,7 @@ from . import torchapi as api
 from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
 from .kinds import (EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, dictof as dictof_kind, fns as fns_kind, join,
                     mod as mod_kind, mods as mods_kind)
-from .project import NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
+from .project import _DEFS, NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
 _MAX_VISITS = 12  # re-analyses of one function before its summary is taken as final
@@ -186,13 +186,17 @@ class Analysis:
             self._install(c)
 
     def submodule_classes(self, mod: ModuleInfo) -> set:
-        """Qualified names of mod's classes that another class of mod assigns as a submodule."""
+        """Qualified names of mod's classes that another class of mod builds: assigned as a submodule, or
+        named in its body (`SwinStage(..., downsample=SwinPatchMerging)`)."""
         out = set()
         for ci in mod.classes.values():
             for k in _self_attrs(ci).values():
                 for q in atoms_of(k, "mod") | atoms_of(k, "mods"):
                     if q != ci.qualname:
                         out.add(q)
+            for n in ast.walk(ci.node):
+                if isinstance(n, ast.Name) and n.id in mod.classes and n.id != ci.name:
+                    out.add(mod.classes[n.id].qualname)
         return out
 
     def _visit(self, key) -> None:
@@ -569,7 +573,7 @@ def _optional_tensor(ann) -> bool:
 
 
 def _structure(k: Kind):
-    atoms = [a for a in k if a != N and not (isinstance(a, tuple) and a[0] == "dictof")]
+    atoms = [a for a in k if a != N and not (isinstance(a, tuple) and a[0] in ("dictof", "dkv"))]
     if len(atoms) != 1:
         return None
     a = atoms[0]
@@ -603,10 +607,20 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
         return ci.self_attrs
     out: dict[str, Kind] = {}
     mod = ci.module
+    # local names of the class's methods -> values given to them (`stage = Stage(...)`, `layers.append(stage)`):
+    # a ModuleList built from a local list
+    local: dict[str, list] = {}
+    for n in ast.walk(ci.node):
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            local.setdefault(n.targets[0].id, []).append(n.value)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "append" and \
+                isinstance(n.func.value, ast.Name) and len(n.args) == 1:
+            local.setdefault(n.func.value.id, []).append(n.args[0])
+    ci._locals = local
 
     def assign(target, value) -> None:
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-            k = _value_kind(value, mod) if value is not None else KP
+            k = _value_kind(value, mod, ci) if value is not None else KP
             out[target.attr] = join(out[target.attr], k) if target.attr in out else k
         elif isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
@@ -643,10 +657,52 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
     return out
 
 
-def _value_kind(e: ast.expr, mod: ModuleInfo) -> Kind:
+def _local_values(ci: ClassInfo, name: str, seen: set) -> list:
+    """What a local list of the class's methods holds: appended values, followed through local names."""
+    out = []
+    for v in (ci._locals or {}).get(name, ()):
+        if isinstance(v, ast.Name) and v.id not in seen:
+            seen.add(v.id)
+            out.extend(_local_values(ci, v.id, seen))
+        elif isinstance(v, ast.List) and not v.elts:
+            continue  # `layers = []`
+        else:
+            out.append(v)
+    return out
+
+
+def _passed_classes(ci: ClassInfo, param: str) -> Optional[Kind]:
+    """The module instances a class's `param` builds, from the calls constructing the class in its
+    module that pass classes of the module for it (`SwinStage(..., downsample=SwinPatchMerging)`)."""
+    init = next((n for n in ci.node.body if isinstance(n, _DEFS) and n.name == "__init__"), None)
+    if init is None:
+        return None
+    names = [a.arg for a in init.args.posonlyargs + init.args.args][1:]
+    if param not in names and param not in [a.arg for a in init.args.kwonlyargs]:
+        return None
+    mod, out = ci.module, []
+    for other in mod.classes.values():
+        for n in ast.walk(other.node):
+            if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == ci.name):
+                continue
+            vals = [kw.value for kw in n.keywords if kw.arg == param]
+            if param in names and names.index(param) < len(n.args):
+                vals.append(n.args[names.index(param)])
+            for v in vals:
+                for x in (v.body, v.orelse) if isinstance(v, ast.IfExp) else (v,):
+                    if isinstance(x, ast.Name) and x.id in mod.classes:
+                        out.append(mod_kind({mod.classes[x.id].qualname}))
+                    elif isinstance(x, ast.Constant) and x.value is None:
+                        out.append(KN)
+                    else:
+                        out.append(KU)
+    return join(*out) if out else None
+
+
+def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) -> Kind:
     """The kind of a value assigned to a `self` attribute, from its `ast`."""
     if isinstance(e, ast.IfExp):
-        return join(_value_kind(e.body, mod), _value_kind(e.orelse, mod))
+        return join(_value_kind(e.body, mod, ci), _value_kind(e.orelse, mod, ci))
     if isinstance(e, ast.Constant):
         return KN if e.value is None else KP
     if not isinstance(e, ast.Call):
@@ -666,8 +722,10 @@ def _value_kind(e: ast.expr, mod: ModuleInfo) -> Kind:
                 [a.elt] if isinstance(a, (ast.ListComp, ast.GeneratorExp)) else \
                 [v for v in a.values] if isinstance(a, ast.Dict) else \
                 [a.value.elt] if isinstance(a, ast.Starred) and isinstance(a.value, ast.ListComp) else [a]
+            if len(elts) == 1 and isinstance(elts[0], ast.Name) and ci is not None:
+                elts = _local_values(ci, elts[0].id, set())
             for el in elts:
-                k = _value_kind(el, mod)
+                k = _value_kind(el, mod, ci)
                 cs = atoms_of(k, "mod")
                 classes |= cs
                 known = known and bool(cs)
@@ -681,6 +739,9 @@ def _value_kind(e: ast.expr, mod: ModuleInfo) -> Kind:
     if q.startswith("torch."):
         return KP
     if "." not in d and d not in mod.classes and d not in mod.imports and d not in mod.functions:
+        passed = _passed_classes(ci, d) if ci is not None else None
+        if passed is not None:
+            return passed  # `self.downsample = downsample(...)`: the class its builders pass
         return KP  # a builtin: int(...), getattr(config, ...)
     # a class of the tree (resolved when called), a factory function, another library: what it builds
     return mod_kind({q})

@@ -152,6 +152,7 @@ class Walker:
         self.target = target
         self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
         self.returns: list[tuple[cst.Return, Kind]] = []
+        self.handler_returns: set[int] = set()  # returns inside `except` handlers
         # for flagged if/while statements: the env before them and after each arm (the cond form needs
         # to know which names hold tensors)
         self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
@@ -202,7 +203,12 @@ class Walker:
             self.script_checks_signature(fn)
         env: Env = dict(self.params)
         out = self.block(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [fn.body], env)
-        kinds = [k for _, k in self.returns]
+        kinds = [k for r, k in self.returns if id(r) not in self.handler_returns]
+        if not kinds or known_bool(join(*kinds)) is None:
+            # `try: return torch.jit.is_tracing() except Exception: return False`: the handler is the
+            # error path, which an export does not take; it only counts when the normal path is not a
+            # value known while exporting
+            kinds = [k for _, k in self.returns]
         if out is not None and not terminates(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else []):
             kinds.append(KN)
         return join(*kinds) if kinds else KN
@@ -246,7 +252,9 @@ class Walker:
                 henv = dict(start)
                 if h.name is not None:
                     self.bind(h.name.name, KP, henv)
+                n = len(self.returns)
                 outs.append(self.block(h.body.body, henv))
+                self.handler_returns.update(id(r) for r, _ in self.returns[n:])
             if s.orelse is not None and body_env is not None:
                 body_env = self.block(s.orelse.body.body, body_env)
             outs.append(body_env)
@@ -350,7 +358,16 @@ class Walker:
     def narrow(self, test: cst.BaseExpression, env: Env) -> tuple[Env, Env]:
         """Copies of env for the true and the false arm, narrowed by `isinstance(name, types)` (or its
         `not`): a Python type makes the name a Python value in the true arm, torch.Tensor a tensor; the
-        false arm drops that possibility."""
+        false arm drops that possibility. Through `and`: both operands hold in the true arm, and when one
+        operand is a bool known True while exporting, the other's falsity gives the false arm."""
+        if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+            lt, lf = self.narrow(test.left, env)
+            rt, rf = self.narrow(test.right, lt)
+            if self.operand_kinds.get(id(test.left)) == KB1:
+                return rt, self.narrow(test.right, env)[1]
+            if self.operand_kinds.get(id(test.right)) == KB1:
+                return rt, lf
+            return rt, dict(env)
         env_t, env_f = dict(env), dict(env)
         negate = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
         call = test.expression if negate else test
@@ -365,7 +382,7 @@ class Walker:
             # a traced size is an int too: only the tensor possibility goes
             yes, no = k - {T} or KP, k - {P, S} or k
         elif all(q.rsplit(".", 1)[-1] in ("Tensor", "Parameter") and q.startswith("torch.") for q in quals):
-            yes, no = KT, k - {T} or k
+            yes, no = KT, k - {T}  # empty: the arm never runs for a value that is surely a tensor
         else:
             return env_t, env_f
         env_t[name], env_f[name] = (no, yes) if negate else (yes, no)
@@ -577,6 +594,12 @@ class Walker:
             self.report(e, "TS106",
                         f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
         out = []
+        key = e.slice[0].slice.value if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
+        if isinstance(key, cst.SimpleString) and isinstance(key.evaluated_value, str):
+            per_key = [dict(a[1]).get(key.evaluated_value) for a in base if isinstance(a, tuple) and a[0] == "dkv"]
+            if per_key and all(k is not None for k in per_key) and \
+                    not any(isinstance(a, tuple) and a[0] == "dictof" and a not in _literal_dictofs(base) for a in base):
+                return join(*per_key)
         for a in base:
             if a == T:
                 out.append(KT)
@@ -734,6 +757,9 @@ class Walker:
                 values.append(element(self.ev(el.value, env)))
                 literal = False
         out = dct(keys) if literal else KP
+        if literal and keys:
+            # per-key kinds, for `d["key"]` (a flag and a tensor in one dict stay apart)
+            out = join(out, frozenset({("dkv", tuple(sorted(zip(keys, values), key=lambda kv: kv[0])))}))
         return join(out, dictof(join(*values))) if values else out
 
     def ev_Lambda(self, e, env):
@@ -897,6 +923,9 @@ class Walker:
                 return k if any(isinstance(a, tuple) for a in k) else KP
             if name == "sum" and pos and (LT in pos[0] or is_tensor(element(pos[0]))):
                 return KT
+            if name in ("all", "any") and pos and (ST in pos[0] or LT in pos[0]):
+                # the truth of each element: sizes of a shape, tensors of a list
+                self.coerce(e, KS if ST in pos[0] else KT, f"`{name}()`")
             return KP
         if name == "abs" or name == "round":
             return frozenset(a for a in anyk if a in (T, S)) or KP
@@ -1003,6 +1032,12 @@ class Walker:
 
 
 _USES: dict = {}
+
+
+def _literal_dictofs(k: Kind) -> set:
+    """The dictof atoms that only repeat the literals' values (no `d[k] = v` added to them)."""
+    lit = [kv for a in k if isinstance(a, tuple) and a[0] == "dkv" for _, kv in a[1]]
+    return {("dictof", join(*lit))} if lit else set()
 
 
 def tensor_uses(fn: cst.FunctionDef) -> set[str]:

@@ -198,8 +198,9 @@ class ClassInfo:
     module: "ModuleInfo"
     bases: list[str]  # qualified names of the bases
     methods: dict[str, Def] = field(default_factory=dict)
-    # `self` attributes the class assigns -> whether one of the values is a tensor (computed once)
+    # `self` attributes the class assigns -> the kind of their values (computed once, engine._self_attrs)
     self_attrs: Optional[dict] = None
+    _locals: Optional[dict] = field(default=None, repr=False)  # local name -> values, in its methods
 
     @property
     def qualname(self) -> str:

@@ -7,6 +7,9 @@ MULTI = frozenset("""
 chunk split tensor_split split_with_sizes unbind meshgrid broadcast_tensors hsplit vsplit dsplit
 sort topk kthvalue mode aminmax std_mean var_mean unique unique_consecutive frexp lu qr svd eig eigh
 slogdet histogram cummax cummin gradient lstsq lu_factor lu_unpack geqrf triangular_solve
+multi_head_attention_forward max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices
+adaptive_max_pool1d_with_indices adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices
+fractional_max_pool2d_with_indices fractional_max_pool3d_with_indices
 """.split())
 # multi only when a dim argument is given: torch.max(x) is a tensor, torch.max(x, 1) is (values, indices)
 MULTI_WITH_DIM = frozenset("max min median nanmedian".split())

@@ -30,24 +30,41 @@ def load_fixture(path: Path, root: Path):
     return mod
 
 
-def trace_truth(model, inputs, files: set[str]):
-    """(warned, executed): {file: {line}} for TracerWarnings raised from, and lines run in, files."""
+def trace_truth(model, inputs, files: set[str], direct_only: bool = False, external: dict | None = None):
+    """(warned, executed): {file: {line}} for TracerWarnings raised from, and lines run in, files.
+
+    A warning is attributed to the innermost frame in files; with direct_only, only when the warning is
+    raised at that line itself, not inside torch on its behalf (`F.embedding`'s padding_idx check, a
+    tensor formatted by `Tensor.__format__`), which then go to `external` (innermost frame in files)."""
     import torch
 
     warned: dict[str, set[int]] = {}
+    external = {} if external is None else external
     executed: dict[str, set[int]] = {}
+    resolved: dict[str, str] = {}
+
+    def real(filename: str) -> str:
+        fn = resolved.get(filename)
+        if fn is None:
+            fn = resolved[filename] = str(Path(filename).resolve())
+        return fn
 
     def hook(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, torch.jit.TracerWarning):
             return
-        for fr in inspect.stack()[1:]:
-            fn = str(Path(fr.filename).resolve())
+        if direct_only:
+            fn = real(filename)
             if fn in files:
-                warned.setdefault(fn, set()).add(fr.lineno)
+                warned.setdefault(fn, set()).add(lineno)
+                return
+        for fr in inspect.stack()[1:]:
+            fn = real(fr.filename)
+            if fn in files:
+                (external if direct_only else warned).setdefault(fn, set()).add(fr.lineno)
                 return
 
     def tracer(frame, event, arg):
-        fn = str(Path(frame.f_code.co_filename).resolve())
+        fn = real(frame.f_code.co_filename)
         if fn not in files:
             return None
         if event == "line":
