@@ -11,7 +11,9 @@ from itertools import islice
 from typing import Iterable, Optional
 
 import libcst as cst
-from libcst._position import CodePosition, CodeRange
+from libcst.metadata import CodePosition, CodeRange
+# libcst has no public codegen state; the position pass subclasses it. pyproject pins the libcst range this
+# is tested on, and CI runs the analyzer's tests on the floor of that range (.ci/run).
 from libcst._nodes.internal import CodegenState
 
 from .finding import Finding
@@ -65,6 +67,7 @@ class FuncState:
     envs: dict = field(default_factory=dict)
     operand_kinds: dict = field(default_factory=dict)
     callees: set = field(default_factory=set)  # state keys this function's walks called
+    test_kinds: dict = field(default_factory=dict)  # id(tested expression or ternary arm) -> its kind
 
 
 @dataclass
@@ -181,7 +184,7 @@ class Analysis:
             return
         snap = self.project.summaries[key]
         self.states[key] = FuncState(snap.ref, False, snap.params, snap.ret, snap.visits, set(), snap.found,
-                                     snap.returns, snap.envs, snap.operand_kinds, snap.callees)
+                                     snap.returns, snap.envs, snap.operand_kinds, snap.callees, snap.test_kinds)
         for c in snap.callees:
             self._install(c)
 
@@ -214,6 +217,7 @@ class Analysis:
         st.returns = walker.returns
         st.envs = walker.envs
         st.operand_kinds = walker.operand_kinds
+        st.test_kinds = walker.test_kinds
         if ret != st.ret:
             st.ret = join(st.ret, ret)
             for caller in st.callers:

@@ -158,6 +158,9 @@ class Walker:
         self.envs: dict[int, tuple[Env, list[Optional[Env]]]] = {}
         # kinds of `and`/`or` operands in tests (the cond form keeps Python tests short-circuiting)
         self.operand_kinds: dict[int, Kind] = {}
+        # the full kind of every tested expression and ternary arm (the rewriters prove a condition is a
+        # tensor, and an arm never None, before they rewrite)
+        self.test_kinds: dict[int, Kind] = {}
         self._quiet = 0
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
@@ -467,9 +470,11 @@ class Walker:
             return frozenset(a for a in join(lk, rk) if a in (T, S))
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
             k = self.test_kind(e.expression, env)
+            self.test_kinds[id(e)] = self.test_kinds.get(id(e.expression), k)
             b = known_bool(k)
             return k if b is None else (KB0 if b else KB1)
         k = self.ev(e, env)
+        self.test_kinds[id(e)] = k
         if known_bool(k) is not None:
             return k
         return frozenset(a for a in k if a in (T, S))
@@ -715,7 +720,9 @@ class Walker:
             return self.ev(e.orelse, env)
         self.report_test(e, e.test, k, "ternary")
         env_t, env_f = self.narrow(e.test, env)
-        return join(self.ev(e.body, env_t), self.ev(e.orelse, env_f))
+        a, b = self.ev(e.body, env_t), self.ev(e.orelse, env_f)
+        self.test_kinds[id(e.body)], self.test_kinds[id(e.orelse)] = a, b
+        return join(a, b)
 
     def ev_Tuple(self, e: cst.Tuple, env: Env) -> Kind:
         kinds = []

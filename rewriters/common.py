@@ -99,10 +99,27 @@ def call(func: str, *args: cst.BaseExpression) -> cst.Call:
     return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
 
 
+def _imports_torch_anywhere(tree: cst.Module) -> bool:
+    """`import torch` anywhere in the module, also under `if is_torch_available():` or `try:`: the module
+    decides when torch is imported, and the rewritten functions run only where it is."""
+    found = False
+
+    class V(cst.CSTVisitor):
+        def visit_Import(self, n: cst.Import) -> None:
+            nonlocal found
+            found = found or any(dotted(a.name) in ("torch", "torch.nn") and a.asname is None for a in n.names)
+
+        def visit_FunctionDef(self, n) -> bool:
+            return False  # an import inside a function binds torch there only
+
+    tree.visit(V())
+    return found
+
+
 def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
     """Add `import torch` / `from typing import X` when the module lacks them (after the docstring and
     `__future__` imports, before other code)."""
-    have_torch = False
+    have_torch = _imports_torch_anywhere(tree)
     typing_names: set[str] = set()
     for stmt in tree.body:
         if isinstance(stmt, cst.SimpleStatementLine):

@@ -45,9 +45,10 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
             plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
         found = list(st.found.values())
         if form == "where":
+            parents = _parents(fn) if any(code == "TS103" for _n, code, _m, _e in found) else {}
             for node, code, _msg, _end in found:
                 if code == "TS103" and isinstance(node, cst.IfExp):
-                    plans.append(where.plan_ternary(node, qualify))
+                    plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
                 elif code == "TS102":
                     plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
                 elif code in ("TS101", "TS108") and isinstance(node, cst.If):
@@ -56,7 +57,8 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
                         continue
                     # names bound on the paths reaching the `if`, from the flow-sensitive analysis
                     known = set(st.envs[id(node)][0]) if id(node) in st.envs else set()
-                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=known, qualify=qualify)))
+                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=known, qualify=qualify,
+                                                                             kinds=st.test_kinds)))
         elif form == "cond":
             names = cond.Names(fn)
             ret_kinds = {id(r): k for r, k in st.returns}
@@ -70,6 +72,20 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
                 elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
                     plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
     return plans
+
+
+def _parents(fn: cst.CSTNode) -> dict:
+    """child -> parent for every node of a function."""
+    out: dict = {}
+
+    class V(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            for ch in node.children:
+                out[ch] = node
+            return True
+
+    fn.visit(V())
+    return out
 
 
 class _Deferred(Plan):

@@ -10,6 +10,8 @@ from typing import Optional
 
 import libcst as cst
 
+from tracesafe.analyzer.kinds import N, T
+
 from .common import Plan, as_bool_tensor, call, is_pure
 
 FORM = "where"
@@ -21,10 +23,48 @@ def _cond(test: cst.BaseExpression) -> Optional[cst.BaseExpression]:
     return as_bool_tensor(test)
 
 
-def plan_ternary(node: cst.IfExp, qualify) -> Plan:
+def _surely_tensor(kind) -> bool:
+    """Only a tensor: `torch.where` rejects a Python bool, a size, None or an opaque value."""
+    return kind is not None and T in kind and kind <= {T}
+
+
+def _is_none(e: cst.BaseExpression, kinds: dict) -> bool:
+    return isinstance(e, cst.Name) and e.value == "None" or N in kinds.get(id(e), frozenset())
+
+
+# calls that turn their argument into a Python value: a `torch.where` fed to them keeps the hazard
+_PYTHON_CONSUMERS = {"range", "int", "float", "bool", "len", "str", "list", "tuple", "min", "max", "round",
+                     "enumerate", "zip", "sorted", "sum", "any", "all", "iter", "print", "format"}
+
+
+def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
+    """Why the value of node goes back into Python (so rewriting it removes nothing), or None."""
+    child, p = node, parents.get(node)
+    while isinstance(p, (cst.Arg, cst.Element)) or isinstance(p, cst.Tuple) and child in [e.value for e in p.elements]:
+        child, p = p, parents.get(p)
+    if isinstance(p, cst.Call) and isinstance(p.func, cst.Name) and p.func.value in _PYTHON_CONSUMERS:
+        return f"the value goes to `{p.func.value}()`"
+    if isinstance(p, (cst.Index, cst.Slice)):
+        return "the value is used as an index"
+    if isinstance(p, (cst.If, cst.While, cst.IfExp)) and getattr(p, "test", None) is child or \
+            isinstance(p, (cst.BooleanOperation, cst.FormattedStringExpression)) or \
+            isinstance(p, cst.UnaryOperation) and isinstance(p.operator, cst.Not):
+        return "the value is tested or formatted by Python"
+    return None
+
+
+def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents: Optional[dict] = None) -> Plan:
+    kinds = kinds or {}
     c = _cond(node.test)
     if c is None:
         return Plan(FORM, {"TS103"}, [node], reason="`and`/`or` in the condition")
+    if not _surely_tensor(kinds.get(id(node.test))):
+        return Plan(FORM, {"TS103"}, [node], reason="the condition is not provably a tensor")
+    if _is_none(node.body, kinds) or _is_none(node.orelse, kinds):
+        return Plan(FORM, {"TS103"}, [node], reason="an arm may be `None`")
+    why = _used_by_python(node, parents or {})
+    if why:
+        return Plan(FORM, {"TS103"}, [node], reason=why)
     new = call("torch.where", c, node.body, node.orelse).with_changes(lpar=node.lpar, rpar=node.rpar)
     safe = is_pure(node.body, qualify) and is_pure(node.orelse, qualify)
     return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
@@ -83,13 +123,15 @@ def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cs
     return call("torch.where", c, a, b)
 
 
-def plan_if(stmts: list, i: int, defined: set[str], qualify) -> Plan:
+def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
     node: cst.If = stmts[i]
     fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
     c = _cond(node.test)
     if c is None:
         return fail("`and`/`or` in the condition")
+    if kinds is not None and not _surely_tensor(kinds.get(id(node.test))):
+        return fail("the condition is not provably a tensor")
     if isinstance(node.orelse, cst.If):
         return fail("`elif` chain")
     ret_a = _single_return(node.body)

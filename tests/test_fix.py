@@ -293,23 +293,23 @@ def test_cond_keeps_python_tests_short_circuiting():
     that evaluates every one of them, so the fix is safe only when the later ones are side-effect free."""
     src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, y, r=None, todo: list = []):\n"
            "        if r is not None and r.sum() > 0:\n            x = x + r\n"
-           "        if self.training and x.sum() > 0 and y.any():\n            x = x * 2\n"
+           "        if self.gate and x.sum() > 0 and y.any():\n            x = x * 2\n"
            "        if x.sum() > 0 or y.mean() < 0:\n            x = -x\n"
            "        if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:\n            x = x - 1\n"
-           "        if x.sum() > 0 and self.training:\n            x = x + 1\n"
+           "        if x.sum() > 0 and self.gate:\n            x = x + 1\n"
            "        if x.sum() > 0 and todo.pop():\n            x = x + 2\n"
            "        return x\n")
     res = fix_source(src, "cond", unsafe_fixes=True)
     assert "torch.cond(r is not None and r.sum() > 0, " in res.source
-    assert "torch.cond(bool(self.training) and (x.sum() > 0) & y.any(), " in res.source
+    assert "torch.cond(bool(self.gate) and (x.sum() > 0) & y.any(), " in res.source
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in res.source
     assert sorted(p.applicability for p in res.applied) == ["safe", "safe", "safe", "safe", "unsafe"]
     safe = fix_source(src, "cond")
     assert "torch.cond(r is not None and r.sum() > 0, " in safe.source  # one tensor test: exact
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in safe.source  # pure later tests
-    assert "torch.cond(bool(self.training)" in safe.source  # `y.any()` is pure too
+    assert "torch.cond(bool(self.gate)" in safe.source  # `y.any()` is pure too
     assert [p.position[0] for p in safe.skipped_unsafe] == [12]  # indexing is not
-    assert "torch.cond(bool(self.training) and x.sum() > 0, " in res.source  # moved: both pure
+    assert "torch.cond(bool(self.gate) and x.sum() > 0, " in res.source  # moved: both pure
     assert [(p.position[0], p.reason) for p in res.refused] == [
         (16, "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
 
@@ -322,3 +322,50 @@ def test_cond_short_circuit_never_touches_none():
     x = torch.randn(2, 3)
     torch.testing.assert_close(new.GatedResidual()(x), orig.GatedResidual()(x))
     torch.testing.assert_close(new.GatedResidual()(x, None), x)
+
+
+WHERE_MODULE = '''import torch
+import torch.nn as nn
+
+
+class M(nn.Module):
+    def forward(self, x, flag: bool = False, n=None):
+{body}
+'''
+
+
+def _where(body: str, source: str = WHERE_MODULE):
+    res = fix_source(source.format(body=body), "where", unsafe_fixes=True)
+    return res, [p.reason for p in res.refused]
+
+
+@pytest.mark.parametrize("body,reason", [
+    # torch.where rejects a None arm: `state if cond else None` must stay as it is
+    ("        y = x * 2 if x.sum() > 0 else None\n        return y", "an arm may be `None`"),
+    ("        z = None\n        y = x if x.sum() > 0 else z\n        return y", "an arm may be `None`"),
+    # a Python value that happens to be truthy is not a tensor condition
+    ("        c = x.sum() > 0 if flag else flag\n        y = x if c else -x\n        return y",
+     "the condition is not provably a tensor"),
+    # the value goes back to Python: torch.where would keep the hazard and only slow it down
+    ("        for i in range(x.shape[0] if x.sum() > 0 else 1):\n            x = x + 1\n        return x",
+     "the value goes to `range()`"),
+])
+def test_where_refuses_what_would_change_behaviour_or_keep_the_hazard(body, reason):
+    res, reasons = _where(body)
+    assert reason in reasons, reasons
+    assert not res.applied
+    assert res.source == WHERE_MODULE.format(body=body)
+
+
+def test_where_rewrites_a_provable_tensor_condition():
+    res, reasons = _where("        y = x * 2 if x.sum() > 0 else x\n        return y")
+    assert "torch.where(x.sum() > 0, x * 2, x)" in res.source, reasons
+    assert not [f for f in check_source(res.source, "m.py") if f.code == "TS103"]
+
+
+def test_fix_keeps_a_conditional_torch_import_conditional():
+    src = ('try:\n    import torch\nexcept ImportError:\n    torch = None\nimport torch.nn as nn\n\n\n'
+           'class M(nn.Module):\n    def forward(self, x):\n        y = x * 2 if x.sum() > 0 else x\n        return y\n')
+    res = fix_source(src, "where", unsafe_fixes=True)
+    assert res.applied and "torch.where(" in res.source
+    assert res.source.count("import torch\n") == 1  # no unconditional `import torch` added on top

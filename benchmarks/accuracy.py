@@ -1,0 +1,97 @@
+"""The accuracy harness: how often `tracesafe check` agrees with PyTorch's own tracer, in one run.
+
+    python benchmarks/accuracy.py [--corpus DIR] [--skip-oracle] [--skip-models]
+
+Two measurements, both against `torch.jit.trace`, never against a count of findings:
+
+1. The transformers 5.24.0 oracle (../shared/oracle, when it is beside the project): TracerWarning sites
+   and executed lines from tracing 1,354 model classes. Its scorer, `score.py`, is run on a fresh
+   `tracesafe check` of the unpacked wheel: recall over the 871 control-flow sites, and precision on
+   executed code, strict and without statements holding `and`/`or` (where the tracer may have
+   short-circuited before the flagged operand).
+2. The real-model sample of tests/real_models.py (56 classes built from tiny configs, needs torch and
+   transformers 5.24.0): the warned statements found, and the flagged statements that ran without a
+   warning.
+
+Nothing here is asserted; tests/test_real_models.py asserts the second measurement in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SCORE = ROOT.parent / "shared" / "oracle" / "score.py"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from run import WORK, corpus  # noqa: E402  the speed harness's download of the same wheel
+
+
+def oracle(corpus_dir: Path) -> None:
+    if not SCORE.is_file():
+        print(f"oracle: skipped ({SCORE} is not beside the project)")
+        return
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "tracesafe", "check", "--format", "json", "--exit-zero",
+                          "--no-cache", "."], cwd=corpus_dir, capture_output=True, text=True, check=True).stdout
+    secs = time.perf_counter() - t
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(out)
+    report = WORK / "oracle-report.txt"
+    res = subprocess.run([sys.executable, str(SCORE), "--corpus", str(corpus_dir), "--findings", f.name,
+                          "--report", str(report)], capture_output=True, text=True, check=True)
+    print(f"oracle: transformers 5.24.0, {len(json.loads(out))} findings in {secs:.1f} s")
+    for line in res.stdout.strip().splitlines():
+        print("  " + line)
+    print(f"  every miss and false alarm: {report}")
+
+
+def models() -> None:
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as e:
+        print(f"real models: skipped ({e.name} is not installed; pip install -e '.[test,export]')")
+        return
+    from real_models import measure
+
+    t = time.perf_counter()
+    r = measure()
+    alarms = r["alarms"]
+    ran = r["confirmed"] + len(alarms)
+    warned = r["warned"]
+    found = warned - len(r["missed"])
+    print(f"real models: transformers {transformers.__version__}, {len(r['traced'])} classes traced "
+          f"({len(r['failed'])} failed to build or trace) in {time.perf_counter() - t:.1f} s")
+    print(f"  recall {found / warned if warned else 1:.3f} ({found}/{warned} warned statements flagged)")
+    print(f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
+          f"{r['confirmed'] / (ran - sum(a for a, _ in alarms)) if ran else 1:.3f} without and/or statements "
+          f"({len(alarms)} false alarms, {sum(a for a, _ in alarms)} on and/or statements)")
+    for miss in r["missed"]:
+        print(f"  miss {miss}")
+    for and_or, text in alarms:
+        print(f"  false alarm{' (and/or)' if and_or else ''} {text}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, help="an unpacked transformers 5.24.0 package directory")
+    ap.add_argument("--skip-oracle", action="store_true")
+    ap.add_argument("--skip-models", action="store_true")
+    a = ap.parse_args()
+    if not a.skip_oracle:
+        oracle(a.corpus or corpus(WORK))
+    if not a.skip_models:
+        models()
+
+
+if __name__ == "__main__":
+    main()
