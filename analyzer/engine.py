@@ -124,6 +124,7 @@ class Analysis:
         self._class_cache: dict[str, bool] = {}
         self._walking: list = []  # state keys being walked (the innermost is the caller of a call)
         self._contexts: dict = {}  # library function key -> contexts created
+        self._defaults: dict = {}  # function key -> its parameters' kinds when a call does not pass them
 
     # ------------------------------------------------------------------ entry points
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
@@ -189,17 +190,18 @@ class Analysis:
             self._install(c)
 
     def submodule_classes(self, mod: ModuleInfo) -> set:
-        """Qualified names of mod's classes that another class of mod builds: assigned as a submodule, or
-        named in its body (`SwinStage(..., downsample=SwinPatchMerging)`)."""
+        """Qualified names of mod's classes named in the body of another class of mod: built by it
+        (`self.layer = Layer(config)`, `SwinStage(..., downsample=SwinPatchMerging)`). Only the order of
+        analysis depends on it (a class no caller reaches is analysed as a top-level model all the same,
+        after the others), so a name in a docstring costs nothing; one regex over the classes' text."""
+        if len(mod.classes) < 2:
+            return set()
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, mod.classes)) + r")\b")
         out = set()
         for ci in mod.classes.values():
-            for k in _self_attrs(ci).values():
-                for q in atoms_of(k, "mod") | atoms_of(k, "mods"):
-                    if q != ci.qualname:
-                        out.add(q)
-            for n in ast.walk(ci.node):
-                if isinstance(n, ast.Name) and n.id in mod.classes and n.id != ci.name:
-                    out.add(mod.classes[n.id].qualname)
+            for m in pattern.finditer(mod.segment(ci.node.lineno, ci.node.end_lineno)):
+                if m.group() != ci.name:
+                    out.add(mod.classes[m.group()].qualname)
         return out
 
     def _visit(self, key) -> None:
@@ -321,7 +323,10 @@ class Analysis:
             else:
                 incoming[kw] = k
         tree_class = self.tree_class(callee)
-        base = default_params(callee.node, is_method, tree_class)
+        defaults = self._defaults.get(callee.key)
+        if defaults is None:
+            defaults = self._defaults[callee.key] = default_params(callee.node, is_method, tree_class)
+        base = dict(defaults)
         # parameters not passed keep their defaults' kinds; passed ones take the caller's
         for p in params:
             n = p.name.value
@@ -611,16 +616,6 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
         return ci.self_attrs
     out: dict[str, Kind] = {}
     mod = ci.module
-    # local names of the class's methods -> values given to them (`stage = Stage(...)`, `layers.append(stage)`):
-    # a ModuleList built from a local list
-    local: dict[str, list] = {}
-    for n in ast.walk(ci.node):
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
-            local.setdefault(n.targets[0].id, []).append(n.value)
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "append" and \
-                isinstance(n.func.value, ast.Name) and len(n.args) == 1:
-            local.setdefault(n.func.value.id, []).append(n.args[0])
-    ci._locals = local
 
     def assign(target, value) -> None:
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
@@ -663,8 +658,19 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
 
 def _local_values(ci: ClassInfo, name: str, seen: set) -> list:
     """What a local list of the class's methods holds: appended values, followed through local names."""
+    if ci._locals is None:
+        # local names of the class's methods -> values given to them (`stage = Stage(...)`,
+        # `layers.append(stage)`), for a ModuleList built from a local list: computed when one is met
+        local: dict[str, list] = {}
+        for n in ast.walk(ci.node):
+            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+                local.setdefault(n.targets[0].id, []).append(n.value)
+            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "append" and \
+                    isinstance(n.func.value, ast.Name) and len(n.args) == 1:
+                local.setdefault(n.func.value.id, []).append(n.args[0])
+        ci._locals = local
     out = []
-    for v in (ci._locals or {}).get(name, ()):
+    for v in ci._locals.get(name, ()):
         if isinstance(v, ast.Name) and v.id not in seen:
             seen.add(v.id)
             out.extend(_local_values(ci, v.id, seen))

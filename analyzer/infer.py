@@ -1054,25 +1054,24 @@ def tensor_uses(fn: cst.FunctionDef) -> set[str]:
         return hit[1]
     out: set[str] = set()
     _USES[id(fn)] = (fn, out)
-
-    class V(cst.CSTVisitor):
-        def visit_Attribute(self, n: cst.Attribute) -> None:
+    # a plain walk over children: libcst's visitor machinery costs ten times more on long bodies
+    stack = [fn.body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, cst.Attribute):
             if isinstance(n.value, cst.Name) and (n.attr.value in api.TENSOR_MEMBERS or n.attr.value == "shape"):
                 out.add(n.value.value)
-
-        def visit_BinaryOperation(self, n: cst.BinaryOperation) -> None:
+        elif isinstance(n, cst.BinaryOperation):
             for side in (n.left, n.right):
                 if isinstance(side, cst.Name):
                     out.add(side.value)
-
-        def visit_Subscript(self, n: cst.Subscript) -> None:
-            # multi-dimensional or sliced indexing (`mask[:, None]`), which Python sequences do not take
+        elif isinstance(n, cst.Subscript):
+            # multi-dimensional or None indexing (`mask[:, None]`), which Python sequences do not take
             if isinstance(n.value, cst.Name) and (len(n.slice) > 1 or any(
                     isinstance(el.slice, cst.Index) and isinstance(el.slice.value, cst.Name) and
                     el.slice.value.value == "None" for el in n.slice)):
                 out.add(n.value.value)
-
-    fn.body.visit(V())
+        stack.extend(n.children)
     return out
 
 

@@ -104,17 +104,29 @@ def known_bool(k: Kind):
 
 
 def join(*kinds: Kind) -> Kind:
+    if len(kinds) == 2:  # the common case, on the hot path: nothing new to normalize
+        a, b = kinds
+        if a == b or not b or b <= a:
+            return a
+        if not a or a <= b:
+            return b
+    elif len(kinds) == 1:
+        return kinds[0]
     out: set = set()
     for k in kinds:
         out |= k
-    # one atom per tag for sets of classes and functions
+    compound = [a for a in out if type(a) is tuple]
+    if len(compound) < 2:
+        return frozenset(out)
+    # one atom per tag for sets of classes and functions, and for a dict's values
     for tag in ("mod", "mods", "fns", "dictof"):
-        tagged = [a for a in out if isinstance(a, tuple) and a[0] == tag]
+        tagged = [a for a in compound if a[0] == tag]
         if len(tagged) > 1:
             out.difference_update(tagged)
-            out.add((tag, frozenset().union(*(a[1] for a in tagged))))
+            payload = join(*(a[1] for a in tagged)) if tag == "dictof" else frozenset().union(*(a[1] for a in tagged))
+            out.add((tag, payload))
     # keep tuple atoms bounded: two tuples of the same arity merge elementwise
-    tuples = [a for a in out if isinstance(a, tuple) and a[0] == "tup"]
+    tuples = [a for a in compound if a[0] == "tup"]
     if len(tuples) > 1:
         by_len: dict[int, list] = {}
         for a in tuples:
