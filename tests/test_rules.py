@@ -51,8 +51,8 @@ CASES = {
         ["n = x.size(1)\nx = x.view(-1, n)", "s = x.shape[-1] ** 0.5", "z = torch.tensor(1.0)",
          "z = torch.zeros(x.shape[0])"],
         ["n = int(x.sum())", "v = x.max().item()", "l = x.tolist()", "a = x.numpy()", "f = float(x.mean())",
-         "s = math.sqrt(x.size(-1))", "t = f'{x}'", "z = torch.tensor(x.shape[0])", "e = [1, 2, 3][x.argmax()]",
-         "s = str(x)"],
+         "s = math.sqrt(x.size(-1))", "t = f'{x.sum()}'", "z = torch.tensor(x.shape[0])", "e = [1, 2, 3][x.argmax()]",
+         "s = str(x.sum())"],
     ),
     "TS107": (
         ["for t in x.unbind(0):\n    pass", "a, b = x.chunk(2)", "for d in x.shape:\n    pass",
@@ -297,3 +297,243 @@ def test_definition_positions_equal_the_full_pass(newline):
     lazy = to_findings(lazy_an.raw_findings(), "trace")
     assert [f.to_json() for f in lazy] == [f.to_json() for f in whole]
     assert {(f.line, f.code) for f in lazy} == {(24, "TS101"), (35, "TS103")}
+
+
+def _tracer_says(snippet: str):
+    """(warned, ran) for the snippet's statements under torch.jit.trace, or None when the snippet cannot
+    run on a (2, 3) example input (it needs attributes or shapes the example does not have)."""
+    torch = pytest.importorskip("torch")
+    import inspect
+    import sys
+    import warnings
+
+    if "y" in snippet.replace("y.shape", "").split() or "y." in snippet or "+ y" in snippet:
+        return None  # the example passes no `y`: an operand on it never runs
+    literal_tensor = "torch.tensor(1.0)" in snippet
+    src = module(snippet)
+    first = src.splitlines().index("    def forward(self, x, y=None):") + 2
+    last = first + len(textwrap.dedent(snippet).splitlines()) - 1
+    ns: dict = {"__name__": "snippet"}
+    exec(compile(src, "<snippet>", "exec"), ns)
+    model = ns["M"]().eval()
+    warned, ran = False, False
+
+    def tracer(frame, event, arg):
+        nonlocal ran
+        if frame.f_code.co_filename == "<snippet>" and event == "line" and first <= frame.f_lineno <= last:
+            ran = True
+        return tracer
+
+    def hook(message, category, filename, lineno, file=None, line=None):
+        nonlocal warned
+        # a warning raised inside torch on the snippet's behalf (Tensor.__format__, __index__) counts too;
+        # the tracer registers every torch.tensor() result as a constant, a literal one too: it cannot
+        # tell a frozen computed value from a constant the user wrote down
+        if issubclass(category, torch.jit.TracerWarning) and \
+                any(fr.filename == "<snippet>" for fr in inspect.stack()) and \
+                not (literal_tensor and str(message).startswith("torch.tensor results are registered")):
+            warned = True
+
+    old_show = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = hook
+        sys.settrace(tracer)
+        try:
+            torch.jit.trace(model, (torch.randn(2, 3),), check_trace=False)
+        except Exception:
+            return None
+        finally:
+            sys.settrace(None)
+            warnings.showwarning = old_show
+    return warned, ran
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("code,snippet,invalid", [(c, s, False) for c, (v, _) in CASES.items() for s in v] +
+                         [(c, s, True) for c, (_, inv) in CASES.items() for s in inv])
+def test_examples_agree_with_the_tracer(code, snippet, invalid):
+    """Where the tracer can say (the snippet runs on a (2, 3) example input and does not hinge on `y`,
+    which the example leaves None), an INVALID example makes it warn and a VALID one does not."""
+    if snippet in SILENT:
+        pytest.skip("the tracer freezes this without a warning (test_silent_hazards_freeze)")
+    said = _tracer_says(snippet)
+    if said is None:
+        pytest.skip("the snippet does not run on a (2, 3) example input")
+    warned, ran = said
+    assert ran
+    assert warned == invalid, f"tracer {'warned' if warned else 'was silent'} on {'INVALID' if invalid else 'VALID'}"
+
+
+# hazards the tracer freezes without a TracerWarning: its silence is no evidence either way
+SILENT = {"e = [1, 2, 3][x.argmax()]"}
+
+
+def test_silent_hazards_freeze():
+    """A Python list indexed by a tensor: the tracer calls `__index__` without warning, and the traced
+    graph keeps the element chosen for the example input."""
+    torch = pytest.importorskip("torch")
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x * [1.0, 2.0, 3.0][x.argmax()]
+
+    assert codes("e = [1, 2, 3][x.argmax()]").count("TS106") == 1
+    traced = torch.jit.trace(M(), (torch.tensor([5.0, 0.0, 0.0]),), check_trace=False)
+    other = torch.tensor([0.0, 0.0, 5.0])
+    assert not torch.equal(traced(other), M()(other))  # frozen at the example's index 0
+
+
+def _found(src: str, target: str = "trace") -> list[tuple[int, str]]:
+    return [(f.line, f.code) for f in check_source(textwrap.dedent(src), "m.py", Config(target=target))]
+
+
+def test_a_submodule_takes_what_its_parent_passes():
+    """`self.layer(h, output_attentions=flag)`: the child's parameters get the parent's kinds — a flag
+    from the config stays Python, a tuple of tensors stays a tuple — and a size handed down is a size."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+        class Rotary(nn.Module):
+            def forward(self, x):
+                return x.cos(), x.sin()
+
+        class Layer(nn.Module):
+            def forward(self, h, pos, dims, output_attentions=None):
+                cos, sin = pos
+                height, width = dims
+                if output_attentions:
+                    h = h * 2
+                if height % 2 == 1:
+                    h = h[:, :-1]
+                return h * cos + sin
+
+        class Model(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.config = config
+                self.rotary = Rotary()
+                self.layers = nn.ModuleList([Layer() for _ in range(config.n)])
+
+            def forward(self, x):
+                pos = self.rotary(x)
+                for layer in self.layers:
+                    x = layer(x, pos, x.shape[-2:], output_attentions=self.config.output_attentions)
+                return x
+    """
+    assert _found(src) == [(15, "TS108")]
+
+
+def test_a_top_level_none_default_is_a_tensor_only_when_used_as_one():
+    src = """
+        import torch.nn as nn
+
+        class M(nn.Module):
+            def forward(self, x, mask=None, output_hidden_states=None, return_dict=None):
+                if output_hidden_states:
+                    x = x + 1
+                if not return_dict:
+                    x = x * 2
+                if mask is not None and mask[:, 0].any():
+                    x = x + mask
+                return x
+    """
+    assert _found(src) == [(10, "TS101")]
+
+
+def test_the_value_passed_beats_the_annotation():
+    src = """
+        import torch.nn as nn
+
+        def pad(x, height: int, width: float):
+            if height % 2 == 1:
+                x = x[:-1]
+            return x * int(width)
+
+        class M(nn.Module):
+            def forward(self, x):
+                return pad(x, x.shape[0], x.mean())
+    """
+    assert _found(src) == [(5, "TS108"), (7, "TS106")]
+
+
+def test_no_suppression_keys_on_a_users_name():
+    """A function named `is_tracing` is analysed like any other: one that returns torch's guard is a
+    known value under the tracer, one that tests a tensor is a tensor test."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+        def is_tracing(x=None):
+            try:
+                return torch.jit.is_tracing()
+            except Exception:
+                return False
+
+        class Guarded(nn.Module):
+            def forward(self, x):
+                if not is_tracing(x) and (x == 0).all():
+                    x = x + 1
+                return x
+    """
+    assert _found(src) == []
+    impostor = src.replace("return torch.jit.is_tracing()", "return x.sum() > 0")
+    assert _found(impostor) == [(13, "TS101")]
+
+
+def test_registered_functions_are_reached():
+    """`ATTN[config.impl](...)`: every function of the registry is analysed with the call's kinds."""
+    src = """
+        import torch.nn as nn
+
+        def eager(q, k):
+            return q @ k
+
+        def sdpa(q, k):
+            if q.shape[-2] > 1:
+                return q * k
+            return q
+
+        ATTN = {"eager": eager, "sdpa": sdpa}
+
+        class Attention(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.config = config
+
+            def forward(self, q, k):
+                fn = ATTN[self.config.impl]
+                return fn(q, k)
+    """
+    assert _found(src) == [(8, "TS108")]
+
+
+def test_opaque_results_are_not_tensors_until_used_as_one():
+    """A call the analyzer cannot see into may return a tuple: unpacking it is fine. A torch.nn layer
+    returns a tensor: unpacking that iterates over it. Reading `.shape` makes an opaque value a tensor."""
+    src = """
+        import torch.nn as nn
+
+        class M(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.attn = REGISTRY[config.attn](config)
+                self.proj = nn.Linear(4, 4)
+
+            def forward(self, x):
+                out, weights = self.attn(x)
+                a, b = self.proj(x)
+                if out.shape[0] > 1:
+                    out = out * 2
+                return out + a
+    """
+    assert _found(src) == [(12, "TS107"), (13, "TS108")]
+
+
+def test_eval_mode_is_known_while_exporting():
+    """Exporters run the model in eval mode: `self.training` is False under trace and dynamo, so a
+    branch on it is not a hazard and the operand after `self.training and` never runs."""
+    body = "if self.training and x.sum() > 0:\n    x = x * 2\nd = x.sum() if self.training else x"
+    assert codes(body) == []
+    assert codes(body, target="dynamo") == []
