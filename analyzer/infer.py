@@ -162,6 +162,8 @@ class Walker:
         # tensor, and an arm never None, before they rewrite)
         self.test_kinds: dict[int, Kind] = {}
         self._quiet = 0
+        self._nesting = 0
+        self.nested: dict[int, tuple] = {}  # id(nested def) -> (node, env where it is defined)
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
@@ -270,7 +272,9 @@ class Walker:
             if self.target == "script":
                 self.report(s, "TS301", f"nested function `{s.name.value}` is not supported by torch.jit.script")
             self.nested_function(s, env)
-            env[s.name.value] = KP
+            # calling it runs its body with the caller's kinds (see call_nested)
+            self.nested[id(s)] = (s, dict(env))
+            env[s.name.value] = frozenset({("nested", id(s))})
             return env
         if isinstance(s, cst.ClassDef):
             env[s.name.value] = KP
@@ -292,6 +296,40 @@ class Walker:
         if isinstance(fn.body, cst.IndentedBlock):
             self.block(fn.body.body, inner)
         self.returns = saved
+
+    def call_nested(self, key: int, args) -> Kind:
+        """A call to a function defined in this body: its return kind for these arguments, from a quiet
+        walk of its body (its findings were reported where it is defined)."""
+        fn, env = self.nested[key]
+        if self._nesting > 3 or not isinstance(fn.body, cst.IndentedBlock):
+            return KU
+        inner = dict(env)
+        params = all_params(fn.params)
+        for p in params:
+            ann = annotation_kind(p.annotation)
+            inner[p.name.value] = KN if isinstance(p.default, cst.Name) and p.default.value == "None" else \
+                KP if p.default is not None else (ann or KU)
+        i = 0
+        for kw, star, k in args:
+            if star:
+                continue
+            if kw is None:
+                if i < len(params):
+                    inner[params[i].name.value] = k
+                i += 1
+            else:
+                inner[kw] = k
+        saved, self.returns = self.returns, []
+        self._quiet += 1
+        self._nesting += 1
+        try:
+            out = self.block(fn.body.body, inner)
+            kinds = [k for _, k in self.returns] + ([KN] if out is not None and not terminates(fn.body.body) else [])
+        finally:
+            self.returns = saved
+            self._quiet -= 1
+            self._nesting -= 1
+        return join(*kinds) if kinds else KN
 
     def small(self, s: cst.BaseSmallStatement, env: Env) -> Optional[Env]:
         if isinstance(s, cst.Assign):
@@ -862,6 +900,9 @@ class Walker:
             return self.an.call(self.ref, callee, args)
         # a value called: a submodule (its class's forward), functions held in a registry (each of them)
         fk = self.ev(func, env)
+        nested = [a[1] for a in fk if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
+        if nested:
+            return join(*(self.call_nested(n, args) for n in nested))
         classes, defs = atoms_of(fk, "mod"), atoms_of(fk, "fns")
         if classes or defs:
             out = [self.an.call_module(self.ref, classes, args)] if classes else []
@@ -934,6 +975,8 @@ class Walker:
                 # the truth of each element: sizes of a shape, tensors of a list
                 self.coerce(e, KS if ST in pos[0] else KT, f"`{name}()`")
             return KP
+        if name == "next" and pos:
+            return element(pos[0])
         if name == "abs" or name == "round":
             return frozenset(a for a in anyk if a in (T, S)) or KP
         if name in _BUILTIN_PYTHON:
