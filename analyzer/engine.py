@@ -302,6 +302,13 @@ class Analysis:
         return None
 
     def call(self, caller: FuncRef, callee: FuncRef, args) -> Kind:
+        try:
+            callee.node
+        except SourceError:
+            # like an unparsable helper module: unresolved, except in the file being checked
+            if callee.module is self.root:
+                raise
+            return KU
         is_method = callee.cls is not None
         params = all_params(callee.node.params)
         names = [p.name.value for p in params]

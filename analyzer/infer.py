@@ -660,6 +660,8 @@ class Walker:
                     out.append(join(*elems))
             elif isinstance(a, tuple) and a[0] == "dictof":
                 out.append(a[1])
+            elif isinstance(a, tuple) and a[0] == "iter":
+                out.append(frozenset({a}) if is_slice else a[1])
             elif isinstance(a, tuple) and a[0] == "dict":
                 if not any(isinstance(b, tuple) and b[0] == "dictof" for b in base):
                     out.append(KP)
@@ -840,7 +842,10 @@ class Walker:
 
     def ev_ListComp(self, e, env):
         (k,) = self._comprehension(e, env, [e.elt])
-        return KLT if is_tensor(k) else KST if is_size(k) else KP
+        if surely_tensor(k):
+            return KLT
+        # elements that may be tensors or tuples of them (`tuple(v for v in [h, all_h] if v is not None)`)
+        return iterable(k) if is_tensor(k) else KST if is_size(k) else KP
 
     def ev_GeneratorExp(self, e, env):
         if self.target == "script":
