@@ -121,3 +121,37 @@ def test_constructor_needing_arguments(tmp_path):
     assert r.exit_code == 2 and "cannot construct M" in r.stderr and "--init" in r.stderr
     r = CliRunner().invoke(main, ["export", f"{f}:M", "--input", "2x4", "--init", '{"dim": 4}'])
     assert r.exit_code == 0, r.stdout
+
+
+MISMATCH = '''import torch
+import torch.nn as nn
+
+
+class Mismatch(nn.Module):
+    def __init__(self, width: int = 3):
+        super().__init__()
+        self.proj = nn.Linear(width, 5)
+
+    def forward(self, x):
+        y = x * 2
+        return self.proj(y)
+'''
+
+
+def test_an_exporter_error_keeps_its_own_cause(tmp_path):
+    """A wrong --init is a shape error, not a rule's hazard: no TS104, the real message, the user's line."""
+    src = tmp_path / "mismatch.py"
+    src.write_text(MISMATCH, encoding="utf-8")
+    r, rep = export(f"{src}:Mismatch", "--input", "2x3", "--init", '{"width": 4}')
+    assert r.exit_code == 1 and not rep["exported"]
+    assert "mat1 and mat2 shapes cannot be multiplied" in rep["error"], rep["error"]
+    assert rep["error_location"].endswith("mismatch.py:12")
+    assert rep["findings"] == []
+    assert rep["checker"] == "not run"  # the checker never ran: it did not pass
+
+
+def test_output_into_a_missing_directory_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(main, ["export", f"{SEED}:FormattingLayer", "--input", "2x3",
+                                  "-o", str(tmp_path / "nope" / "m.onnx")])
+    assert r.exit_code == 2
+    assert "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -112,7 +112,9 @@ class ExportReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target, "exporter": self.exporter, "opset": self.opset, "output": self.output,
-            "ok": self.ok, "exported": self.exported, "checker": "passed" if self.checker is None else self.checker,
+            "ok": self.ok, "exported": self.exported,
+            # a check that never ran did not pass
+            "checker": "not run" if not self.exported else "passed" if self.checker is None else self.checker,
             "error": self.error, "error_location": self.error_location, "notes": self.notes,
             "findings": [f.to_json() for f in self.findings], "control_flow": self.control_flow,
             "inputs": self.inputs, "outputs": self.outputs,
@@ -215,6 +217,20 @@ def _root_cause(e: BaseException) -> BaseException:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return e
+
+
+_INNER_ERROR = re.compile(r"^\s*(?:builtins\.)?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
+def _error_text(e: BaseException) -> str:
+    """`Type: message` of the error; for TorchScript's "The following operation failed in the TorchScript
+    interpreter" wrapper, the error it reports inside (`RuntimeError: mat1 and mat2 shapes cannot...`)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if "failed in the TorchScript interpreter" in text:
+        inner = [m for m in map(_INNER_ERROR.match, text.splitlines()) if m]
+        if inner:
+            return f"{inner[-1].group(1).rsplit('.', 1)[-1]}: {inner[-1].group(2).strip()}"
+    return f"{type(e).__name__}: {_first_line(e)}"
 
 
 def _first_line(e: BaseException) -> str:
@@ -493,6 +509,9 @@ def export(path: str, class_name: str, inputs: list[InputSpec], *, init: Optiona
     """Export `class_name` from the file at `path`, validate it and check parity on branch-driving inputs.
     Raises UsageError for bad input (missing file, unknown class, bad constructor arguments or opset)."""
     if output is not None:
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent):
+            raise UsageError(f"-o {output}: directory {os.path.dirname(output) or '.'} does not exist")
         return _export(path, class_name, inputs, init, exporter, opset, output, output)
     with tempfile.TemporaryDirectory(prefix="tracesafe-") as tmp:
         return _export(path, class_name, inputs, init, exporter, opset, None, os.path.join(tmp, "model.onnx"))
@@ -585,11 +604,13 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
         raise
     except Exception as e:  # noqa: BLE001 - an export failure is the report's verdict, not a crash
         root = _root_cause(e)
-        report.error = f"{type(root).__name__}: {_first_line(root)}"[:400]
+        report.error = _error_text(root)[:400]
         line = _user_location(e, file)
         if line is not None:
             report.error_location = f"{rel}:{line}"
-            report.findings = _findings_at(line, static, rel, f"exporter: {report.error[:160]}", "TS104")
+            # the failure is a rule's hazard only when the analyzer flagged that line; otherwise it stays
+            # the exporter's own error (a shape mismatch is not a tensor-to-bool conversion)
+            report.findings = [f for f in static if f.line == line]
         return report
     for category, message, line in caught:
         if issubclass(category, torch.jit.TracerWarning) and line is not None:
