@@ -190,3 +190,19 @@ def test_python_dash_m_entry(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tracesafe", "check", "--no-cache", str(f)],
                        capture_output=True, text=True)
     assert p.returncode == 1 and "TS101" in p.stdout
+
+
+def test_a_named_file_that_exclude_covers(run_in):
+    """ruff's rule: a file named on the command line is checked even when `exclude` covers it, and
+    tracesafe says so on stderr; --force-exclude (implied by the pre-commit hook) skips it."""
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\nexclude = ["vendor/"]\n')
+    write(run_in / "vendor" / "m.py", BAD_IF)
+    named = os.path.join("vendor", "m.py")
+    r = run("check", named)
+    assert r.exit_code == 1 and r.stdout.startswith(named + ":6:")
+    assert "excluded by the configuration's `exclude`" in r.stderr
+    r = run("check", "--force-exclude", named)
+    assert r.exit_code == 0 and named not in r.stdout
+    assert "excluded" not in r.stderr
+    assert run("check", "--hook", named).exit_code == 0
+    assert run("fix", "--force-exclude", "--diff", named).exit_code == 0

@@ -59,10 +59,12 @@ def main(ctx, debug):
     ctx.obj["debug"] = debug
 
 
-def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True):
+def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True,
+            force_exclude: bool = True):
     """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
     Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
-    configuration is an error for its files only."""
+    configuration is an error for its files only. Like ruff, a file named on the command line is
+    processed even when `exclude` covers it, unless force_exclude (saying so on stderr)."""
     from tracesafe.config import ConfigError, Resolver, excluded
     from tracesafe.discover import discover
 
@@ -79,7 +81,8 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
         except ConfigError as e:
             errors.append((arg, str(e)))
             continue
-        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root):
+        explicit = p.is_file()
+        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root, force_exclude, _say_excluded):
             if err:
                 errors.append((path, err))
                 continue
@@ -89,13 +92,25 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
                 errors.append((path, str(e)))
                 continue
             if own is not fc and excluded(own, path):
-                continue
+                if force_exclude or not explicit:
+                    continue
+                _say_excluded(path)
             groups.setdefault(id(own), (own, []))[1].append(path)
     return list(groups.values()), errors
 
 
+def _say_excluded(path: str) -> None:
+    click.echo(f"{path}: note: excluded by the configuration's `exclude`, processed because it was named "
+               f"(--force-exclude skips it)", err=True)
+
+
+_FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
+                              help="Honour `exclude` for files named on the command line too (as pre-commit needs).")
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
+@_FORCE_EXCLUDE
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
               show_default=True)
 @click.option("--target", type=click.Choice(TARGETS), default=None,
@@ -112,8 +127,8 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: check exactly the files given (none: nothing to do).")
 @click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
-def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file, output_file, hook,
-          profile):
+def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file,
+          output_file, hook, profile):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.analyzer.rules import select_codes
@@ -128,7 +143,7 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
     import time
 
     t0 = time.perf_counter()
-    groups, errors = _groups(paths, config_file, default_path=not hook)
+    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
     phases = {"discover": time.perf_counter() - t0}
     jobs = jobs or (os.cpu_count() or 1)
     res = RunResult([], [])
@@ -183,6 +198,7 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
+@_FORCE_EXCLUDE
 @click.option("--form", type=click.Choice(FORMS), default=None,
               help="Rewrite form (default: flag, or the config's `form`).")
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
@@ -190,14 +206,14 @@ def check(paths, fmt, target, select, ignore, exit_zero, statistics, jobs, no_ca
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: fix exactly the files given (none: nothing to do).")
-def fix(paths, form, diff, unsafe_fixes, config_file, hook):
+def fix(paths, force_exclude, form, diff, unsafe_fixes, config_file, hook):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
     from tracesafe.config import effective
     from tracesafe.fixer import call_sites, fix_file
     from tracesafe.rewriters.engine import FORM_TARGET
     from tracesafe.runner import _entry_pattern, check_paths
 
-    groups, errors = _groups(paths, config_file, default_path=not hook)
+    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
     changed, signatures, remaining, all_files = [], [], 0, []
     for fc, files in groups:
         config = effective(fc)

@@ -55,8 +55,11 @@ def _symlink_problem(p: Path) -> Optional[str]:
     return None
 
 
-def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
-    """Yield (path, error) pairs: error is a one-line message for a path that cannot be used."""
+def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path, force_exclude: bool = True,
+             on_excluded=None):
+    """Yield (path, error) pairs: error is a one-line message for a path that cannot be used. A file named
+    explicitly is excluded only with force_exclude (ruff's rule); otherwise it is kept and
+    on_excluded(path) is told, so that an excluded file never looks clean in silence."""
     excl = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
     def excluded(p: Path, is_dir: bool) -> bool:
@@ -79,7 +82,10 @@ def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path):
             yield raw, problem
             continue
         if p.is_file():
-            if not excluded(p, False):
+            hit = excluded(p, False)
+            if hit and not force_exclude and on_excluded is not None:
+                on_excluded(raw)
+            if not hit or not force_exclude:
                 key = os.path.normpath(raw)
                 if key not in seen:
                     seen.add(key)
