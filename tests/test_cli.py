@@ -206,3 +206,18 @@ def test_a_named_file_that_exclude_covers(run_in):
     assert "excluded" not in r.stderr
     assert run("check", "--hook", named).exit_code == 0
     assert run("fix", "--force-exclude", "--diff", named).exit_code == 0
+
+
+def test_check_reads_standard_input(run_in):
+    """`tracesafe check - --stdin-filename F`: editors pipe the buffer; the report names F, F's config
+    applies, and bad input is one line and exit 2."""
+    write(run_in / "pkg" / "pyproject.toml", '[tool.tracesafe]\nignore = ["TS106"]\n')
+    r = CliRunner().invoke(main, ["check", "-", "--stdin-filename", os.path.join("pkg", "m.py")], input=BAD_IF)
+    assert r.exit_code == 1 and r.stdout.startswith(os.path.join("pkg", "m.py") + ":6:9: TS101"), r.stdout
+    item = "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x.item()\n"
+    assert CliRunner().invoke(main, ["check", "-", "--stdin-filename", "pkg/m.py"], input=item).exit_code == 0
+    r = CliRunner().invoke(main, ["check", "-", "--format", "json"], input=BAD_IF)
+    assert r.exit_code == 1 and '"path": "-"' in r.stdout
+    r = CliRunner().invoke(main, ["check", "-"], input="def f(:\n")
+    assert r.exit_code == 2 and r.stderr.startswith("-: error: syntax error")
+    assert CliRunner().invoke(main, ["check", "-", "m.py"], input=BAD_IF).exit_code == 2

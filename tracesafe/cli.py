@@ -99,6 +99,28 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
     return list(groups.values()), errors
 
 
+def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
+    """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
+    from tracesafe.analyzer import SourceError, check_source
+    from tracesafe.config import ConfigError, Resolver, effective, excluded
+    from tracesafe.runner import RunResult
+
+    path = name or "-"
+    try:
+        fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
+        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+        config.codes()
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    data = sys.stdin.buffer.read()
+    if name and force_exclude and excluded(fc, name):
+        return RunResult([], [])
+    try:
+        return RunResult(check_source(data, path, config), [])
+    except SourceError as e:
+        return RunResult([], [(path, str(e))])
+
+
 def _say_excluded(path: str) -> None:
     click.echo(f"{path}: note: excluded by the configuration's `exclude`, processed because it was named "
                f"(--force-exclude skips it)", err=True)
@@ -127,8 +149,11 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: check exactly the files given (none: nothing to do).")
 @click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+@click.option("--stdin-filename", default=None,
+              help="With `-` as the path: the file the code read from standard input stands for (its config, "
+                   "its imports, the paths in the report).")
 def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file,
-          output_file, hook, profile):
+          output_file, hook, profile, stdin_filename):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.analyzer.rules import select_codes
@@ -143,10 +168,18 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     import time
 
     t0 = time.perf_counter()
-    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
+    if "-" in paths:
+        if len(paths) > 1:
+            _fail("`-` (standard input) cannot be combined with other paths")
+        groups, errors = [], []
+        res = _check_stdin(stdin_filename, config_file, force_exclude, select, ignore, target)
+    else:
+        if stdin_filename:
+            _fail("--stdin-filename needs `-` as the path")
+        groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
+        res = RunResult([], [])
     phases = {"discover": time.perf_counter() - t0}
     jobs = jobs or (os.cpu_count() or 1)
-    res = RunResult([], [])
     for fc, files in groups:
         try:
             config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
