@@ -1,8 +1,18 @@
 """tracesafe.analyzer: find tracer-unsafe control flow in PyTorch modules with libcst."""
 
-from .api import Config, analyze_root, check_source
-from .finding import Finding
-from .project import SourceError
 from .rules import RULES, Rule, select_codes
+
+_LAZY = {"Config": "api", "analyze_root": "api", "check_source": "api", "Finding": "finding",
+         "SourceError": "project"}
+
+
+def __getattr__(name):
+    # libcst loads with the analysis, not with the rule registry (`tracesafe rule`, `--version`)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Config", "Finding", "RULES", "Rule", "SourceError", "analyze_root", "check_source", "select_codes"]

@@ -221,3 +221,15 @@ def test_check_reads_standard_input(run_in):
     r = CliRunner().invoke(main, ["check", "-"], input="def f(:\n")
     assert r.exit_code == 2 and r.stderr.startswith("-: error: syntax error")
     assert CliRunner().invoke(main, ["check", "-", "m.py"], input=BAD_IF).exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["--version"], ["rule", "TS101"], ["rule"]])
+def test_version_and_rule_do_not_import_libcst(args):
+    """Start-up: the rule registry and the version need neither libcst (a third of a second) nor torch."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tracesafe.cli import main\n"
+            f"r = CliRunner().invoke(main, {args!r})\n"
+            "assert r.exit_code == 0, r.output\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('libcst', 'torch'))\n"
+            "print(bad[:5])\nsys.exit(1 if bad else 0)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

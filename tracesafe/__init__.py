@@ -5,13 +5,24 @@ Importing this package never imports torch: the export stage lives in ``tracesaf
 
 __version__ = "0.1.0"
 
-from tracesafe.analyzer import Config, Finding, SourceError, check_source  # noqa: E402
+
+
+def __getattr__(name):
+    # the analyzer (and libcst, a third of a second to import) loads on first use: `tracesafe --version`,
+    # `tracesafe rule` and a cached pre-commit run never need it
+    if name in ("Config", "Finding", "SourceError", "check_source"):
+        from tracesafe import analyzer
+
+        return getattr(analyzer, name)
+    raise AttributeError(f"module 'tracesafe' has no attribute {name!r}")
 
 
 def check_paths(paths, config=None, **kwargs):
     """Findings and per-file errors for files and directories (see ``tracesafe.runner.check_paths``)."""
     from tracesafe.discover import discover
     from tracesafe.runner import check_paths as _run
+
+    from tracesafe.analyzer import Config
 
     files, errors = [], []
     for p, err in discover(list(paths), [], None):
