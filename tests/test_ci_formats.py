@@ -89,7 +89,11 @@ def test_github_escapes_properties_and_newlines():
 def test_statistics_and_output_file(run_in):
     (run_in / "m.py").write_text((FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"), encoding="utf-8")
     r = run("check", "--no-cache", "--statistics", "m.py")
-    assert r.exit_code == 1 and "TS201  optional-return" in r.stdout and "[1 fixable]" in r.stdout
+    # the seed's TS201 fix (flag form) is unsafe: fixable only with --unsafe-fixes, and said so in the total
+    assert r.exit_code == 1 and "TS201  optional-return" in r.stdout and "[0 fixable]" in r.stdout
+    assert r.stdout.endswith("Found 2 findings; 0 fixable with `tracesafe fix` (1 more with --unsafe-fixes).\n")
+    r = run("check", "--no-cache", "--statistics", "--unsafe-fixes", "m.py")
+    assert "[1 fixable]" in r.stdout and r.stdout.endswith("Found 2 findings; 1 fixable with `tracesafe fix`.\n")
     r = run("check", "--no-cache", "--format", "sarif", "--output-file", "out.sarif", "m.py")
     assert r.exit_code == 1 and r.stdout == ""
     _validate(json.loads((run_in / "out.sarif").read_text(encoding="utf-8")))

@@ -140,7 +140,8 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL).")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain.")
-@click.option("--statistics", is_flag=True, help="Print a count per rule instead of the findings.")
+@click.option("--statistics", is_flag=True, help="Print a count per rule and a total instead of the findings.")
+@click.option("--unsafe-fixes", is_flag=True, help="Count unsafe fixes as fixable too (as `fix --unsafe-fixes`).")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
               help="Worker processes (0 = one per core, used only for larger inputs).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write .tracesafe_cache/.")
@@ -152,8 +153,8 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @click.option("--stdin-filename", default=None,
               help="With `-` as the path: the file the code read from standard input stands for (its config, "
                    "its imports, the paths in the report).")
-def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, jobs, no_cache, config_file,
-          output_file, hook, profile, stdin_filename):
+def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, unsafe_fixes, jobs, no_cache,
+          config_file, output_file, hook, profile, stdin_filename):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.analyzer.rules import select_codes
@@ -196,7 +197,7 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     res.findings.sort(key=lambda f: f.sort_key())
     errors = sorted(set(errors) | set(res.errors))
     if statistics:
-        out = report.statistics(res.findings)
+        out = report.statistics(res.findings, unsafe_fixes)
     elif fmt == "json":
         out = report.as_json(res.findings)
     elif fmt == "sarif":

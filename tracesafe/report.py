@@ -21,11 +21,21 @@ def as_json(findings: list[Finding]) -> str:
     return json.dumps([f.to_json() for f in findings], indent=2) + "\n"
 
 
-def statistics(findings: list[Finding]) -> str:
+def statistics(findings: list[Finding], unsafe_fixes: bool = False) -> str:
+    """A count per rule and a total. Like ruff, a fix counts as fixable when `fix` applies it by default
+    (safe), or with --unsafe-fixes also when it is unsafe; the unsafe ones are otherwise named apart."""
     counts = Counter(f.code for f in findings)
-    fixable = Counter(f.code for f in findings if f.fix)
+    safe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") == "safe")
+    unsafe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") != "safe")
+    fixable = safe + unsafe if unsafe_fixes else safe
     rows = [f"{counts[c]:5d}  {c}  {RULES[c].name:<22} [{fixable[c]} fixable]" for c in sorted(counts)]
-    return "\n".join(rows) + ("\n" if rows else "")
+    if not rows:
+        return ""
+    n, m, hidden = sum(counts.values()), sum(fixable.values()), 0 if unsafe_fixes else sum(unsafe.values())
+    total = f"Found {n} finding{'s' if n != 1 else ''}; {m} fixable with `tracesafe fix`"
+    if hidden:
+        total += f" ({hidden} more with --unsafe-fixes)"
+    return "\n".join(rows) + "\n" + total + ".\n"
 
 
 # ------------------------------------------------------------------------------------------------ GitHub
