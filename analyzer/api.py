@@ -1,13 +1,17 @@
-"""The pure core: check_source for one string, check_files for a set of files."""
+"""The pure core: check_source for one string, analyze_root for one file of a tree.
+
+The analyzer reports; whether a finding has a fix is decided outside it: callers pass `plan`, a function
+(Analysis, ModuleInfo, form) -> {id(node): fix field} (tracesafe.rewriters.engine.fix_fields, wrapped by
+the shell so that a planning bug cannot cost the user their findings). `tracesafe.analyzer` imports no
+rewriter."""
 
 from __future__ import annotations
 
 import time
 
-import libcst as cst
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from .engine import Analysis, Settings, to_findings
 from .finding import Finding
@@ -44,8 +48,11 @@ class RootResult:
     deps: dict[str, str]  # other files read, path -> content hash
 
 
+Planner = Callable[[Analysis, object, str], dict]
+
+
 def analyze_root(path: str, data: bytes | str, config: Config, project: Optional[Project] = None,
-                 only: Optional[set] = None) -> RootResult:
+                 only: Optional[set] = None, plan: Optional[Planner] = None) -> RootResult:
     """Analyze one file's entry points and what they reach (other files parsed on demand). Findings are
     positioned only for the files in `only` (absolute paths) when it is given."""
     project = project or Project()
@@ -63,7 +70,7 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     t1 = time.perf_counter()
     # definitions and helper modules parsed on demand count as parsing
     PHASES["reach+infer"] += (t1 - t0) - (PHASES["index (ast)"] + PHASES["parse (libcst)"] - p0)
-    fixes = _fixes(an, mod, config)
+    fixes = plan(an, mod, config.form) if plan is not None else {}
     t2 = time.perf_counter()
     PHASES["fix planning"] += t2 - t1
     codes = config.codes()
@@ -83,26 +90,11 @@ def analyze_source(source: str | bytes, path: str, config: Config, whole: bool =
     return an, mod
 
 
-def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None) -> list[Finding]:
+def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None,
+                 plan: Optional[Planner] = None) -> list[Finding]:
     """Findings for one source string. Raises SourceError (one-line message) when it does not parse."""
     config = config or Config()
     an, mod = analyze_source(source, path, config)
     codes = config.codes()
-    return [f for f in to_findings(an.raw_findings(), config.target, _fixes(an, mod, config))
-            if f.code in codes and f.path == path]
-
-
-def _fixes(an, mod, config: Config) -> dict:
-    """node id -> the JSON `fix` field, for findings the configured form can rewrite."""
-    from tracesafe.rewriters.engine import plan_analysis, resolve_plans
-
-    out = {}
-    try:
-        plans = resolve_plans(an, mod, plan_analysis(an, mod, config.form))
-    except (cst.CSTValidationError, ValueError, TypeError, AttributeError):
-        return out  # a planning bug must not cost the user their findings
-    for plan in plans:
-        if plan.ok:
-            for n in plan.nodes:
-                out[id(n)] = {"form": plan.form, "applicability": plan.applicability}
-    return out
+    fixes = plan(an, mod, config.form) if plan is not None else {}
+    return [f for f in to_findings(an.raw_findings(), config.target, fixes) if f.code in codes and f.path == path]

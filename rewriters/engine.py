@@ -88,6 +88,24 @@ def _parents(fn: cst.CSTNode) -> dict:
     return out
 
 
+def fix_fields(an: Analysis, mod, form: str) -> dict:
+    """node id -> the JSON `fix` field, for the findings `form` can rewrite (the analyzer's `plan`)."""
+    out = {}
+    for plan in resolve_plans(an, mod, plan_analysis(an, mod, form)):
+        if plan.ok:
+            for n in plan.nodes:
+                out[id(n)] = {"form": plan.form, "applicability": plan.applicability}
+    return out
+
+
+def safe_fix_fields(an: Analysis, mod, form: str) -> dict:
+    """fix_fields, where a planning bug costs the fix fields, never the findings."""
+    try:
+        return fix_fields(an, mod, form)
+    except Exception:  # noqa: BLE001 - the report must survive a rewriter bug
+        return {}
+
+
 class _Deferred(Plan):
     """A plan for a statement that needs its enclosing statement list (it may consume the next
     statement): resolved while the engine walks blocks."""

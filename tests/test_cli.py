@@ -174,15 +174,22 @@ def test_cache_reuses_and_invalidates_on_helper_change(run_in):
     assert r.exit_code == 1 and "helpers.py:2:12: TS106" in r.stdout
 
 
+def _assert_never_imported(code: str, prefixes: tuple) -> None:
+    """Run code in a fresh interpreter, then fail if a module under one of prefixes was imported."""
+    code += (f"\nbad = sorted(m for m in sys.modules if m.startswith({prefixes!r}))\n"
+             "print(bad[:5])\nsys.exit(1 if bad else 0)\n")
+    p = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _cli(args: list, exit_code: int) -> str:
+    return ("from click.testing import CliRunner\nfrom tracesafe.cli import main\n"
+            f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == {exit_code}, r.output")
+
+
 @pytest.mark.parametrize("args", [["check", "--no-cache"], ["fix", "--diff", "--form", "cond", "--unsafe-fixes"]])
 def test_check_and_fix_never_import_torch(args):
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom tracesafe.cli import main\n"
-            f"r = CliRunner().invoke(main, {args!r} + [{str(FIXTURES)!r}])\n"
-            "assert r.exit_code == 1, r.output\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime'))\n"
-            "print(bad)\nsys.exit(1 if bad else 0)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
+    _assert_never_imported(_cli(args + [str(FIXTURES)], 1), ("torch", "onnx"))
 
 
 def test_python_dash_m_entry(tmp_path):
@@ -226,10 +233,17 @@ def test_check_reads_standard_input(run_in):
 @pytest.mark.parametrize("args", [["--version"], ["rule", "TS101"], ["rule"]])
 def test_version_and_rule_do_not_import_libcst(args):
     """Start-up: the rule registry and the version need neither libcst (a third of a second) nor torch."""
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom tracesafe.cli import main\n"
-            f"r = CliRunner().invoke(main, {args!r})\n"
-            "assert r.exit_code == 0, r.output\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('libcst', 'torch'))\n"
-            "print(bad[:5])\nsys.exit(1 if bad else 0)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
+    _assert_never_imported(_cli(args, 0), ("libcst", "torch"))
+
+
+def test_the_analyzer_stands_alone():
+    """The analyzer reports and never imports a rewriter: whether a finding is fixable is the shell's
+    question (tracesafe.check_source and the runner pass the rewriters' planner)."""
+    _assert_never_imported(f"from tracesafe.analyzer import check_source\nfs = check_source({BAD_IF!r}, 'm.py')\n"
+                           "assert [f.code for f in fs] == ['TS101'] and fs[0].fix is None, fs",
+                           ("tracesafe.rewriters",))
+    import tracesafe
+
+    (f,) = tracesafe.check_source(BAD_IF.replace("return x\n        return -x", "return x * 2\n        return x"),
+                                  "m.py", tracesafe.Config(form="where"))
+    assert f.fix == {"form": "where", "applicability": "safe"}

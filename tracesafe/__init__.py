@@ -10,11 +10,20 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # the analyzer (and libcst, a third of a second to import) loads on first use: `tracesafe --version`,
     # `tracesafe rule` and a cached pre-commit run never need it
-    if name in ("Config", "Finding", "SourceError", "check_source"):
+    if name in ("Config", "Finding", "SourceError"):
         from tracesafe import analyzer
 
         return getattr(analyzer, name)
     raise AttributeError(f"module 'tracesafe' has no attribute {name!r}")
+
+
+def check_source(source, path: str = "<string>", config=None):
+    """Findings for one source string, each with the fix the configured form offers (`fix` field).
+    Raises SourceError (one line) when it does not parse."""
+    from tracesafe.analyzer.api import check_source as _check
+    from tracesafe.rewriters.engine import safe_fix_fields
+
+    return _check(source, path, config, plan=safe_fix_fields)
 
 
 def check_paths(paths, config=None, **kwargs):

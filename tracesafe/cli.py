@@ -101,7 +101,8 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
 
 def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
     """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
-    from tracesafe.analyzer import SourceError, check_source
+    from tracesafe import check_source
+    from tracesafe.analyzer import SourceError
     from tracesafe.config import ConfigError, Resolver, effective, excluded
     from tracesafe.runner import RunResult
 

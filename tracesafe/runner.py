@@ -18,6 +18,7 @@ import pathspec
 from tracesafe import __version__
 from tracesafe.analyzer import Config, Finding, analyze_root
 from tracesafe.analyzer.project import PHASES, Project, SourceError, content_hash, cpython_syntax_error, source_text
+from tracesafe.rewriters.engine import safe_fix_fields
 
 # roots to analyze below which a pool costs more than it saves (pre-commit already runs one per core)
 _PARALLEL_MIN_FILES = 16
@@ -70,7 +71,7 @@ def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: O
         # GC pass rescans millions of libcst nodes and a repository-wide run grows quadratically
         gc.freeze()
         try:
-            res = analyze_root(path, data, config, project, only)
+            res = analyze_root(path, data, config, project, only, plan=safe_fix_fields)
         except RecursionError:
             out.append((path, [], "source is nested too deeply to analyze", {}))
             continue
