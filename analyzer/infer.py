@@ -334,6 +334,7 @@ class Walker:
     def small(self, s: cst.BaseSmallStatement, env: Env) -> Optional[Env]:
         if isinstance(s, cst.Assign):
             k = self.ev(s.value, env)
+            self.test_kinds[id(s.value)] = k  # the where form proves an assigned arm is a tensor
             for t in s.targets:
                 self.bind(t.target, k, env, value=s.value)
             return env
@@ -355,6 +356,8 @@ class Walker:
             return env
         if isinstance(s, cst.Return):
             k = self.ev(s.value, env) if s.value is not None else KN
+            if s.value is not None:
+                self.test_kinds[id(s.value)] = k
             self.returns.append((s, k))
             return None
         if isinstance(s, cst.Raise):

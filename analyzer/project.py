@@ -398,11 +398,12 @@ class Project:
         # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
         self.summaries: dict = {}
 
-    def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None) -> ModuleInfo:
+    def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None,
+                   whole: Optional[bool] = None) -> ModuleInfo:
         t0 = time.perf_counter()
         try:
             text = source_text(source)
-            whole = _parse_cst(text) if self.whole else None
+            whole = _parse_cst(text) if (self.whole if whole is None else whole) else None
             tree = _parse_ast(text)
         finally:
             PHASES["index (ast)"] += time.perf_counter() - t0

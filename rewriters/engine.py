@@ -56,9 +56,10 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
                         plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
                         continue
                     # names bound on the paths reaching the `if`, from the flow-sensitive analysis
-                    known = set(st.envs[id(node)][0]) if id(node) in st.envs else set()
-                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=known, qualify=qualify,
-                                                                             kinds=st.test_kinds)))
+                    before = st.envs[id(node)][0] if id(node) in st.envs else {}
+                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=set(before),
+                                                                     qualify=qualify, kinds=st.test_kinds,
+                                                                     env_before=before)))
         elif form == "cond":
             names = cond.Names(fn)
             ret_kinds = {id(r): k for r, k in st.returns}
@@ -180,7 +181,7 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
 
 
 def _plans(source: str, form: str, path: str, whole: bool):
-    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole)
+    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole, in_tree=True)
     return an, mod, resolve_plans(an, mod, plan_analysis(an, mod, form))
 
 

@@ -32,6 +32,75 @@ def _is_none(e: cst.BaseExpression, kinds: dict) -> bool:
     return isinstance(e, cst.Name) and e.value == "None" or N in kinds.get(id(e), frozenset())
 
 
+def _number(e: cst.BaseExpression) -> bool:
+    while isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus)):
+        e = e.expression
+    return isinstance(e, (cst.Integer, cst.Float))
+
+
+def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict) -> Optional[str]:
+    """Why torch.where(c, a, b) might not mean `a if c else b` for every input, or None. Both arms are
+    evaluated and broadcast together: each must be a tensor (or both plain numbers), and the two must
+    provably have one shape (the same tensor through elementwise operations)."""
+    if _number(a) and _number(b):
+        return None
+    for arm in (a, b):
+        if not (_number(arm) or _surely_tensor(kinds.get(id(arm)))):
+            return "an arm is not provably a tensor"
+    ba, bb = _shape_base(a), _shape_base(b)
+    if ba is None or bb is None or (ba != bb and ba != "" and bb != ""):
+        return "the arms may differ in shape"
+    return None
+
+
+# operations whose result has their first operand's (or receiver's) shape
+_ELEMENTWISE = frozenset("""
+abs neg negative relu relu6 sigmoid tanh exp exp2 expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sign
+floor ceil round trunc frac sin cos tan clamp clamp_min clamp_max clip float half double bfloat16 int long bool
+to type_as nan_to_num masked_fill softmax log_softmax gelu silu elu leaky_relu softplus mish hardtanh dropout
+zeros_like ones_like full_like empty_like rand_like randn_like clone detach contiguous pow
+""".split())
+
+
+def _shape_base(e: cst.BaseExpression) -> Optional[str]:
+    """The expression whose shape e provably has ("" for a plain number), or None when unknown."""
+    if _number(e):
+        return ""
+    if isinstance(e, (cst.Name, cst.Attribute)):
+        return cst.Module([]).code_for_node(e.with_changes(lpar=[], rpar=[]))
+    if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus, cst.BitInvert)):
+        return _shape_base(e.expression)
+    if isinstance(e, cst.BinaryOperation):
+        left, right = _shape_base(e.left), _shape_base(e.right)
+        if _scalar(e.right):
+            return left
+        if _scalar(e.left):
+            return right
+        return left if left is not None and left == right else None
+    if isinstance(e, cst.Call):
+        f = e.func
+        name = f.attr.value if isinstance(f, cst.Attribute) else f.value if isinstance(f, cst.Name) else ""
+        if name not in _ELEMENTWISE:
+            return None
+        if isinstance(f, cst.Attribute) and not _is_namespace(f.value):
+            return _shape_base(f.value)  # `t.softmax(-1)`: the receiver's shape
+        return _shape_base(e.args[0].value) if e.args else None  # `torch.relu(t)`, `F.gelu(t)`
+    return None
+
+
+def _is_namespace(e: cst.BaseExpression) -> bool:
+    return isinstance(e, cst.Name) and e.value in ("torch", "F", "nn") or \
+        isinstance(e, cst.Attribute) and _is_namespace(e.value)
+
+
+def _scalar(e: cst.BaseExpression) -> bool:
+    """A number or a size: broadcasting with it keeps the other operand's shape."""
+    if _number(e):
+        return True
+    return isinstance(e, cst.Subscript) and isinstance(e.value, cst.Attribute) and e.value.attr.value == "shape" \
+        or isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value == "size" and e.args
+
+
 # calls that turn their argument into a Python value: a `torch.where` fed to them keeps the hazard
 _PYTHON_CONSUMERS = {"range", "int", "float", "bool", "len", "str", "list", "tuple", "min", "max", "round",
                      "enumerate", "zip", "sorted", "sum", "any", "all", "iter", "print", "format"}
@@ -60,11 +129,14 @@ def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents
         return Plan(FORM, {"TS103"}, [node], reason="`and`/`or` in the condition")
     if not _surely_tensor(kinds.get(id(node.test))):
         return Plan(FORM, {"TS103"}, [node], reason="the condition is not provably a tensor")
-    if _is_none(node.body, kinds) or _is_none(node.orelse, kinds):
-        return Plan(FORM, {"TS103"}, [node], reason="an arm may be `None`")
     why = _used_by_python(node, parents or {})
     if why:
         return Plan(FORM, {"TS103"}, [node], reason=why)
+    if _is_none(node.body, kinds) or _is_none(node.orelse, kinds):
+        return Plan(FORM, {"TS103"}, [node], reason="an arm may be `None`")
+    problem = _arm_problem(node.body, node.orelse, kinds)
+    if problem:
+        return Plan(FORM, {"TS103"}, [node], reason=problem)
     new = call("torch.where", c, node.body, node.orelse).with_changes(lpar=node.lpar, rpar=node.rpar)
     safe = is_pure(node.body, qualify) and is_pure(node.orelse, qualify)
     return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
@@ -123,7 +195,22 @@ def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cs
     return call("torch.where", c, a, b)
 
 
-def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None) -> Plan:
+def _pairs(a, ka, b, kb):
+    """(arm, kind) pairs of two returned values, element by element for tuples."""
+    if isinstance(a, cst.Tuple) and isinstance(b, cst.Tuple):
+        ea = _tuple_kinds(ka, len(a.elements))
+        eb = _tuple_kinds(kb, len(b.elements))
+        return [(x.value, kx, y.value, ky) for x, kx, y, ky in zip(a.elements, ea, b.elements, eb)]
+    return [(a, ka, b, kb)]
+
+
+def _tuple_kinds(k, n: int) -> list:
+    tups = [x for x in (k or ()) if isinstance(x, tuple) and x[0] == "tup" and len(x[1]) == n]
+    return list(tups[0][1]) if len(tups) == 1 and len(k) == 1 else [None] * n
+
+
+def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None,
+            env_before: Optional[dict] = None) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
     node: cst.If = stmts[i]
     fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
@@ -149,6 +236,11 @@ def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dic
         value = _where_value(c, ret_a.value, ret_b.value)
         if value is None:
             return fail("arms of different output structure or `None`")
+        if kinds is not None:
+            for a, ka, b, kb in _pairs(ret_a.value, kinds.get(id(ret_a.value)), ret_b.value, kinds.get(id(ret_b.value))):
+                problem = _arm_problem(a, b, {id(a): ka, id(b): kb})
+                if problem:
+                    return fail(problem)
         safe = is_pure(ret_a.value, qualify) and is_pure(ret_b.value, qualify)
         new = [cst.SimpleStatementLine([cst.Return(value)], leading_lines=node.leading_lines)]
         return Plan(FORM, {"TS101"}, [node], consumed, new, "safe" if safe else "unsafe", imports={("torch", None)})
@@ -180,6 +272,11 @@ def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dic
         other = other_map[name]
         if isinstance(value, cst.Name) and value.value == "None" or isinstance(other, cst.Name) and other.value == "None":
             return fail("an arm assigns `None`")
+        if kinds is not None:
+            k_other = kinds.get(id(other)) if id(other) in kinds else (env_before or {}).get(name)
+            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other})
+            if problem:
+                return fail(problem)
         lines.append(cst.SimpleStatementLine(
             [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]))
     lines[0] = lines[0].with_changes(leading_lines=node.leading_lines)

@@ -369,3 +369,24 @@ def test_fix_keeps_a_conditional_torch_import_conditional():
     res = fix_source(src, "where", unsafe_fixes=True)
     assert res.applied and "torch.where(" in res.source
     assert res.source.count("import torch\n") == 1  # no unconditional `import torch` added on top
+
+
+@pytest.mark.parametrize("body,reason", [
+    # slicing one arm: torch.where would broadcast arms of two shapes (transformers' swin `was_padded`)
+    ("        y = x[:, :2].contiguous() if x.sum() > 0 else x\n        return y", "the arms may differ in shape"),
+    ("        if x.sum() > 0:\n            x = x[:, :2]\n        return x", "the arms may differ in shape"),
+    # arms that are Python values: a list, a config number (esmfold's ContextManagers, phimoe's mscale)
+    ("        m = [] if x.sum() > 0 else [x]\n        return x", "an arm is not provably a tensor"),
+    ("        s = self.a if x.sum() > 0 else self.b\n        return x * s", "an arm is not provably a tensor"),
+])
+def test_where_refuses_arms_it_cannot_prove(body, reason):
+    res, reasons = _where(body)
+    assert reason in reasons, reasons
+    assert not res.applied
+
+
+def test_where_rewrites_arms_of_one_shape():
+    body = "        y = torch.relu(x) * 2 if x.sum() > 0 else -x\n        if x.mean() > 0:\n            x = x.softmax(-1)\n        return x + y"
+    res, reasons = _where(body)
+    assert "torch.where(x.sum() > 0, torch.relu(x) * 2, -x)" in res.source, reasons
+    assert "x = torch.where(x.mean() > 0, x.softmax(-1), x)" in res.source, reasons
