@@ -80,13 +80,15 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     return RootResult(found, None, deps)
 
 
-def analyze_source(source: str | bytes, path: str, config: Config, whole: bool = False, in_tree: bool = False):
+def analyze_source(source: str | bytes, path: str, config: Config, whole: bool = False, in_tree: bool = False,
+                   project: Optional[Project] = None):
     """(Analysis, ModuleInfo) for one source string; `whole` parses the whole module with libcst (for
     rewriting it). With `in_tree` and a path that is a file, the source is that file in its package (its
     relative imports and base classes resolve, as in `check`); otherwise a module on its own. Raises
-    SourceError when it does not parse."""
-    project = Project()
+    SourceError when it does not parse. `project` is reused for a file in its package."""
     own = in_tree and path.endswith(".py") and os.path.isfile(path)
+    # a project shared by the files of one run parses each helper module once (as `check`'s workers do)
+    project = project if own and project is not None else Project()
     mod = project.add_module(path, source, modname=None if own else
                              os.path.splitext(os.path.basename(path))[0] or "module", whole=whole)
     an = Analysis(project, config.settings())

@@ -427,7 +427,9 @@ class Project:
             for n, d in zip(nodes, order):
                 d._node, d.tree = n, whole
         self._by_path[path] = info
-        self._by_mod.setdefault(modname, info)
+        if path in self.loaded or modname not in self._by_mod or self._by_mod[modname] is None or \
+                self._by_mod[modname].path == path:
+            self._by_mod[modname] = info  # a file added again (rewritten by `fix`) replaces its old text
         return info
 
     def root_module(self, path: str, data: bytes | str) -> ModuleInfo:

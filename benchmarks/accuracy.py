@@ -45,9 +45,12 @@ def oracle(corpus_dir: Path) -> None:
     secs = time.perf_counter() - t
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(out)
+    WORK.mkdir(parents=True, exist_ok=True)
     report = WORK / "oracle-report.txt"
     res = subprocess.run([sys.executable, str(SCORE), "--corpus", str(corpus_dir), "--findings", f.name,
-                          "--report", str(report)], capture_output=True, text=True, check=True)
+                          "--report", str(report)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"score.py failed: {res.stderr.strip()[-1000:]}")
     print(f"oracle: transformers 5.24.0, {len(json.loads(out))} findings in {secs:.1f} s")
     for line in res.stdout.strip().splitlines():
         print("  " + line)

@@ -9,7 +9,7 @@ import libcst as cst
 
 from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
-from tracesafe.analyzer.project import SourceError
+from tracesafe.analyzer.project import Project, SourceError
 
 from . import FORMS, cond, flag, optional, where
 from .common import Plan, ensure_imports
@@ -180,8 +180,12 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
     return FixResult(res.source, applied, first.skipped_unsafe, first.refused)
 
 
+_SHARED = Project()  # helper modules of the files fixed in this process, parsed once
+
+
 def _plans(source: str, form: str, path: str, whole: bool):
-    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole, in_tree=True)
+    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole, in_tree=True,
+                             project=_SHARED)
     return an, mod, resolve_plans(an, mod, plan_analysis(an, mod, form))
 
 
