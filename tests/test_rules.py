@@ -304,8 +304,8 @@ def _tracer_says(snippet: str):
     run on a (2, 3) example input (it needs attributes or shapes the example does not have)."""
     torch = pytest.importorskip("torch")
     import inspect
-    import sys
-    import warnings
+
+    from tracer_truth import observing
 
     if "y" in snippet.replace("y.shape", "").split() or "y." in snippet or "+ y" in snippet:
         return None  # the example passes no `y`: an operand on it never runs
@@ -334,18 +334,11 @@ def _tracer_says(snippet: str):
                 not (literal_tensor and str(message).startswith("torch.tensor results are registered")):
             warned = True
 
-    old_show = warnings.showwarning
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = hook
-        sys.settrace(tracer)
-        try:
+    try:
+        with observing(hook, tracer):
             torch.jit.trace(model, (torch.randn(2, 3),), check_trace=False)
-        except Exception:
-            return None
-        finally:
-            sys.settrace(None)
-            warnings.showwarning = old_show
+    except Exception:
+        return None
     return warned, ran
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import sys
@@ -71,14 +72,22 @@ def trace_truth(model, inputs, files: set[str], direct_only: bool = False, exter
             executed.setdefault(fn, set()).add(frame.f_lineno)
         return tracer
 
+    with observing(hook, tracer):
+        torch.jit.trace(model, inputs, check_trace=False, strict=False)
+    return warned, executed
+
+
+@contextlib.contextmanager
+def observing(on_warning, line_tracer):
+    """Every warning goes to on_warning (warnings.showwarning's signature) and every frame to line_tracer
+    (sys.settrace's) while the block runs; both are restored after, even when it raises."""
     old_show = warnings.showwarning
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = hook
-        sys.settrace(tracer)
+        warnings.showwarning = on_warning
+        sys.settrace(line_tracer)
         try:
-            torch.jit.trace(model, inputs, check_trace=False, strict=False)
+            yield
         finally:
             sys.settrace(None)
             warnings.showwarning = old_show
-    return warned, executed
