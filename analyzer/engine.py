@@ -381,27 +381,18 @@ class Analysis:
         st.callers.add(caller_key)
         return st.ret if st.ret else KP
 
-    def call_module(self, caller: FuncRef, classes, args) -> Kind:
-        """Calling an nn.Module instance of one of these classes: its `forward` with the caller's kinds."""
+    def call_module(self, caller: FuncRef, classes, args, method: Optional[str] = None) -> Kind:
+        """Calling an nn.Module instance of one of these classes (its `forward`), or one of its methods
+        (`self.layer.method(...)`), with the caller's kinds."""
         out = []
         for q in classes:
             ci = self._module_class(caller, q)
-            if ci is None:
-                last = q.rsplit(".", 1)[-1]
-                if q.startswith("torch.nn.") and last not in _CONTAINERS:
-                    out.append(KLT if last in api.TUPLE_LAYERS else KT)
-                else:
-                    out.append(KU)
-                continue
-            out.append(self.call_method(caller, ci, "forward", args))
-        return join(*out) if out else KU
-
-    def call_module_method(self, caller: FuncRef, classes, name: str, args) -> Kind:
-        """`self.layer.method(...)`: the method of the submodule's class, for each class it may be."""
-        out = []
-        for q in classes:
-            ci = self._module_class(caller, q)
-            out.append(KU if ci is None else self.call_method(caller, ci, name, args))
+            if ci is not None:
+                out.append(self.call_method(caller, ci, method or "forward", args))
+            elif method is None and q.startswith("torch.nn.") and q.rsplit(".", 1)[-1] not in _CONTAINERS:
+                out.append(KLT if q.rsplit(".", 1)[-1] in api.TUPLE_LAYERS else KT)
+            else:
+                out.append(KU)
         return join(*out) if out else KU
 
     def call_method(self, caller: FuncRef, ci: ClassInfo, name: str, args) -> Kind:
@@ -409,14 +400,7 @@ class Analysis:
         in the tree (a subclass of nn.Linear without its own forward returns a tensor)."""
         for c in self.project.mro(ci):
             if name in c.methods:
-                ref = FuncRef(c.module, c, c.methods[name])
-                try:
-                    ref.node
-                except SourceError:
-                    if c.module is self.root:
-                        raise
-                    return KU
-                return self.call(caller, ref, args)
+                return self.call(caller, FuncRef(c.module, c, c.methods[name]), args)
         if name == "forward" and any(b.startswith("torch.nn.") and b.rsplit(".", 1)[-1] not in _CONTAINERS
                                      for c in self.project.mro(ci) for b in c.bases):
             return KT

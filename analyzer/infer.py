@@ -886,7 +886,7 @@ class Walker:
                 classes = atoms_of(recv, "mod")
                 if classes:
                     # a method of a submodule: reached like `self.method(...)`
-                    return self.an.call_module_method(self.ref, classes, func.attr.value, args)
+                    return self.an.call_module(self.ref, classes, args, func.attr.value)
                 if traced(recv) or U in recv or ST in recv or LT in recv or any(isinstance(a, tuple) for a in recv):
                     res = self.method(e, func.attr.value, recv, args, pos)
                     if res is not None:
