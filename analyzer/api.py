@@ -74,7 +74,7 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     t2 = time.perf_counter()
     PHASES["fix planning"] += t2 - t1
     codes = config.codes()
-    found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only) if f.code in codes]
+    found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only, mod) if f.code in codes]
     PHASES["rules+positions"] += time.perf_counter() - t2
     deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
     return RootResult(found, None, deps)
@@ -103,4 +103,4 @@ def check_source(source: str | bytes, path: str = "<string>", config: Optional[C
     an, mod = analyze_source(source, path, config)
     codes = config.codes()
     fixes = plan(an, mod, config.form) if plan is not None else {}
-    return [f for f in to_findings(an.raw_findings(), config.target, fixes) if f.code in codes and f.path == path]
+    return [f for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod) if f.code in codes and f.path == path]

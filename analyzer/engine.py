@@ -878,9 +878,11 @@ def suppressed(line_text: str, code: str) -> bool:
     return any(code.startswith(w) for w in wanted)
 
 
-def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None) -> list[Finding]:
+def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None,
+                fixes_for: Optional[ModuleInfo] = None) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
-    Findings; with `only` (absolute paths), just for those files. Positions come from a codegen pass over
+    Findings; with `only` (absolute paths), just for those files. `fixes` (node id -> fix field) were
+    planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes. Positions come from a codegen pass over
     each reported definition, up to its last reported node."""
     items = [r for r in raw if target in RULES[r[3]].targets and
              (only is None or os.path.abspath(r[0].path) in only)]
@@ -898,7 +900,7 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
         if suppressed(mod.line_text(rng[0]), code):
             continue
         out.add(Finding(mod.path, rng[0], rng[1] + 1, erng[2], erng[3] + 1, code, msg, d.qualname,
-                        (fixes or {}).get(id(node)) if code in _FIXABLE else None))
+                        (fixes or {}).get(id(node)) if code in _FIXABLE and mod is fixes_for else None))
     # one finding per place and rule: a library function analysed in several contexts may word it twice
     seen, unique = set(), []
     for f in sorted(out, key=lambda f: (f.sort_key(), f.message)):

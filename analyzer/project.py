@@ -11,6 +11,7 @@ import re
 import time
 import tokenize
 import warnings
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,10 +174,20 @@ class Def:
             # an indented definition parses as the body of a class, keeping its own lines byte for byte
             m = NEWLINE.search(text)
             header = "class _:" + (m.group() if m else "\n")
+        source = header + text
+        shared = self.module.parsed
+        hit = shared.get(source) if shared is not None else None
+        if hit is not None and self.module not in hit[2]:
+            # the same text in another module (transformers copies a helper into every model file):
+            # libcst's tree holds no position, so one tree serves both; never twice in one module,
+            # whose `computed` positions are keyed by node
+            hit[2].add(self.module)
+            self._node, self.tree = hit[1], hit[0]
+            return
         t0 = time.perf_counter()
         try:
             # CPython accepted the module (it was indexed): a failure here is libcst's grammar
-            tree = _parse_cst(header + text, self.start - (1 if header else 0))
+            tree = _parse_cst(source, self.start - (1 if header else 0))
         except SourceError as e:
             raise SourceError(f"libcst cannot parse `{self.qualname}`: {e}") from None
         finally:
@@ -186,6 +197,8 @@ class Def:
         if not isinstance(node, cst.FunctionDef) or node.name.value != self.name:  # pragma: no cover
             raise SourceError(f"internal: `{self.qualname}` not found at line {self.start}")
         self._node, self.tree = node, tree
+        if shared is not None and hit is None:
+            shared[source] = (tree, node, weakref.WeakSet([self.module]))
 
     def __repr__(self) -> str:
         return f"Def({self.module.path}:{self.start} {self.qualname})"
@@ -220,6 +233,8 @@ class ModuleInfo:
     globals: dict[str, ast.expr] = field(default_factory=dict, repr=False)
     tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
     computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
+    # the project's definition text -> (tree, node, modules using it): one parse per distinct text
+    parsed: Optional[dict] = field(default=None, repr=False)
     _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
     _lines: Optional[list] = field(default=None, repr=False)
 
@@ -397,6 +412,7 @@ class Project:
         self.touched: set[str] = set()  # paths of on-demand modules used since the last reset
         # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
         self.summaries: dict = {}
+        self.parsed: dict = {}  # definition text -> its libcst tree (Def._parse)
 
     def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None,
                    whole: Optional[bool] = None) -> ModuleInfo:
@@ -417,7 +433,7 @@ class Project:
                     self._roots.append(root)
             else:
                 modname = p.stem or "__main__"
-        info = ModuleInfo(path, text, modname, package)
+        info = ModuleInfo(path, text, modname, package, parsed=self.parsed)
         order = index_module(info, tree)
         if whole is not None:
             info.tree = whole

@@ -247,3 +247,48 @@ def test_the_analyzer_stands_alone():
     (f,) = tracesafe.check_source(BAD_IF.replace("return x\n        return -x", "return x * 2\n        return x"),
                                   "m.py", tracesafe.Config(form="where"))
     assert f.fix == {"form": "where", "applicability": "safe"}
+
+
+COPIED = textwrap.dedent("""
+    import torch
+    import torch.nn as nn
+
+
+    def helper(x):
+        if x.sum() > 0:
+            return x * 2
+        return torch.where(x > 0, x, -x) if x.mean() > 1 else x
+
+
+    class A(nn.Module):
+        def forward(self, x):
+            if x.max() > 3:
+                return None
+            return helper(x)
+
+
+    class B(nn.Module):
+        def forward(self, x):
+            if x.max() > 3:
+                return None
+            return helper(x)
+""")
+
+
+def test_copied_definitions_are_reported_at_their_own_lines(run_in):
+    # one libcst tree serves identical definitions of different modules: a whole-tree run must say
+    # exactly what each file says alone, positions and fix fields included
+    write(run_in / "pkg" / "__init__.py", "")
+    write(run_in / "pkg" / "a.py", COPIED)
+    write(run_in / "pkg" / "b.py", "\n\n# shifted\n" + COPIED)
+    write(run_in / "pkg" / "c.py", "from .b import helper\nimport torch.nn as nn\n\n\nclass C(nn.Module):\n"
+          "    def forward(self, x):\n        return helper(x)\n")
+    together = json.loads(run("check", "--no-cache", "--jobs", "1", "--format", "json", "--exit-zero",
+                              "pkg").stdout)
+    alone = [f for name in ("a", "b", "c") for f in json.loads(
+        run("check", "--no-cache", "--format", "json", "--exit-zero", f"pkg/{name}.py").stdout)]
+    assert together == alone
+    lines = {(f["path"].replace(os.sep, "/"), f["line"]) for f in together}
+    assert {("pkg/a.py", 7), ("pkg/a.py", 9), ("pkg/a.py", 14), ("pkg/a.py", 21)} <= lines
+    assert {("pkg/b.py", 10), ("pkg/b.py", 12), ("pkg/b.py", 17), ("pkg/b.py", 24)} <= lines
+    assert any(f["fix"] for f in together)
