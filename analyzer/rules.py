@@ -53,7 +53,7 @@ def forward(self, x):
         """
 def forward(self, x):
     # both arms are cheap and always valid: keep the choice in the graph
-    return torch.where(x.sum() != 0, x * 2, -x)
+    return torch.where(x.sum() > 0, x * 2, -x)
 """,
         forms=("where", "cond"),
     ),
@@ -66,13 +66,13 @@ def forward(self, x):
         """
 def forward(self, x):
     while x.sum() < 100:
-        x = x * 2
+        x = x.abs() + 1
     return x
 """,
         """
 def forward(self, x):
     # torch.export-based exporter: the loop becomes an ONNX Loop
-    return torch.while_loop(lambda x: x.sum() < 100, lambda x: (x * 2,), (x,))[0]
+    return torch.while_loop(lambda x: x.sum() < 100, lambda x: (x.abs() + 1,), (x,))[0]
 """,
         forms=("cond",),
     ),
@@ -135,12 +135,12 @@ def forward(self, x):
         "input gets the example input's number.",
         """
 def forward(self, x):
-    n = int(x.sum())
-    return x.new_zeros(n)
+    scale = float(x.sum())
+    return x * scale
 """,
         """
 def forward(self, x):
-    # keep the value a tensor, or make the size an input of the graph
+    # keep the value a tensor: it stays an input-dependent node of the graph
     return x * x.sum()
 """,
     ),

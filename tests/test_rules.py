@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import textwrap
 
 import pytest
@@ -530,3 +532,92 @@ def test_eval_mode_is_known_while_exporting():
     body = "if self.training and x.sum() > 0:\n    x = x * 2\nd = x.sum() if self.training else x"
     assert codes(body) == []
     assert codes(body, target="dynamo") == []
+
+
+# "Use instead" that changes the output signature on purpose, and how its outputs map back to the example's
+def _none_as_flag(example_out, instead_out):
+    value, is_none = instead_out  # TS201: (placeholder, flag) stands for None
+    return bool(is_none) if example_out is None else (not bool(is_none) and _same(example_out, value))
+
+
+def _first_of_tuple(example_out, instead_out):
+    # TS202: the single-tensor path now returns the same tuple as the other path; its first item is the value
+    if isinstance(example_out, tuple):
+        return _same(example_out, instead_out)
+    return _same(example_out, instead_out[0])
+
+
+SIGNATURE_CHANGES = {"TS201": _none_as_flag, "TS202": _first_of_tuple}
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and all(map(_same, a, b))
+    if a is None or b is None:
+        return a is b
+    return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def _rule_module(snippet: str, ns: dict):
+    src = "class M(torch.nn.Module):\n" + textwrap.indent(textwrap.dedent(snippet).strip() + "\n", "    ")
+    exec(compile(src, "<rule-doc>", "exec"), ns)
+    return ns["M"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("code", sorted(RULES))
+def test_use_instead_computes_what_the_example_computes(code):
+    """Each rule's "Use instead" is the example made exportable, not another computation: both run
+    eagerly on inputs that take every branch (signs, zeros, batch of one) and agree, in train and eval
+    mode; where one raises, so does the other. A declared signature change (None as a flag, one tuple
+    for every path) is compared through its mapping."""
+    torch = pytest.importorskip("torch")
+    from typing import Optional, Tuple
+
+    rule = RULES[code]
+    ns = {"torch": torch, "Optional": Optional, "Tuple": Tuple}
+    example, instead = _rule_module(rule.example, dict(ns)), _rule_module(rule.instead, dict(ns))
+    g = torch.Generator().manual_seed(0)
+    values = [torch.ones(2, 3), -torch.ones(2, 3), torch.zeros(2, 3), torch.randn(2, 3, generator=g),
+              torch.rand(1, 3, generator=g) + 0.5, -torch.rand(1, 3, generator=g)]
+    nargs = len(inspect_params(example.forward)) - 1
+    inputs = [(v,) for v in values] if nargs == 1 else [(a, b) for a in values for b in values if a.shape == b.shape]
+    agree = SIGNATURE_CHANGES.get(code, _same)
+    for training in (False, True):
+        for args in inputs:
+            outs = []
+            for cls in (example, instead):
+                try:
+                    with _time_limit(10):  # a loop that never ends on some input is a failure, not a hang
+                        outs.append(("ok", cls().train(training)(*args)))
+                except TimeoutError:
+                    pytest.fail(f"{code}: {'example' if cls is example else 'use-instead'} never ends on {args}")
+                except Exception as e:  # noqa: BLE001 - the example's own failure is part of its meaning
+                    outs.append(("raised", type(e).__name__))
+            (ka, a), (kb, b) = outs
+            assert ka == kb, f"{code}: example {ka}, use-instead {kb} on {args} (training={training})"
+            if ka == "ok":
+                assert agree(a, b), f"{code}: example {a} != use-instead {b} on {args} (training={training})"
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    def expire(signum, frame):
+        raise TimeoutError(f"did not finish within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def inspect_params(fn):
+    import inspect
+
+    return [p for p in inspect.signature(fn).parameters.values()
+            if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
