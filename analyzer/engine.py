@@ -184,6 +184,9 @@ class Analysis:
         if key in self.states:
             return
         snap = self.project.summaries[key]
+        if snap.ref.module.path in self.project.loaded:
+            # this root depends on that file as surely as if it had walked it (the cache's and fix's deps)
+            self.project.touched.add(snap.ref.module.path)
         self.states[key] = FuncState(snap.ref, False, snap.params, snap.ret, snap.visits, set(), snap.found,
                                      snap.returns, snap.envs, snap.operand_kinds, snap.callees, snap.test_kinds)
         for c in snap.callees:

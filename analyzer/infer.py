@@ -1071,6 +1071,18 @@ class Walker:
             return KLT
         if last == "where" and len(e.args) == 1 or last == "nonzero" and any(kw == "as_tuple" for kw, _, _ in args):
             return KLT
+        if last == "cond" and len(pos) >= 3:
+            # torch.cond(pred, true_fn, false_fn, operands): what the branches return for those operands
+            # (branches defined in this body; a `fix --form cond` rewrite is re-checked through this)
+            ops = pos[3] if len(pos) > 3 else next((k for kw, _, k in args if kw == "operands"), EMPTY)
+            elems = [a[1] for a in ops if isinstance(a, tuple) and a[0] == "tup"]
+            branches = [[a[1] for a in fk if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
+                        for fk in pos[1:3]]
+            if len(elems) == 1 and all(len(b) == 1 and len(fk) == 1 for b, fk in zip(branches, pos[1:3])):
+                out = join(*(self.call_nested(b[0], [(None, "", k) for k in elems[0]]) for b in branches))
+                if out and all(a in (T, LT) or isinstance(a, tuple) and a[0] == "tup" for a in out):
+                    return out
+            return join(KT, KLT)
         if last == "cond" or last == "while_loop":
             return KLT if last == "while_loop" else join(KT, KLT)
         return KT

@@ -402,7 +402,7 @@ _NOT_MODULES = {"Parameter", "UninitializedParameter", "UninitializedBuffer", "B
 class Project:
     """Parses files on demand and resolves qualified names to the scanned tree's definitions."""
 
-    def __init__(self, whole: bool = False):
+    def __init__(self, whole: bool = False, overlay: Optional[dict] = None):
         self._by_path: dict[str, Optional[ModuleInfo]] = {}
         self._by_mod: dict[str, Optional[ModuleInfo]] = {}
         self._roots: list[Path] = []
@@ -413,6 +413,7 @@ class Project:
         # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
         self.summaries: dict = {}
         self.parsed: dict = {}  # definition text -> its libcst tree (Def._parse)
+        self.overlay = overlay or {}  # absolute path -> bytes standing in for the file on disk
 
     def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None,
                    whole: Optional[bool] = None) -> ModuleInfo:
@@ -448,6 +449,26 @@ class Project:
             self._by_mod[modname] = info  # a file added again (rewritten by `fix`) replaces its old text
         return info
 
+    def forget(self, path: str) -> None:
+        """A file rewritten on disk (by `fix`): drop its module, read again on next use, and every
+        library summary that reached it."""
+        target = os.path.abspath(path)
+        for p in [p for p in self._by_path if os.path.abspath(p) == target]:
+            info = self._by_path.pop(p)
+            if info is not None and self._by_mod.get(info.modname) is info:
+                del self._by_mod[info.modname]
+            self.loaded.pop(p, None)
+        stale = {k for k in self.summaries if os.path.abspath(k[0][0]) == target}
+        grew = bool(stale)
+        while grew:
+            grew = False
+            for k, st in self.summaries.items():
+                if k not in stale and st.callees & stale:
+                    stale.add(k)
+                    grew = True
+        for k in stale:
+            del self.summaries[k]
+
     def root_module(self, path: str, data: bytes | str) -> ModuleInfo:
         """The module for a file being checked: reused when another root already parsed it as a helper."""
         info = self._by_path.get(path)
@@ -469,7 +490,7 @@ class Project:
             for cand in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
                 if cand.is_file():
                     try:
-                        data = cand.read_bytes()
+                        data = self.overlay.get(os.path.abspath(cand)) or cand.read_bytes()
                         info = self.add_module(os.path.relpath(cand), data, None)
                     except (OSError, SourceError):
                         return None

@@ -24,6 +24,7 @@ class Plan:
     imports: set = field(default_factory=set)  # ("torch", None) or ("typing", "Tuple")
     changed_signature: Optional[str] = None  # "Class.forward" when callers must adapt
     position: Optional[tuple[int, int]] = None  # (line, column) of the first node, 1-based; set for reports
+    defn: Optional[object] = None  # the analysed definition holding the nodes (set by the engine)
 
     @property
     def ok(self) -> bool:

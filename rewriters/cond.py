@@ -220,11 +220,19 @@ class Names:
     """Fresh local-function names for one enclosing function: true_fn, true_fn_2, ..."""
 
     def __init__(self, fn: cst.FunctionDef):
-        self.taken = set(reads(fn)) | {p.name.value for p in _params(fn)}
-        self._collect_defs(fn)
+        self._fn = fn
+        self._taken: Optional[set] = None
+
+    @property
+    def taken(self) -> set:
+        # a walk of the whole function: only once a plan gets as far as naming its branches
+        if self._taken is None:
+            self._taken = set(reads(self._fn)) | {p.name.value for p in _params(self._fn)}
+            self._collect_defs(self._fn)
+        return self._taken
 
     def _collect_defs(self, fn):
-        taken = self.taken
+        taken = self._taken
 
         class V(cst.CSTVisitor):
             def visit_FunctionDef(self, n):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Optional
 
 import libcst as cst
 
@@ -23,6 +24,8 @@ class FixResult:
     applied: list[Plan] = field(default_factory=list)
     skipped_unsafe: list[Plan] = field(default_factory=list)
     refused: list[Plan] = field(default_factory=list)
+    # (Analysis, ModuleInfo) of the last planning pass: the fixed text, analysed in its tree
+    final: Optional[tuple] = field(default=None, repr=False)
 
     @property
     def changed_signatures(self) -> list[str]:
@@ -33,45 +36,53 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
     plans: list[Plan] = []
     for st in an.states_in(mod):
-        fn, qualify = st.ref.node, mod.qualify
-        none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
-            if st.entry else []
-        if form in ("flag", "optional"):
-            if none_returns:
-                planner = flag.plan_flag if form == "flag" else optional.plan_optional
-                plans.append(planner(fn, st.ref.qualname, st.returns, none_returns))
-            continue
+        for p in _state_plans(an, st, mod, form):
+            p.defn = st.ref.defn
+            plans.append(p)
+    return plans
+
+
+def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
+    plans: list[Plan] = []
+    fn, qualify = st.ref.node, mod.qualify
+    none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
+        if st.entry else []
+    if form in ("flag", "optional"):
         if none_returns:
-            plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
-        found = list(st.found.values())
-        if form == "where":
-            parents = _parents(fn) if any(code == "TS103" for _n, code, _m, _e in found) else {}
-            for node, code, _msg, _end in found:
-                if code == "TS103" and isinstance(node, cst.IfExp):
-                    plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
-                elif code == "TS102":
-                    plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
-                elif code in ("TS101", "TS108") and isinstance(node, cst.If):
-                    if code == "TS108":
-                        plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
-                        continue
-                    # names bound on the paths reaching the `if`, from the flow-sensitive analysis
-                    before = st.envs[id(node)][0] if id(node) in st.envs else {}
-                    plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=set(before),
-                                                                     qualify=qualify, kinds=st.test_kinds,
-                                                                     env_before=before)))
-        elif form == "cond":
-            names = cond.Names(fn)
-            ret_kinds = {id(r): k for r, k in st.returns}
-            for node, code, _msg, _end in found:
-                if code == "TS103" and isinstance(node, cst.IfExp):
-                    plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
-                elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
-                    plans.append(_Deferred(form, code, node, partial(
-                        cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
-                        qualify=qualify, code=code, operand_kinds=st.operand_kinds)))
-                elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
-                    plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
+            planner = flag.plan_flag if form == "flag" else optional.plan_optional
+            plans.append(planner(fn, st.ref.qualname, st.returns, none_returns))
+        return plans
+    if none_returns:
+        plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
+    found = list(st.found.values())
+    if form == "where":
+        parents = _parents(fn) if any(code == "TS103" for _n, code, _m, _e in found) else {}
+        for node, code, _msg, _end in found:
+            if code == "TS103" and isinstance(node, cst.IfExp):
+                plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
+            elif code == "TS102":
+                plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
+            elif code in ("TS101", "TS108") and isinstance(node, cst.If):
+                if code == "TS108":
+                    plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
+                    continue
+                # names bound on the paths reaching the `if`, from the flow-sensitive analysis
+                before = st.envs[id(node)][0] if id(node) in st.envs else {}
+                plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=set(before),
+                                                                 qualify=qualify, kinds=st.test_kinds,
+                                                                 env_before=before)))
+    elif form == "cond" and found:
+        names = cond.Names(fn)  # a walk of the whole function: only where there is something to plan
+        ret_kinds = {id(r): k for r, k in st.returns}
+        for node, code, _msg, _end in found:
+            if code == "TS103" and isinstance(node, cst.IfExp):
+                plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
+            elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
+                plans.append(_Deferred(form, code, node, partial(
+                    cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
+                    qualify=qualify, code=code, operand_kinds=st.operand_kinds)))
+            elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
+                plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
     return plans
 
 
@@ -124,19 +135,35 @@ def resolve_plans(an: Analysis, mod, plans: list[Plan]) -> list[Plan]:
     if not pending:
         return plans
     resolved: dict[int, Plan] = {}
-
-    class V(cst.CSTVisitor):
-        def _block(self, stmts):
+    holders = {id(p.defn): p.defn.node for p in pending.values()}
+    for fn in holders.values():
+        for stmts in _statement_lists(fn):
             for i, s in enumerate(stmts):
                 if id(s) in pending:
-                    resolved[id(s)] = pending[id(s)].resolve(list(stmts), i)
+                    r = resolved[id(s)] = pending[id(s)].resolve(list(stmts), i)
+                    r.defn = pending[id(s)].defn
+    # only an `elif` is an `if` outside a statement list: left unresolved, it would count as applied
+    # while changing nothing (and send `fix` round its passes again)
+    return [resolved.get(id(p.nodes[0]), Plan(p.form, p.codes, p.nodes, reason=ELIF, defn=p.defn))
+            if isinstance(p, _Deferred) else p for p in plans]
 
-        def visit_IndentedBlock(self, node):
-            self._block(node.body)
 
-    for st in an.states_in(mod):
-        st.ref.node.visit(V())
-    return [resolved.get(id(p.nodes[0]), p) if isinstance(p, _Deferred) else p for p in plans]
+_BLOCKS = (cst.BaseSuite, cst.BaseCompoundStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler,
+           cst.Finally, cst.MatchCase)
+
+
+def _statement_lists(fn: cst.FunctionDef):
+    """The body of every indented block under fn, descending through statements only (a libcst visitor
+    would walk every expression too)."""
+    stack: list = [fn]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, cst.IndentedBlock):
+            yield n.body
+        stack.extend(ch for ch in n.children if isinstance(ch, _BLOCKS))
+
+
+ELIF = "an `elif` branch: rewrite the chain as nested `if` statements first"
 
 
 def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
@@ -161,42 +188,65 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
 _MAX_PASSES = 8
 
 
-def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>") -> FixResult:
-    """Rewrite one module's source with one form. Raises SourceError when it does not parse, and
-    ValueError for an unknown form. Every pass's result is re-parsed.
+def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>",
+               codes: Optional[set] = None, config: Optional[Config] = None) -> FixResult:
+    """Rewrite one module's source with one form (only the findings of `codes`, when given), analysed
+    with `config` (default: the form's target). Raises SourceError when it does not parse, and ValueError
+    for an unknown form. Every pass's result is re-parsed.
 
     Like ruff, fixes are applied in passes until nothing changes: a rewrite can make an enclosing
     statement fixable (an `if` whose arm held the inner branch), and `fix` must be idempotent."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r} (choose from {', '.join(FORMS)})")
-    first = res = _fix_once(source, form, unsafe_fixes, path)
-    applied = list(first.applied)
+    res = _fix_once(source, form, unsafe_fixes, path, codes, config)
+    applied = list(res.applied)
     for _ in range(_MAX_PASSES - 1):
         if not res.applied:
             break
-        res = _fix_once(res.source, form, unsafe_fixes, path)
+        res = _fix_once(res.source, form, unsafe_fixes, path, codes, config)
         applied += res.applied
-    # refusals are reported where the user's file has them: the first pass's positions
-    return FixResult(res.source, applied, first.skipped_unsafe, first.refused)
+    if res.applied:  # the passes ran out: plan once more on the final text, applying nothing
+        res = _fix_once(res.source, form, unsafe_fixes, path, codes, config, apply=False)
+    # the last pass planned on the final text and applied nothing: refusals are where the fixed file has
+    # them (the file as written; a first-pass refusal a later rewrite lifted is gone)
+    return FixResult(res.source, applied, res.skipped_unsafe, res.refused, res.final)
 
 
 _SHARED = Project()  # helper modules of the files fixed in this process, parsed once
 
 
-def _plans(source: str, form: str, path: str, whole: bool):
-    an, mod = analyze_source(source, path, Config(target=FORM_TARGET[form]), whole=whole, in_tree=True,
+def new_run() -> None:
+    """Forget the helper modules of earlier runs in this process (another tree may sit at the same
+    relative paths)."""
+    global _SHARED
+    _SHARED = Project()
+
+
+def _plans(source: str, form: str, path: str, whole: bool, codes: Optional[set] = None,
+           config: Optional[Config] = None):
+    _SHARED.touched = set()  # the helper files this analysis reads (a fixed file's dependencies)
+    an, mod = analyze_source(source, path, config or Config(target=FORM_TARGET[form]), whole=whole, in_tree=True,
                              project=_SHARED)
-    return an, mod, resolve_plans(an, mod, plan_analysis(an, mod, form))
+    plans = plan_analysis(an, mod, form)
+    if codes is not None:
+        plans = [p for p in plans if p.codes & codes]  # a rule the user did not select is not fixed
+    return an, mod, resolve_plans(an, mod, plans)
 
 
-def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResult:
+def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Optional[set] = None,
+              config: Optional[Config] = None, apply: bool = True) -> FixResult:
     # most files have nothing a form can apply: plan on the reached definitions' parse (what `check`
     # does), and parse the whole module, which a rewrite needs, only when something will be applied
-    an, mod, plans = _plans(source, form, path, whole=False)
-    res = FixResult(source)
-    if any(not p.ok or p.applicability == "unsafe" for p in plans):
-        for st in an.states_in(mod):
-            position_def(st.ref.defn, mod.computed)
+    an, mod, plans = _plans(source, form, path, whole=False, codes=codes, config=config)
+    res = FixResult(source, final=(an, mod))
+    reported = [p for p in plans if not p.ok or p.applicability == "unsafe"]
+    if reported:
+        # one codegen pass per definition holding a refusal, stopped at its last one
+        wanted: dict[int, tuple] = {}
+        for p in reported:
+            wanted.setdefault(id(p.defn), (p.defn, set()))[1].add(p.nodes[0])
+        for d, nodes in wanted.values():
+            position_def(d, mod.computed, nodes)
         for p in plans:
             t = mod.computed.get(p.nodes[0])
             p.position = (t[0], t[1] + 1) if t is not None else None
@@ -208,9 +258,9 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str) -> FixResul
             res.skipped_unsafe.append(p)
         else:
             todo.append(p)
-    if not todo:
+    if not todo or not apply:
         return res
-    an, mod, plans = _plans(source, form, path, whole=True)
+    an, mod, plans = _plans(source, form, path, whole=True, codes=codes, config=config)
     todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
     tree = _apply(mod.tree, todo)
     needed = set().union(*(p.imports for p in todo))

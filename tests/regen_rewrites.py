@@ -24,8 +24,12 @@ REFUSALS = FIXTURES / "rewrites" / "refusals.py"
 
 
 def refusal_lines(source: str, form: str) -> str:
+    """Each refusal at its place in the fixed source, with that line's text (positions are the file's as
+    written, so the golden shows what they point at)."""
     res = fix_source(source, form, unsafe_fixes=True)
-    return "".join(f"{p.position[0]}:{p.position[1]} {'/'.join(sorted(p.codes))} {p.reason}\n" for p in res.refused)
+    lines = res.source.splitlines()
+    return "".join(f"{p.position[0]}:{p.position[1]} {'/'.join(sorted(p.codes))} {p.reason} || "
+                   f"{lines[p.position[0] - 1].strip()}\n" for p in res.refused)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ with torch, behaviour in eager mode and through ONNX on inputs that take each br
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import stat
 import sys
@@ -308,10 +309,17 @@ def test_cond_keeps_python_tests_short_circuiting():
     assert "torch.cond(r is not None and r.sum() > 0, " in safe.source  # one tensor test: exact
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in safe.source  # pure later tests
     assert "torch.cond(bool(self.gate)" in safe.source  # `y.any()` is pure too
-    assert [p.position[0] for p in safe.skipped_unsafe] == [12]  # indexing is not
+    # indexing is not; positions are the fixed source's
+    assert [_line(safe.source, p) for p in safe.skipped_unsafe] == [
+        "if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:"]
     assert "torch.cond(bool(self.gate) and x.sum() > 0, " in res.source  # moved: both pure
-    assert [(p.position[0], p.reason) for p in res.refused] == [
-        (16, "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
+    assert [(_line(res.source, p), p.reason) for p in res.refused] == [
+        ("if x.sum() > 0 and todo.pop():",
+         "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
+
+
+def _line(source: str, plan) -> str:
+    return source.splitlines()[plan.position[0] - 1][plan.position[1] - 1:]
 
 
 @pytest.mark.torch
@@ -390,3 +398,156 @@ def test_where_rewrites_arms_of_one_shape():
     res, reasons = _where(body)
     assert "torch.where(x.sum() > 0, torch.relu(x) * 2, -x)" in res.source, reasons
     assert "x = torch.where(x.mean() > 0, x.softmax(-1), x)" in res.source, reasons
+
+
+TWO_FIXES = """import torch
+import torch.nn as nn
+
+
+class M(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            y = x * 2
+        else:
+            y = -x
+        return y * 3 if x.mean() > 1 else y
+"""
+
+LOOP_NONE = """import torch.nn as nn
+
+
+class M(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return None
+        return x
+
+
+class N(nn.Module):
+    def forward(self, x):
+        for _ in range(3):
+            if x.sum() > 0:
+                return None
+        return x
+"""
+
+
+def test_cli_fix_reports_on_the_file_as_fixed(run_in):
+    """--diff counts what would remain after the fix, a refusal's position is its line in the written
+    file, and the summary names the exporter its count is for."""
+    f = run_in / "m.py"
+    f.write_text(LOOP_NONE, encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--diff", "--unsafe-fixes", "--select", "TS201", "m.py"])
+    assert "Would fix 1 file(s); 1 finding(s) would remain for the script exporter" in r.stderr, r.stderr
+    assert f.read_text(encoding="utf-8") == LOOP_NONE
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "m.py"])
+    written = f.read_text(encoding="utf-8").splitlines()
+    refusal = next(line for line in r.stderr.splitlines() if "a return inside a loop" in line)
+    line, col = map(int, refusal.split(":")[1:3])
+    assert written[line - 1][col - 1:].startswith("return None")  # in the file as written, not as read
+    assert "Fixed 1 file(s); 1 finding(s) remain for the script exporter (see `tracesafe check --target script`)" \
+        in r.stderr
+    # the same count as `check` for that exporter
+    check = CliRunner().invoke(main, ["check", "--no-cache", "--target", "script", "--select", "TS201", "m.py"])
+    assert check.stderr.startswith("Found 1 finding in 1 file(s)")
+
+
+@pytest.mark.parametrize("args,changed", [
+    (["--select", "TS103"], {"ternary"}),
+    (["--select", "TS101"], {"if"}),
+    (["--ignore", "TS101"], {"ternary"}),
+    (["--select", "TS1"], {"if", "ternary"}),
+    (["--select", "TS201"], set()),
+])
+def test_cli_fix_select_and_ignore(run_in, args, changed):
+    f = run_in / "m.py"
+    f.write_text(TWO_FIXES, encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--form", "where", *args, "m.py"])
+    text = f.read_text(encoding="utf-8")
+    assert ("if x.sum() > 0:" not in text) == ("if" in changed), r.stderr
+    assert ("if x.mean() > 1 else" not in text) == ("ternary" in changed), r.stderr
+    assert r.exit_code == (1 if changed else 0)
+
+
+def test_cli_fix_target_and_exit_zero(run_in):
+    f = run_in / "m.py"
+    f.write_text(LOOP_NONE, encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--diff", "--target", "trace", "m.py"])
+    assert "finding(s) would remain for the trace exporter" in r.stderr
+    assert r.exit_code == 1
+    r = CliRunner().invoke(main, ["fix", "--exit-zero", "--unsafe-fixes", "m.py"])
+    assert r.exit_code == 0 and "Fixed 1 file(s)" in r.stderr
+    assert CliRunner().invoke(main, ["fix", "--select", "TS999", "m.py"]).exit_code == 2
+
+
+def test_cli_fix_in_worker_processes_equals_serial(run_in):
+    for i in range(20):
+        (run_in / f"m{i}.py").write_text(TWO_FIXES if i % 2 else LOOP_NONE, encoding="utf-8")
+    serial = CliRunner().invoke(main, ["fix", "--diff", "--form", "where", "--jobs", "1", "."])
+    pooled = CliRunner().invoke(main, ["fix", "--diff", "--form", "where", "--jobs", "2", "."])
+    assert serial.stdout == pooled.stdout and serial.stderr == pooled.stderr and serial.stdout
+
+
+HELPER = """import torch
+import torch.nn as nn
+
+
+class Gate(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x.abs() * float(x.max())
+"""
+
+USER = """import torch.nn as nn
+
+from .gate import Gate
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gate = Gate()
+
+    def forward(self, x):
+        y = self.gate(x)
+        if y.mean() > 1:
+            y = y - 1
+        if y.max() > 100:
+            raise ValueError("too big")
+        return y
+"""
+
+
+# `flag` makes Gate return (value, flag): Net, unchanged, no longer tests a tensor — known only to an
+# analysis that reads the fixed gate.py
+FLAGGED = HELPER.replace("            return x * 2", "            return None")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("diff", [False, True])
+@pytest.mark.parametrize("form,target,helper", [("cond", "dynamo", HELPER), ("flag", "trace", FLAGGED)])
+def test_cli_fix_count_equals_check_after(run_in, jobs, diff, form, target, helper):
+    """`fix` re-analyses only the files it changed and those whose analysis read one of them; its count
+    must still be what `check` says of the files as written — across files, serial or pooled."""
+    for i in range(9):  # enough files for the worker pool
+        pkg = run_in / f"p{i}"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("", encoding="utf-8")
+        (pkg / "gate.py").write_text(helper, encoding="utf-8")
+        # a size test, a value test, or only what `cond` refuses (that file stays as it is)
+        user = [USER.replace("y.mean() > 1", "y.shape[0] > 1"), USER,
+                USER.replace("        if y.mean() > 1:\n            y = y - 1\n", "")][i % 3]
+        (pkg / "net.py").write_text(user, encoding="utf-8")
+    before = {p: p.read_text(encoding="utf-8") for p in run_in.rglob("*.py")}
+    args = ["fix", "--form", form, "--unsafe-fixes", "--target", target, "--jobs", jobs,
+            *(["--diff"] if diff else []), "."]
+    r = CliRunner().invoke(main, args)
+    said = int(r.stderr.split("; ")[1].split(" finding")[0])
+    if diff:  # what `check` would say of the fixed files: fix them for real, then ask
+        assert {p: p.read_text(encoding="utf-8") for p in run_in.rglob("*.py")} == before
+        CliRunner().invoke(main, [a for a in args if a != "--diff"])
+    check = CliRunner().invoke(main, ["check", "--no-cache", "--target", target, "--format", "json",
+                                      "--exit-zero", "."])
+    assert said == len(json.loads(check.stdout)) > 0
+    assert any(p.read_text(encoding="utf-8") != before[p] for p in before) or diff

@@ -41,12 +41,14 @@ def check_paths(paths, config=None, **kwargs):
     return res
 
 
-def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>") -> str:
-    """The source rewritten with one form (``tracesafe.rewriters.engine.fix_source`` also says what was
-    applied, skipped as unsafe, or refused and why)."""
+def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>",
+               codes=None) -> str:
+    """The source rewritten with one form, for the findings of `codes` (a set of rule codes; default all)
+    (``tracesafe.rewriters.engine.fix_source`` also says what was applied, skipped as unsafe, or refused
+    and why)."""
     from tracesafe.rewriters.engine import fix_source as _fix
 
-    return _fix(source, form, unsafe_fixes=unsafe_fixes, path=path).source
+    return _fix(source, form, unsafe_fixes=unsafe_fixes, path=path, codes=codes).source
 
 
 __all__ = ["Config", "Finding", "SourceError", "check_paths", "check_source", "fix_source", "__version__"]

@@ -238,57 +238,101 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
               help="Rewrite form (default: flag, or the config's `form`).")
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")
+@click.option("--select", multiple=True, help="Fix only these rule codes or prefixes (comma-separated; ALL).")
+@click.option("--ignore", multiple=True, help="Do not fix these rule codes or prefixes.")
+@click.option("--target", type=click.Choice(TARGETS), default=None,
+              help="The exporter the remaining findings are counted for (default: the one the form serves, "
+                   "or the config's).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when files changed or findings remain.")
+@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
+              help="Worker processes (0 = one per core, used only for larger inputs).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: fix exactly the files given (none: nothing to do).")
-def fix(paths, force_exclude, form, diff, unsafe_fixes, config_file, hook):
+@click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
+        profile):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
+    from tracesafe.analyzer.rules import select_codes
     from tracesafe.config import effective
-    from tracesafe.fixer import call_sites, fix_file
+    from tracesafe.fixer import call_sites, fix_files
     from tracesafe.rewriters.engine import FORM_TARGET
     from tracesafe.runner import _entry_pattern, check_paths
 
+    try:
+        select_codes(_codes(select) or None, _codes(ignore))
+    except ValueError as e:
+        _fail(str(e))
+    import time
+
+    t0 = time.perf_counter()
+    phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
     groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
-    changed, signatures, remaining, all_files = [], [], 0, []
+    jobs = jobs or (os.cpu_count() or 1)
+    changed, signatures, remaining, all_files, targets = [], [], 0, [], set()
     for fc, files in groups:
-        config = effective(fc)
+        try:
+            config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+            codes = config.codes()
+        except ValueError as e:
+            _fail(str(e))
         file_form = form or config.form
-        if "target" not in fc.values:
+        if target is None and "target" not in fc.values:
             config.target = FORM_TARGET[file_form]  # what is left is judged by the exporter the form serves
+        targets.add(config.target)
         all_files.extend(files)
-        done = []
+        done, fixed_text, outcomes = [], {}, []
         entry = None if os.environ.get("TRACESAFE_NO_PREFILTER") == "1" else _entry_pattern(config)
-        for path in files:
-            o = fix_file(path, file_form, unsafe_fixes, write=not diff, entry=entry)
+        for o in fix_files(files, file_form, unsafe_fixes, write=not diff, entry=entry, codes=codes, config=config,
+                           jobs=jobs):
             if o.error:
-                errors.append((path, o.error))
+                errors.append((o.path, o.error))
                 continue
-            done.append(path)
-            res = o.result
+            done.append(o.path)
+            outcomes.append(o)
             if o.changed:
-                changed.append(path)
-                signatures.extend(res.changed_signatures)
+                changed.append(o.path)
+                signatures.extend(o.signatures)
                 if diff:
+                    fixed_text[o.path] = o.source.encode("utf-8")
                     click.echo(o.diff, nl=False)
-            # in a diff these go with it to stdout, so a reviewer sees what was left and why
-            for plan in res.refused:
-                click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} not fixed by `{file_form}`: "
-                           f"{plan.reason}", err=not diff)
-            for plan in res.skipped_unsafe:
-                click.echo(f"{_where(path, plan)} {'/'.join(sorted(plan.codes))} has an unsafe `{file_form}` fix "
-                           f"(use --unsafe-fixes)", err=not diff)
-        # after a write this is what is left; with --diff it is what the files hold now
-        remaining += len(check_paths(done, config, cache_root=None).findings)
+            # at their places in the fixed file; in a diff they go with it to stdout, so a reviewer sees
+            # what was left and why
+            for n in o.notes:
+                where = f"{o.path}:{n.position[0]}:{n.position[1]}:" if n.position else f"{o.path}:"
+                what = f"not fixed by `{file_form}`: {n.reason}" if n.reason else \
+                    f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
+                click.echo(f"{where} {'/'.join(n.codes)} {what}", err=not diff)
+        # what the files hold after the fix (with --diff: what they would hold). A file's own analysis of
+        # its fixed text said it; the files that changed and those whose analysis read one of them are
+        # analysed again, all together, as `check` would
+        t1 = time.perf_counter()
+        touched = {os.path.abspath(p) for p in changed}
+        again = [o.path for o in outcomes if o.changed or touched.intersection(map(os.path.abspath, o.deps))]
+        known = [f for o in outcomes if o.path not in set(again) for f in o.findings]
+        remaining += len(check_paths(again, config, jobs=jobs, cache_root=None, contents=fixed_text, known=known,
+                                     report_only=set(done), config_root=fc.root).findings)
+        phases["recount"] += time.perf_counter() - t1
+        phases["files"] += len(files)
+        phases["reanalysed"] += len(again)
     for line in call_sites(all_files, signatures):
         click.echo(f"{line}: follow up", err=True)
-    verb = "Would fix" if diff else "Fixed"
-    click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) remain"
-               f"{' (see `tracesafe check`)' if remaining else ''}.", err=True)
+    if profile:
+        import json as _json
+
+        phases["total (wall)"] = time.perf_counter() - t0
+        phases["fix"] = phases["total (wall)"] - phases["recount"]
+        click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
+    verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
+    names = ", ".join(sorted(targets)) or (target or "the form's target")
+    hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
+    click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
+               err=True)
     for path, msg in sorted(set(errors)):
         click.echo(f"{path}: error: {msg}", err=True)
     if errors:
         sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_FOUND if changed or remaining else EXIT_OK)
+    sys.exit(EXIT_FOUND if (changed or remaining) and not exit_zero else EXIT_OK)
 
 
 @main.command("export")
@@ -329,10 +373,6 @@ def export_cmd(target, inputs, init_json, exporter, opset, output, fmt):
         _fail(str(e))
     click.echo(ex.report_json(report) if fmt == "json" else report.text(), nl=False)
     sys.exit(EXIT_OK if report.ok else EXIT_FOUND)
-
-
-def _where(path: str, plan) -> str:
-    return f"{path}:{plan.position[0]}:{plan.position[1]}:" if plan.position else f"{path}:"
 
 
 @main.command()

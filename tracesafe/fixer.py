@@ -3,29 +3,58 @@
 from __future__ import annotations
 
 import difflib
+import gc
 import io
 import os
 import re
 import stat
 import tempfile
 import tokenize
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Optional
 
 import libcst as cst
 
+from tracesafe.analyzer import Config
+from tracesafe.analyzer.engine import to_findings
 from tracesafe.analyzer.project import SourceError, decode
+from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
+from tracesafe.runner import _PARALLEL_MIN_FILES
+
+
+@dataclass
+class Note:
+    """A fix refused (with its reason) or left out as unsafe, at its place in the file as fixed."""
+
+    position: tuple[int, int] | None
+    codes: tuple[str, ...]
+    reason: str | None  # None: an unsafe fix, skipped without --unsafe-fixes
 
 
 @dataclass
 class FileOutcome:
+    """What fixing one file did, as plain data (it crosses from a worker process)."""
+
     path: str
     changed: bool = False
-    result: FixResult | None = None
     diff: str = ""
     error: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)  # entry points whose outputs changed
+    source: str | None = None  # the fixed text, when it changed
+    # with a config: the findings (JSON) the analysis of the fixed text reports on the run's files, and
+    # the other files it read
+    findings: list[dict] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+
+
+def _notes(res: FixResult) -> list[Note]:
+    out = [Note(p.position, tuple(sorted(p.codes)), p.reason) for p in res.refused]
+    out += [Note(p.position, tuple(sorted(p.codes)), None) for p in res.skipped_unsafe]
+    return sorted(out, key=lambda n: n.position or (0, 0))
 
 
 def _encoding(data: bytes) -> str:
@@ -56,9 +85,11 @@ def atomic_write(path: Path, data: bytes, expected_old: bytes) -> None:
         raise
 
 
-def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None) -> FileOutcome:
-    """Fix one file. With `entry` (a bytes regex for entry-point definitions), a file that defines none
-    cannot have a fix: it only gets a syntax check."""
+def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
+             config: Optional[Config] = None, only: Optional[frozenset] = None) -> FileOutcome:
+    """Fix one file (only the findings of `codes`, when given). With `entry` (a bytes regex for
+    entry-point definitions), a file that defines none cannot have a fix: it only gets a syntax check.
+    With `config`, the analysis of the fixed text also says what is left (on the files of `only`)."""
     out = FileOutcome(path)
     p = Path(path)
     try:
@@ -70,18 +101,23 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None) 
         from tracesafe.runner import _syntax_only
 
         out.error = _syntax_only(path, data)
-        out.result = FixResult(data.decode("utf-8", "replace"))
         return out
     try:
         text = decode(data)
-        res = fix_source(text, form, unsafe_fixes=unsafe_fixes, path=path)
+        res = fix_source(text, form, unsafe_fixes=unsafe_fixes, path=path, codes=codes, config=config)
     except SourceError as e:
         out.error = str(e)
         return out
     except RecursionError:
         out.error = "source is nested too deeply to rewrite"
         return out
-    out.result = res
+    out.notes = _notes(res)
+    if config is not None and res.final is not None:
+        an, mod = res.final
+        wanted = config.codes()
+        out.findings = [f.to_json() for f in to_findings(an.raw_findings(), config.target, None, only)
+                        if f.code in wanted]
+        out.deps = sorted(p for p in engine._SHARED.touched if p != path)
     if res.source == text:
         return out
     enc = _encoding(data)  # "utf-8-sig" when the file had a BOM: encoding puts it back
@@ -95,10 +131,11 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None) 
     except cst.ParserSyntaxError:
         out.error = "the rewrite did not parse; left unchanged"
         return out
-    out.changed = True
+    out.changed, out.signatures, out.source = True, res.changed_signatures, res.source
     out.diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), res.source.splitlines(keepends=True),
                                             fromfile=f"a/{path}", tofile=f"b/{path}"))
     if write:
+        engine._SHARED.forget(path)  # later files of this process read the new text, not summaries of the old
         try:
             atomic_write(p, new_data, data)
         except SourceError as e:
@@ -106,6 +143,31 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None) 
         except OSError as e:
             out.error, out.changed = f"cannot write: {e.strerror or e}", False
     return out
+
+
+def _fix_batch(batch: list[str], *args) -> list[FileOutcome]:
+    out = []
+    for path in batch:
+        gc.freeze()  # as `check`: the parsed helpers stay alive, the cyclic GC need not rescan them
+        out.append(fix_file(path, *args))
+    return out
+
+
+def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
+              config: Optional[Config] = None, jobs: int = 1) -> Iterator[FileOutcome]:
+    """fix_file over many files, in worker processes when there are enough of them (as `check`), in
+    the order given. Each file is read, rewritten and written by one worker: no two touch one file."""
+    engine.new_run()
+    only = frozenset(os.path.abspath(p) for p in files)
+    args = (form, unsafe_fixes, write, entry, codes, config, only)
+    if jobs <= 1 or len(files) < _PARALLEL_MIN_FILES:
+        yield from _fix_batch(files, *args)
+        return
+    n = max(1, min(len(files) // (jobs * 8), 32))
+    batches = [files[i:i + n] for i in range(0, len(files), n)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for part in pool.map(_fix_batch, batches, *([x] * len(batches) for x in args)):
+            yield from part
 
 
 def call_sites(files: list[str], qualnames: list[str]) -> list[str]:

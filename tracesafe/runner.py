@@ -47,17 +47,18 @@ def _entry_pattern(config: Config) -> re.Pattern:
 _WORKER_PROJECT: Optional[Project] = None
 
 
-def _worker_init() -> None:
+def _worker_init(overlay: Optional[dict] = None) -> None:
     # one parse cache per worker process for the whole run: shared helpers (modeling_utils.py...) are
     # parsed once per worker, not once per batch
     global _WORKER_PROJECT
-    _WORKER_PROJECT = Project()
+    _WORKER_PROJECT = Project(overlay=overlay)
 
 
-def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None):
+def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None,
+                   overlay: Optional[dict] = None):
     """Analyze roots sharing one parse cache (the worker's, in a pool), and syntax-check the prefiltered
     files (no entry point: nothing to analyze); return plain data for the parent."""
-    project = _WORKER_PROJECT if _WORKER_PROJECT is not None else Project()
+    project = _WORKER_PROJECT if _WORKER_PROJECT is not None else Project(overlay=overlay)
     before = dict(PHASES)
     out = []
     syntax = 0.0
@@ -159,8 +160,12 @@ class Cache:
 
 def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
                 prefilter: bool = True, report_only: Optional[set[str]] = None,
-                config_root: Optional[Path] = None) -> RunResult:
-    """Findings for the given files (paths as discovered); errors never stop the other files."""
+                config_root: Optional[Path] = None, contents: Optional[dict[str, bytes]] = None,
+                known: Optional[list[dict]] = None) -> RunResult:
+    """Findings for the given files (paths as discovered); errors never stop the other files. `contents`
+    (path -> bytes) stands in for what some files hold on disk (`fix --diff` counts what would remain);
+    `known` are findings (JSON) other roots' analyses already gave, merged in (`fix` re-analyses only
+    what it changed)."""
     t0 = time.perf_counter()
     phases = {"read": 0.0, "prefilter": 0.0, "analyze": 0.0, "report": 0.0}
     errors: list[tuple[str, str]] = []
@@ -168,11 +173,11 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     entry = _entry_pattern(config)
     todo: list[tuple[str, bytes, bool]] = []
     digests: dict[str, str] = {}
-    raw: list[dict] = []
+    raw: list[dict] = list(known or [])
     for path in files:
         ts = time.perf_counter()
         try:
-            data = Path(path).read_bytes()
+            data = contents[path] if contents and path in contents else Path(path).read_bytes()
         except IsADirectoryError:
             errors.append((path, "is a directory, not a Python file"))
             continue
@@ -195,6 +200,8 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
 
     ts = time.perf_counter()
     results = []
+    # what the files would hold, for the roots and for the helpers they reach alike (in any order)
+    overlay = {os.path.abspath(p): d for p, d in contents.items()} if contents else None
     # findings are kept for the files asked about; a cached result must not depend on which those were,
     # so with a cache every analyzed root reports on every file it reaches
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
@@ -202,13 +209,13 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         # small contiguous batches balance the load; each worker keeps its parse cache across batches
         n = max(1, min(len(todo) // (jobs * 8), 32))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,)) as pool:
             for part, times in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
                 results.extend(part)
                 for k, v in times.items():  # summed over workers: CPU seconds, not wall time
                     phases[k] = phases.get(k, 0.0) + v
     elif todo:
-        results, times = _analyze_batch(todo, config, only)
+        results, times = _analyze_batch(todo, config, only, overlay)
         phases.update(times)
     phases["analyze"] = time.perf_counter() - ts
 
