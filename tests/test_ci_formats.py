@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,21 @@ def test_sarif_validates_and_carries_the_registry(run_in):
     fixed = [x for x in seed if "fixes" in x]
     assert fixed and "return torch.zeros_like(input_tensor), torch.tensor(True)" in \
         fixed[0]["fixes"][0]["artifactChanges"][0]["replacements"][0]["insertedContent"]["text"]
+
+
+def test_sarif_gives_each_file_one_edit(run_in):
+    """Two fixable results of one file: a consumer that applies every result's fix must not apply one
+    edit twice or two overlapping edits."""
+    src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
+    second = src.replace("class FormattingLayer", "class SecondLayer")
+    (run_in / "m.py").write_text(src + "\n\n" + second.split("\n\n\n", 1)[1], encoding="utf-8")
+    results = sarif_of("m.py")["runs"][0]["results"]
+    assert sum(1 for x in results if x["ruleId"] == "TS201") == 2
+    edits = [(c["artifactLocation"]["uri"], r["deletedRegion"]) for x in results for fx in x.get("fixes", [])
+             for c in fx["artifactChanges"] for r in c["replacements"]]
+    assert len(edits) == 1, edits
+    text = next(fx["description"]["text"] for x in results for fx in x.get("fixes", []))
+    assert "2 fixable finding(s)" in text and "--unsafe-fixes" in text
 
 
 def test_sarif_fingerprints_are_stable_across_runs_and_unrelated_edits(run_in):
@@ -153,34 +169,45 @@ def _git(cwd, *args):
                         "GIT_COMMITTER_EMAIL": "t@t"})
 
 
+def _guide_pre_commit_config() -> str:
+    """The user guide's .pre-commit-config.yaml block, as printed."""
+    guide = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    block = guide.split("# .pre-commit-config.yaml\n", 1)[1].split("```", 1)[0]
+    assert "repo: https://github.com/tracesafe/tracesafe" in block and "rev: " in block
+    return block
+
+
 @pytest.mark.slow
-def test_pre_commit_try_repo(tmp_path):
-    """The real pre-commit installs this project into its own environment and runs the hooks."""
+def test_the_guides_pre_commit_config_works(tmp_path):
+    """The guide's block, run by the real pre-commit, with this clone's path for the URL and its HEAD
+    commit for the sha: pre-commit installs the project into its own environment and runs both hooks."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a git checkout of the project")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    config = re.sub(r"rev: [0-9a-f]{40}", f"rev: {head.stdout.strip()}", _guide_pre_commit_config())
+    config = config.replace("https://github.com/tracesafe/tracesafe", str(ROOT))
+    config = config.replace("# - id: tracesafe-fix", "- id: tracesafe-fix").replace("#   args:", "  args:")
     repo = tmp_path / "user-repo"
     repo.mkdir()
     _git(repo, "init", "-q")
+    (repo / ".pre-commit-config.yaml").write_text(config, encoding="utf-8")
     (repo / "bad.py").write_text(BAD_IF, encoding="utf-8")
     (repo / "clean.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
                                    "        return x * 2\n", encoding="utf-8")
+    (repo / "gate.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+                                  "        return x * 2 if x.sum() > 0 else -x\n", encoding="utf-8")
     _git(repo, "add", ".")
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "PRE_COMMIT_COLOR": "never"}
-    pre_commit = [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT)]
 
     def hook(hook_id, *files):
-        return subprocess.run([*pre_commit, hook_id, "--files", *files], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=900)
+        return subprocess.run([sys.executable, "-m", "pre_commit", "run", hook_id, "--files", *files], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=900)
 
     p = hook("tracesafe-check", "bad.py")
     assert p.returncode == 1 and "bad.py:5:9: TS101" in p.stdout, p.stdout + p.stderr
     p = hook("tracesafe-check", "clean.py")
     assert p.returncode == 0, p.stdout + p.stderr
-    (repo / "gate.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                                  "        return x * 2 if x.sum() > 0 else -x\n", encoding="utf-8")
-    (repo / "pyproject.toml").write_text('[tool.tracesafe]\nform = "where"\n', encoding="utf-8")
-    _git(repo, "add", "gate.py", "pyproject.toml")
-    p = hook("tracesafe-fix", "gate.py")
+    p = hook("tracesafe-fix", "gate.py")  # `args: [--form, where]` from the guide
     assert p.returncode == 1 and "files were modified by this hook" in p.stdout, p.stdout + p.stderr
     assert "torch.where(x.sum() > 0, x * 2, -x)" in (repo / "gate.py").read_text(encoding="utf-8")
 

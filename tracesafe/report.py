@@ -142,11 +142,15 @@ def sarif(findings: list[Finding], root: Path) -> str:
             "partialFingerprints": {"tracesafe/v1": fp},
         }
         if f.fix and f.path in fixes:
-            form, region, inserted = fixes[f.path]
+            # one edit rewrites every fixable finding of the file: it goes on the file's first fixable
+            # result only, so a consumer applying each result's fix applies it once (never overlapping)
+            form, region, inserted = fixes.pop(f.path)
+            covered = [g for g in findings if g.path == f.path and g.fix]
+            unsafe = any(g.fix["applicability"] == "unsafe" for g in covered)
+            where = ", ".join(f"{g.code} at line {g.line}" for g in covered)
             res["fixes"] = [{
-                "description": {"text": f"tracesafe fix --form {form}"
-                                        f"{' --unsafe-fixes' if f.fix['applicability'] == 'unsafe' else ''}"
-                                        f" (rewrites every finding of this file it can)"},
+                "description": {"text": f"tracesafe fix --form {form}{' --unsafe-fixes' if unsafe else ''}: "
+                                        f"one edit for this file's {len(covered)} fixable finding(s) ({where})"},
                 "artifactChanges": [{"artifactLocation": res["locations"][0]["physicalLocation"]["artifactLocation"],
                                      "replacements": [{"deletedRegion": region,
                                                        "insertedContent": {"text": inserted}}]}],
