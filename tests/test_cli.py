@@ -292,3 +292,82 @@ def test_copied_definitions_are_reported_at_their_own_lines(run_in):
     assert {("pkg/a.py", 7), ("pkg/a.py", 9), ("pkg/a.py", 14), ("pkg/a.py", 21)} <= lines
     assert {("pkg/b.py", 10), ("pkg/b.py", 12), ("pkg/b.py", 17), ("pkg/b.py", 24)} <= lines
     assert any(f["fix"] for f in together)
+
+
+def test_quiet_prints_findings_and_errors_only(run_in):
+    write(run_in / "bad.py", BAD_IF)
+    write(run_in / "broken.py", "def forward(self:\n")
+    r = run("check", "--no-cache", "-q", "bad.py", "broken.py")
+    assert r.exit_code == 2 and r.stdout.startswith("bad.py:6:9: TS101")
+    assert r.stderr.startswith("broken.py: error:") and "Found" not in r.stderr
+    loud = run("check", "--no-cache", "bad.py")
+    assert "Found 1 finding in 1 file(s)." in loud.stderr
+    write(run_in / "m.py", BAD_IF.replace("x = x * 2", "return None"))
+    r = run("fix", "--quiet", "--form", "where", "m.py")
+    assert r.stderr == "" and r.exit_code == 1  # findings remain (the exit says so), and nothing is said
+
+
+def test_color(run_in, monkeypatch):
+    from tracesafe.report import use_color
+
+    write(run_in / "bad.py", BAD_IF)
+    plain = run("check", "--no-cache", "--color", "never", "bad.py").stdout
+    colored = run("check", "--no-cache", "--color", "always", "bad.py").stdout
+    assert "\x1b[" not in plain and "\x1b[" in colored
+    assert click_unstyle(colored) == plain
+    assert "\x1b[" not in run("check", "--no-cache", "bad.py").stdout  # auto: not a terminal
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert use_color("auto", Tty()) and not use_color("never", Tty()) and use_color("always", object())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color("auto", Tty()) and use_color("always", Tty())
+
+
+def click_unstyle(s):
+    import click
+
+    return click.unstyle(s)
+
+
+def test_fix_show_fixes(run_in):
+    write(run_in / "m.py", "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+                           "        if x.sum() > 0:\n            y = x * 2\n        else:\n            y = -x\n"
+                           "        return y if x.mean() > 1 else -y\n")
+    r = run("fix", "--form", "where", "--show-fixes", "m.py")
+    assert "Fixed 2 finding(s):\n- m.py:\n    1 \u00d7 TS101 (tensor-if)\n    1 \u00d7 TS103 (tensor-ternary)\n" \
+        in r.stderr, r.stderr
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    """A long run in a terminal draws a bar on stderr; stdout (the report) is untouched, and a pipe gets
+    no bar at all."""
+    import pty
+
+    for i in range(70):
+        write(tmp_path / f"m{i}.py", BAD_IF)
+    cmd = [sys.executable, "-m", "tracesafe", "check", "--no-cache", "--jobs", "1", "."]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = p.communicate()[0].decode()
+    os.close(master)
+    assert "Checking" in err.decode() and "100%" in err.decode()
+    assert out.count("TS101") == 70 and "Checking" not in out
+    piped = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "Checking" not in piped.stderr and piped.stdout == out
+    quiet = subprocess.run(cmd + ["-q"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert quiet.stderr == ""

@@ -60,7 +60,7 @@ def main(ctx, debug):
 
 
 def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True,
-            force_exclude: bool = True):
+            force_exclude: bool = True, quiet: bool = False):
     """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
     Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
     configuration is an error for its files only. Like ruff, a file named on the command line is
@@ -82,7 +82,8 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
             errors.append((arg, str(e)))
             continue
         explicit = p.is_file()
-        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root, force_exclude, _say_excluded):
+        say = (lambda _path: None) if quiet else _say_excluded
+        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root, force_exclude, say):
             if err:
                 errors.append((path, err))
                 continue
@@ -94,7 +95,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
             if own is not fc and excluded(own, path):
                 if force_exclude or not explicit:
                     continue
-                _say_excluded(path)
+                say(path)
             groups.setdefault(id(own), (own, []))[1].append(path)
     return list(groups.values()), errors
 
@@ -127,6 +128,38 @@ def _say_excluded(path: str) -> None:
                f"(--force-exclude skips it)", err=True)
 
 
+_PROGRESS_MIN_FILES = 64  # fewer files are done before a bar would be worth drawing
+
+
+class _Progress:
+    """A progress bar on stderr for long runs when stderr is a terminal (never in a pipe, a log or with
+    --quiet): the report itself still goes to stdout, untouched."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __call__(self, n: int, total: int) -> None:
+        if not self.enabled or total < _PROGRESS_MIN_FILES:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _progress(label: str, quiet: bool) -> _Progress:
+    return _Progress(label, not quiet and sys.stderr.isatty())
+
+
+_QUIET = click.option("--quiet", "-q", is_flag=True, help="Print the findings (or the diff) and errors, nothing else.")
+_COLOR = click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+                      help="Colour the text report (auto: on a terminal, unless NO_COLOR is set).")
+
 _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
                               help="Honour `exclude` for files named on the command line too (as pre-commit needs).")
 
@@ -154,8 +187,10 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @click.option("--stdin-filename", default=None,
               help="With `-` as the path: the file the code read from standard input stands for (its config, "
                    "its imports, the paths in the report).")
+@_QUIET
+@_COLOR
 def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, unsafe_fixes, jobs, no_cache,
-          config_file, output_file, hook, profile, stdin_filename):
+          config_file, output_file, hook, profile, stdin_filename, quiet, color):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.analyzer.rules import select_codes
@@ -178,10 +213,12 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     else:
         if stdin_filename:
             _fail("--stdin-filename needs `-` as the path")
-        groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
+        groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
+                                 quiet=quiet)
         res = RunResult([], [])
     phases = {"discover": time.perf_counter() - t0}
     jobs = jobs or (os.cpu_count() or 1)
+    bar = _progress("Checking", quiet)
     for fc, files in groups:
         try:
             config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
@@ -190,13 +227,15 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
             _fail(str(e))
         # TRACESAFE_NO_PREFILTER=1: analyze every file (the benchmark checks the prefilter loses nothing)
         part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root,
-                           prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1")
+                           prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1", progress=bar)
         res.findings.extend(part.findings)
         res.errors.extend(part.errors)
         for k, v in part.phases.items():
             phases[k] = phases.get(k, 0.0) + v
+    bar.close()
     res.findings.sort(key=lambda f: f.sort_key())
     errors = sorted(set(errors) | set(res.errors))
+    colored = False
     if statistics:
         out = report.statistics(res.findings, unsafe_fixes)
     elif fmt == "json":
@@ -206,17 +245,18 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     elif fmt == "github":
         out = report.github(res.findings)
     else:
-        out = report.text(res.findings)
+        colored = not output_file and report.use_color(color, sys.stdout)
+        out = report.text(res.findings, color=colored)
     if output_file:
         try:
             Path(output_file).write_text(out, encoding="utf-8")
         except OSError as e:
             _fail(f"{output_file}: cannot write: {e.strerror}")
     else:
-        click.echo(out, nl=False)
+        click.echo(out, nl=False, color=fmt == "text" and not statistics and colored or None)
     for path, msg in errors:
         click.echo(f"{path}: error: {msg}", err=True)
-    if fmt == "text" and not statistics and not output_file:
+    if fmt == "text" and not statistics and not output_file and not quiet:
         n = len(res.findings)
         if n:
             click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
@@ -250,8 +290,10 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: fix exactly the files given (none: nothing to do).")
 @click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+@click.option("--show-fixes", is_flag=True, help="List what was fixed, per file and rule.")
+@_QUIET
 def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
-        profile):
+        profile, show_fixes, quiet):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
     from tracesafe.analyzer.rules import select_codes
     from tracesafe.config import effective
@@ -267,9 +309,12 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
 
     t0 = time.perf_counter()
     phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
-    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook)
+    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
+                             quiet=quiet)
     jobs = jobs or (os.cpu_count() or 1)
     changed, signatures, remaining, all_files, targets = [], [], 0, [], set()
+    fixed: list[tuple[str, tuple]] = []  # (path, codes) of every rewrite applied
+    bar = _progress("Fixing", quiet or diff)
     for fc, files in groups:
         try:
             config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
@@ -285,6 +330,7 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         entry = None if os.environ.get("TRACESAFE_NO_PREFILTER") == "1" else _entry_pattern(config)
         for o in fix_files(files, file_form, unsafe_fixes, write=not diff, entry=entry, codes=codes, config=config,
                            jobs=jobs):
+            bar(1, len(files))
             if o.error:
                 errors.append((o.path, o.error))
                 continue
@@ -293,12 +339,13 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
             if o.changed:
                 changed.append(o.path)
                 signatures.extend(o.signatures)
+                fixed.extend((o.path, c) for c in o.applied)
                 if diff:
                     fixed_text[o.path] = o.source.encode("utf-8")
                     click.echo(o.diff, nl=False)
             # at their places in the fixed file; in a diff they go with it to stdout, so a reviewer sees
             # what was left and why
-            for n in o.notes:
+            for n in [] if quiet else o.notes:
                 where = f"{o.path}:{n.position[0]}:{n.position[1]}:" if n.position else f"{o.path}:"
                 what = f"not fixed by `{file_form}`: {n.reason}" if n.reason else \
                     f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
@@ -306,6 +353,7 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         # what the files hold after the fix (with --diff: what they would hold). A file's own analysis of
         # its fixed text said it; the files that changed and those whose analysis read one of them are
         # analysed again, all together, as `check` would
+        bar.close()
         t1 = time.perf_counter()
         touched = {os.path.abspath(p) for p in changed}
         again = [o.path for o in outcomes if o.changed or touched.intersection(map(os.path.abspath, o.deps))]
@@ -315,8 +363,10 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         phases["recount"] += time.perf_counter() - t1
         phases["files"] += len(files)
         phases["reanalysed"] += len(again)
-    for line in call_sites(all_files, signatures):
+    for line in [] if quiet else call_sites(all_files, signatures):
         click.echo(f"{line}: follow up", err=True)
+    if show_fixes and fixed:
+        click.echo(_show_fixes(fixed, diff), err=True, nl=False)
     if profile:
         import json as _json
 
@@ -324,15 +374,30 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         phases["fix"] = phases["total (wall)"] - phases["recount"]
         click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
     verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
+    if quiet:
+        verb = ""
     names = ", ".join(sorted(targets)) or (target or "the form's target")
     hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
-    click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
-               err=True)
+    if verb:
+        click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
+                   err=True)
     for path, msg in sorted(set(errors)):
         click.echo(f"{path}: error: {msg}", err=True)
     if errors:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FOUND if (changed or remaining) and not exit_zero else EXIT_OK)
+
+
+def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:
+    """ruff's --show-fixes: what was rewritten, per file and rule."""
+    from collections import Counter
+
+    out = [f"{'Would fix' if diff else 'Fixed'} {len(fixed)} finding(s):"]
+    for path in sorted({p for p, _ in fixed}):
+        out.append(f"- {path}:")
+        counts = Counter(code for p, codes in fixed if p == path for code in codes)
+        out.extend(f"    {n} \u00d7 {code} ({RULES[code].name})" for code, n in sorted(counts.items()))
+    return "\n".join(out) + "\n"
 
 
 @main.command("export")

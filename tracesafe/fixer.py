@@ -44,6 +44,7 @@ class FileOutcome:
     error: str | None = None
     notes: list[Note] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)  # entry points whose outputs changed
+    applied: list[tuple[str, ...]] = field(default_factory=list)  # the codes of each rewrite applied
     source: str | None = None  # the fixed text, when it changed
     # with a config: the findings (JSON) the analysis of the fixed text reports on the run's files, and
     # the other files it read
@@ -132,6 +133,7 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
         out.error = "the rewrite did not parse; left unchanged"
         return out
     out.changed, out.signatures, out.source = True, res.changed_signatures, res.source
+    out.applied = [tuple(sorted(p.codes)) for p in res.applied]
     out.diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), res.source.splitlines(keepends=True),
                                             fromfile=f"a/{path}", tofile=f"b/{path}"))
     if write:

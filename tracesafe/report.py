@@ -12,9 +12,30 @@ from tracesafe.analyzer import Finding
 from tracesafe.analyzer.rules import RULES
 
 
-def text(findings: list[Finding]) -> str:
-    lines = [f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in findings]
+def text(findings: list[Finding], color: bool = False) -> str:
+    """`path:line:col: CODE message`, one per line; with color, as ruff styles it (bold path, the code
+    red for an error and yellow for a warning)."""
+    if not color:
+        lines = [f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in findings]
+    else:
+        from click import style
+
+        lines = [f"{style(f.path, bold=True)}{style(':', fg='cyan')}{f.line}{style(':', fg='cyan')}{f.column}"
+                 f"{style(':', fg='cyan')} {style(f.code, fg='red' if f.severity == 'error' else 'yellow', bold=True)}"
+                 f" {f.message}" for f in findings]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def use_color(choice: str, stream) -> bool:
+    """--color: `always`, `never`, or `auto` = a terminal, unless NO_COLOR is set (no-color.org)."""
+    import os
+
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def as_json(findings: list[Finding]) -> str:

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pathspec
 
@@ -55,10 +55,10 @@ def _worker_init(overlay: Optional[dict] = None) -> None:
 
 
 def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None,
-                   overlay: Optional[dict] = None):
-    """Analyze roots sharing one parse cache (the worker's, in a pool), and syntax-check the prefiltered
-    files (no entry point: nothing to analyze); return plain data for the parent."""
-    project = _WORKER_PROJECT if _WORKER_PROJECT is not None else Project(overlay=overlay)
+                   overlay: Optional[dict] = None, project: Optional[Project] = None):
+    """Analyze roots sharing one parse cache (the worker's in a pool, or the caller's), and syntax-check
+    the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
+    project = project or (_WORKER_PROJECT if _WORKER_PROJECT is not None else Project(overlay=overlay))
     before = dict(PHASES)
     out = []
     syntax = 0.0
@@ -161,11 +161,11 @@ class Cache:
 def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
                 prefilter: bool = True, report_only: Optional[set[str]] = None,
                 config_root: Optional[Path] = None, contents: Optional[dict[str, bytes]] = None,
-                known: Optional[list[dict]] = None) -> RunResult:
+                known: Optional[list[dict]] = None, progress: Optional[Callable[[int, int], None]] = None) -> RunResult:
     """Findings for the given files (paths as discovered); errors never stop the other files. `contents`
     (path -> bytes) stands in for what some files hold on disk (`fix --diff` counts what would remain);
     `known` are findings (JSON) other roots' analyses already gave, merged in (`fix` re-analyses only
-    what it changed)."""
+    what it changed). `progress(n, total)` is told as each n more of the total files to analyse are done."""
     t0 = time.perf_counter()
     phases = {"read": 0.0, "prefilter": 0.0, "analyze": 0.0, "report": 0.0}
     errors: list[tuple[str, str]] = []
@@ -214,9 +214,18 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
                 results.extend(part)
                 for k, v in times.items():  # summed over workers: CPU seconds, not wall time
                     phases[k] = phases.get(k, 0.0) + v
+                if progress:
+                    progress(len(part), len(todo))
     elif todo:
-        results, times = _analyze_batch(todo, config, only, overlay)
-        phases.update(times)
+        project = Project(overlay=overlay)  # one parse cache for the whole run, told of in steps
+        step = 32 if progress else len(todo)
+        for i in range(0, len(todo), step):
+            part, times = _analyze_batch(todo[i:i + step], config, only, overlay, project)
+            results.extend(part)
+            for k, v in times.items():
+                phases[k] = phases.get(k, 0.0) + v
+            if progress:
+                progress(len(part), len(todo))
     phases["analyze"] = time.perf_counter() - ts
 
     ts = time.perf_counter()
