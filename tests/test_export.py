@@ -155,3 +155,47 @@ def test_output_into_a_missing_directory_is_a_usage_error(tmp_path):
                                   "-o", str(tmp_path / "nope" / "m.onnx")])
     assert r.exit_code == 2
     assert "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+ENDLESS = '''import torch
+import torch.nn as nn
+
+
+class Grow(nn.Module):
+    def forward(self, x):
+        while x.abs().sum() < 100:
+            x = x * 2 + 1
+        return x
+'''
+
+
+def test_a_model_that_never_ends_on_an_input_fails_naming_it(tmp_path):
+    """x = -1 stays -1: the "negatives" input never ends. Each step has a time limit; the run finishes,
+    names the input, and fails."""
+    import time
+
+    src = tmp_path / "grow.py"
+    src.write_text(ENDLESS, encoding="utf-8")
+    t0 = time.perf_counter()
+    r, rep = export(f"{src}:Grow", "--input", "2x3", "--exporter", "trace", "--timeout", "2")
+    assert time.perf_counter() - t0 < 60
+    assert r.exit_code == 1 and rep["exported"] and not rep["ok"]
+    slow = [c for c in rep["cases"] if "did not finish" in c["detail"]]
+    assert [c["name"] for c in slow][:1] == ["negatives"] and slow[0]["match"] is False
+    assert "eager PyTorch did not finish within 2 s" in slow[0]["detail"]
+    r = CliRunner().invoke(main, ["export", f"{src}:Grow", "--input", "2x3", "--timeout", "0"])
+    assert r.exit_code == 2 and "--timeout" in r.stderr
+
+
+def test_text_is_streamed_as_it_happens():
+    """The header comes before the export runs and each input line as that input is done; together they
+    are the report's text."""
+    from tracesafe import export as ex
+
+    pieces: list[str] = []
+    rep = ex.export(SEED, "FormattingLayer", [ex.parse_input("2x3")], exporter="trace", stream=pieces.append)
+    assert pieces[0] == rep.header() and "".join(pieces) == rep.text()
+    inputs = [p for p in pieces if p.startswith("  input ")]
+    assert len(inputs) == len(rep.cases) >= 7  # one piece per input, in order
+    r = CliRunner().invoke(main, ["export", f"{SEED}:FormattingLayer", "--input", "2x3", "--exporter", "trace"])
+    assert r.stdout == rep.text()

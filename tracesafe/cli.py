@@ -411,7 +411,10 @@ def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17; 18 for dynamo).")
 @click.option("--output", "-o", type=click.Path(), default=None, help="Write the ONNX model here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def export_cmd(target, inputs, init_json, exporter, opset, output, fmt):
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds each step may take (the export, each input's eager and onnxruntime run); a step "
+                   "that does not finish fails, named.")
+def export_cmd(target, inputs, init_json, exporter, opset, output, fmt, timeout):
     """Export FILE.py:CLASS to ONNX, validate it, and compare onnxruntime with eager PyTorch on inputs that
     take each branch. Exit 0 only when export, checker and parity all pass."""
     import json as _json
@@ -433,10 +436,14 @@ def export_cmd(target, inputs, init_json, exporter, opset, output, fmt):
         _fail(f"the export stage needs the `export` extra (pip install 'tracesafe[export]'): {e}")
     try:
         specs = [ex.parse_input(i) for i in inputs]
-        report = ex.export(path, cls, specs, init=init, exporter=exporter, opset=opset, output=output)
+        # text is printed as it happens: the header first, then each input as it is run
+        stream = (lambda text: click.echo(text, nl=False)) if fmt == "text" else None
+        report = ex.export(path, cls, specs, init=init, exporter=exporter, opset=opset, output=output,
+                           timeout=timeout, stream=stream)
     except ex.UsageError as e:
         _fail(str(e))
-    click.echo(ex.report_json(report) if fmt == "json" else report.text(), nl=False)
+    if fmt == "json":
+        click.echo(ex.report_json(report), nl=False)
     sys.exit(EXIT_OK if report.ok else EXIT_FOUND)
 
 

@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import libcst as cst
 
@@ -124,7 +125,19 @@ class ExportReport:
         }
 
     def text(self) -> str:
-        out = [f"{self.target}: export with `{self.exporter}` (opset {self.opset})"]
+        return "".join([self.header(), self.body(), *map(self.case_line, self.cases), self.tail()])
+
+    def header(self) -> str:
+        return f"{self.target}: export with `{self.exporter}` (opset {self.opset})\n"
+
+    @staticmethod
+    def case_line(c: Case) -> str:
+        verdict = {True: "match", False: "MISMATCH", None: "skipped"}[c.match]
+        return f"  input {c.name:<14} eager {c.eager:<28} onnx {verdict}{': ' + c.detail if c.detail else ''}\n"
+
+    def body(self) -> str:
+        """What the export and the checker said, and the findings that explain it."""
+        out = []
         if self.error:
             where = f" at {self.error_location}" if self.error_location else ""
             out.append(f"  export FAILED{where}: {self.error}")
@@ -137,9 +150,10 @@ class ExportReport:
             out.append(f"  outputs: {', '.join(self.outputs)}")
         for f in self.findings:
             out.append(f"  {f.path}:{f.line}:{f.column}: {f.code} {f.message}")
-        for c in self.cases:
-            verdict = {True: "match", False: "MISMATCH", None: "skipped"}[c.match]
-            out.append(f"  input {c.name:<14} eager {c.eager:<28} onnx {verdict}{': ' + c.detail if c.detail else ''}")
+        return "".join(line + "\n" for line in out)
+
+    def tail(self) -> str:
+        out = []
         for b in self.branches:
             sides = []
             for side in ("true", "false"):
@@ -504,20 +518,64 @@ def _returns_optional(scripted) -> bool:
         return False
 
 
+DEFAULT_TIMEOUT = 60.0
+
+
+class TimedOut(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: Optional[float], what: str):
+    """Raise TimedOut in the running Python code once `seconds` have passed (a model that never ends on
+    some input); torch's operators are short, so the interpreter gets back to the signal soon. Without
+    SIGALRM (Windows) or off the main thread, no limit."""
+    import threading
+
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimedOut(f"{what} did not finish within {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def export(path: str, class_name: str, inputs: list[InputSpec], *, init: Optional[dict] = None,
-           exporter: str = "script", opset: Optional[int] = None, output: Optional[str] = None) -> ExportReport:
+           exporter: str = "script", opset: Optional[int] = None, output: Optional[str] = None,
+           timeout: Optional[float] = DEFAULT_TIMEOUT, stream: Optional[Callable[[str], None]] = None) -> ExportReport:
     """Export `class_name` from the file at `path`, validate it and check parity on branch-driving inputs.
+    Each step (the export, each input's eager and onnxruntime run) gets `timeout` seconds. `stream`, when
+    given, receives the text report piece by piece as it happens (ExportReport.text() is the same text).
     Raises UsageError for bad input (missing file, unknown class, bad constructor arguments or opset)."""
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g}: give a number of seconds above 0")
     if output is not None:
         parent = os.path.dirname(os.path.abspath(output))
         if not os.path.isdir(parent):
             raise UsageError(f"-o {output}: directory {os.path.dirname(output) or '.'} does not exist")
-        return _export(path, class_name, inputs, init, exporter, opset, output, output)
+        return _export(path, class_name, inputs, init, exporter, opset, output, output, timeout, stream)
     with tempfile.TemporaryDirectory(prefix="tracesafe-") as tmp:
-        return _export(path, class_name, inputs, init, exporter, opset, None, os.path.join(tmp, "model.onnx"))
+        return _export(path, class_name, inputs, init, exporter, opset, None, os.path.join(tmp, "model.onnx"),
+                       timeout, stream)
 
 
-def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -> ExportReport:
+def _export(path, class_name, inputs, init, exporter, opset, output, out_path, timeout=None,
+            stream=None) -> ExportReport:
+    say = stream or (lambda _text: None)
+    report = _run_export(path, class_name, inputs, init, exporter, opset, output, out_path, timeout, say)
+    say(report.tail())
+    return report
+
+
+def _run_export(path, class_name, inputs, init, exporter, opset, output, out_path, timeout, say) -> ExportReport:
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r} (one of {', '.join(EXPORTERS)})")
     if not inputs:
@@ -540,6 +598,7 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
     file = mod.__file__
     rel = os.path.relpath(file) if not os.path.relpath(file).startswith("..") else file
     report = ExportReport(f"{rel}:{class_name}", exporter, opset, output)
+    say(report.header())
     source = Path(file).read_text(encoding="utf-8", errors="replace")
     try:
         static = check_source(source, rel, Config(target=exporter))
@@ -568,7 +627,8 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
 
     real = os.path.realpath(file)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                time_limit(timeout, "the export"):
             warnings.simplefilter("always")
             warnings.showwarning = on_warning
             if exporter == "script":
@@ -604,13 +664,14 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
         raise
     except Exception as e:  # noqa: BLE001 - an export failure is the report's verdict, not a crash
         root = _root_cause(e)
-        report.error = _error_text(root)[:400]
+        report.error = str(root) if isinstance(root, TimedOut) else _error_text(root)[:400]
         line = _user_location(e, file)
         if line is not None:
             report.error_location = f"{rel}:{line}"
             # the failure is a rule's hazard only when the analyzer flagged that line; otherwise it stays
             # the exporter's own error (a shape mismatch is not a tensor-to-bool conversion)
             report.findings = [f for f in static if f.line == line]
+        say(report.body())
         return report
     for category, message, line in caught:
         if issubclass(category, torch.jit.TracerWarning) and line is not None:
@@ -626,12 +687,13 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
     except Exception as e:  # noqa: BLE001
         report.checker = _first_line(e)[:300]
     report.control_flow, report.inputs, report.outputs = _graph_summary(model_proto)
+    if report.checker is None:
+        try:
+            sess = ort.InferenceSession(out_path, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            report.checker = f"onnxruntime cannot load the model: {_first_line(e)[:300]}"
+    say(report.body())
     if report.checker is not None:
-        return report
-    try:
-        sess = ort.InferenceSession(out_path, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001
-        report.checker = f"onnxruntime cannot load the model: {_first_line(e)[:300]}"
         return report
 
     branches, arms = _branch_points(source, rel)
@@ -639,23 +701,34 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
         case = Case(name)
         taken: dict[int, set] = {}
         try:
-            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+                    time_limit(timeout, "eager PyTorch"):
                 warnings.simplefilter("ignore")
                 with _record_sides(file, branches, arms, taken):
                     want = model(*[t.clone() for t in tensors])
+        except TimedOut as e:
+            # a model that does not end on this input proves nothing there: a failure, named
+            case.match, case.detail = False, str(e)
+            report.cases.append(case)
+            say(report.case_line(case))
+            continue
         except Exception as e:  # noqa: BLE001 - an input the model itself rejects says nothing about ONNX
             case.detail = f"eager raised {type(e).__name__}: {_first_line(e)[:80]}"
             report.cases.append(case)
+            say(report.case_line(case))
             continue
         case.eager = _summary(want)
         case.branches = {str(k): sorted(v) for k, v in taken.items()}
         try:
             feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), tensors)}
-            got = sess.run(None, feeds)
+            got = _run_onnx(sess, feeds, timeout)
             case.match, case.detail = _compare(want, got)
+        except TimedOut as e:
+            case.match, case.detail = False, str(e)
         except Exception as e:  # noqa: BLE001
             case.match, case.detail = False, f"onnxruntime raised {type(e).__name__}: {_first_line(e)[:120]}"
         report.cases.append(case)
+        say(report.case_line(case))
         for line, sides in taken.items():
             for b in branches:
                 if b.line == line:
@@ -669,6 +742,28 @@ def _export(path, class_name, inputs, init, exporter, opset, output, out_path) -
     if uncovered:
         report.notes.append("no generated input took: " + ", ".join(uncovered) + " (not proven)")
     return report
+
+
+def _run_onnx(sess, feeds: dict, timeout: Optional[float]):
+    """sess.run under the time limit: onnxruntime's C++ loop does not see Python signals, so a timer
+    thread asks it to stop through RunOptions.terminate."""
+    import threading
+
+    import onnxruntime as ort
+
+    if not timeout:
+        return sess.run(None, feeds)
+    opts = ort.RunOptions()
+    timer = threading.Timer(timeout, lambda: setattr(opts, "terminate", True))
+    timer.start()
+    try:
+        return sess.run(None, feeds, opts)
+    except Exception as e:  # noqa: BLE001
+        if opts.terminate:
+            raise TimedOut(f"onnxruntime did not finish within {timeout:g} s") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def _code_for_warning(message: str) -> str:
