@@ -103,18 +103,20 @@ def call(func: str, *args: cst.BaseExpression) -> cst.Call:
 def _imports_torch_anywhere(tree: cst.Module) -> bool:
     """`import torch` anywhere in the module, also under `if is_torch_available():` or `try:`: the module
     decides when torch is imported, and the rewritten functions run only where it is."""
-    found = False
+    stack: list = [tree]
+    while stack:  # statements only (a visitor would walk every expression of the module)
+        n = stack.pop()
+        if isinstance(n, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+            if any(isinstance(s, cst.Import) and any(dotted(a.name) in ("torch", "torch.nn") and a.asname is None
+                                                     for a in s.names) for s in n.body):
+                return True
+        elif not isinstance(n, cst.FunctionDef):  # an import inside a function binds torch there only
+            stack.extend(ch for ch in n.children if isinstance(ch, _STATEMENTS))
+    return False
 
-    class V(cst.CSTVisitor):
-        def visit_Import(self, n: cst.Import) -> None:
-            nonlocal found
-            found = found or any(dotted(a.name) in ("torch", "torch.nn") and a.asname is None for a in n.names)
 
-        def visit_FunctionDef(self, n) -> bool:
-            return False  # an import inside a function binds torch there only
-
-    tree.visit(V())
-    return found
+_STATEMENTS = (cst.BaseSuite, cst.BaseStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally,
+               cst.MatchCase)
 
 
 def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:

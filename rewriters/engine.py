@@ -155,12 +155,11 @@ _BLOCKS = (cst.BaseSuite, cst.BaseCompoundStatement, cst.Else, cst.ExceptHandler
 def _statement_lists(fn: cst.FunctionDef):
     """The body of every indented block under fn, descending through statements only (a libcst visitor
     would walk every expression too)."""
-    stack: list = [fn]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, cst.IndentedBlock):
-            yield n.body
-        stack.extend(ch for ch in n.children if isinstance(ch, _BLOCKS))
+    if isinstance(fn, cst.IndentedBlock):
+        yield fn.body
+    for ch in fn.children:  # in source order: branch functions are named top-down
+        if isinstance(ch, _BLOCKS):
+            yield from _statement_lists(ch)
 
 
 ELIF = "an `elif` branch: rewrite the chain as nested `if` statements first"
@@ -170,9 +169,25 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     single = {id(p.old): p.new for p in plans if not isinstance(p.old, list)}
     multi = {id(p.old[0]): p for p in plans if isinstance(p.old, list)}
     dropped = {id(o) for p in plans if isinstance(p.old, list) for o in p.old[1:]}
+    # a transformer over the whole module rebuilds every node: enter only the definitions holding the
+    # plans and the statements that lead to them
+    targets = {id(p.defn.node) for p in plans if p.defn is not None}
+    lead = _leading_to(tree, targets) if all(p.defn is not None for p in plans) else None
 
     class T(cst.CSTTransformer):
+        inside = 0
+
+        def on_visit(self, node) -> bool:
+            if lead is None or self.inside:
+                return True
+            if id(node) in targets:
+                self.inside += 1
+                return True
+            return id(node) in lead
+
         def on_leave(self, orig, new):
+            if lead is not None and id(orig) in targets:
+                self.inside -= 1
             if id(orig) in single:
                 return single[id(orig)]
             if id(orig) in multi:
@@ -183,6 +198,24 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
 
     # ids refer to the original nodes; transformers see originals in on_leave
     return tree.visit(T())
+
+
+def _leading_to(tree: cst.Module, targets: set) -> set:
+    """ids of the module, blocks and statements on the way to the target definitions."""
+    out: set = set()
+
+    def walk(node, chain: list) -> None:
+        if id(node) in targets:
+            out.update(chain)
+            return
+        chain.append(id(node))
+        for ch in node.children:
+            if isinstance(ch, _BLOCKS):
+                walk(ch, chain)
+        chain.pop()
+
+    walk(tree, [])
+    return out
 
 
 _MAX_PASSES = 8
