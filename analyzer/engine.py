@@ -172,18 +172,23 @@ class Analysis:
                 store[key] = st
 
     def _installable(self, key, seen: set) -> bool:
+        """A summary, and every summary it called, exist, and installing them keeps each function within
+        _MAX_CONTEXTS for this root (the walk they stand for would have stayed within it too)."""
         if key in self.states or key in seen:
             return True
         snap = self.project.summaries.get(key)
         if snap is None:
             return False
         seen.add(key)
+        if self._contexts.get(key[0], 0) + sum(1 for k in seen if k[0] == key[0]) > _MAX_CONTEXTS:
+            return False
         return all(self._installable(c, seen) for c in snap.callees)
 
     def _install(self, key) -> None:
         if key in self.states:
             return
         snap = self.project.summaries[key]
+        self._contexts[key[0]] = self._contexts.get(key[0], 0) + 1
         if snap.ref.module.path in self.project.loaded:
             # this root depends on that file as surely as if it had walked it (the cache's and fix's deps)
             self.project.touched.add(snap.ref.module.path)
@@ -350,14 +355,18 @@ class Analysis:
                 base[n] = join(base[n], ann if ann is not None else KU)
         key = callee.key
         if callee.module is not self.root:
-            # library code: one state per argument kinds
+            # library code: one state per argument kinds, up to _MAX_CONTEXTS of them per function. The
+            # count is of the contexts this root holds, walked or installed from a summary alike: which
+            # summaries an earlier root of the process left must not change this root's result
             ctx = (callee.key, frozenset(base.items()))
-            if ctx in self.states or ctx in self.project.summaries and self._installable(ctx, set()):
+            if ctx in self.states:
                 key = ctx
-                self._install(ctx)
             elif self._contexts.get(callee.key, 0) < _MAX_CONTEXTS:
-                self._contexts[callee.key] = self._contexts.get(callee.key, 0) + 1
                 key = ctx
+                if ctx in self.project.summaries and self._installable(ctx, set()):
+                    self._install(ctx)
+                else:
+                    self._contexts[callee.key] = self._contexts.get(callee.key, 0) + 1
         st = self.states.get(key)
         caller_key = self._walking[-1] if self._walking else caller.key
         if caller_key in self.states:

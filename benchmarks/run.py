@@ -4,8 +4,9 @@
 
 Downloads the transformers 5.24.0 wheel with `pip download`, unpacks its source, and measures in one run:
 `tracesafe check --no-cache` with 1 and 2 jobs, a warm re-run with the cache, the same without the
-prefilter, libcst's bare `parse_module` of every file (the floor of any libcst pass), TorchFix 0.7.0 (in
-its own venv) and tracesafe on a 12-architecture subset, and a one-file check. It prints ratios, the
+prefilter, `fix --diff` over the whole tree with each form, libcst's bare `parse_module` of every file
+(the floor of any libcst pass), TorchFix 0.7.0 (in its own venv) and tracesafe on a 12-architecture
+subset, and a one-file check. It prints ratios, the
 per-phase profile, and whether the findings were identical across all variants. Timings are wall-clock
 seconds from one run; nothing here is asserted by the test suite.
 """
@@ -139,6 +140,17 @@ def main() -> None:
     rows["tracesafe cold, 2 jobs, prefilter off"] = secs
     print(f"prefilter off, 2 jobs: {secs:.1f} s, {n} findings", flush=True)
 
+    # fix over the whole tree with each form, writing nothing (--diff), against the cold check (issue:
+    # within 1.5x); --unsafe-fixes so every rewrite a form has is planned and applied in memory
+    for form in ("flag", "where", "cond"):
+        fsecs, p = timed([sys.executable, "-m", "tracesafe", "fix", "--diff", "--unsafe-fixes", "--jobs", "2",
+                          "--form", form, "--profile", "transformers"], base)
+        if p.returncode not in (0, 1):
+            raise SystemExit(f"fix --form {form} failed ({p.returncode}): {p.stderr[-2000:]}")
+        summary = next((line for line in p.stderr.splitlines() if line.startswith("Would fix")), "")
+        rows[f"fix --diff --form {form}, 2 jobs"] = fsecs
+        print(f"fix --form {form}: {fsecs:.1f} s; {summary}", flush=True)
+
     subset = [f"transformers/models/{m}" for m in SUBSET]
     secs, n, _, _, _ = tracesafe(["--no-cache", "--jobs", "1", *subset], base)
     rows["tracesafe subset, 1 job"] = secs
@@ -166,6 +178,9 @@ def main() -> None:
           "  (target >= 1.6)")
     print(f"  warm / cold 2 jobs:                {100 * ratio('tracesafe warm cache', 'tracesafe cold, 2 jobs'):.1f}%"
           "  (target <= 5%)")
+    for form in ("flag", "where", "cond"):
+        print(f"  fix --form {form} / cold check, 2 jobs: "
+              f"{ratio(f'fix --diff --form {form}, 2 jobs', 'tracesafe cold, 2 jobs'):.2f}x  (target <= 1.5)")
     if "TorchFix 0.7.0 subset" in rows:
         print(f"  TorchFix / tracesafe on subset:    "
               f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)")

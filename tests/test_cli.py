@@ -371,3 +371,46 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     assert "Checking" not in piped.stderr and piped.stdout == out
     quiet = subprocess.run(cmd + ["-q"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert quiet.stderr == ""
+
+
+def test_a_roots_findings_do_not_depend_on_the_roots_before_it(run_in):
+    """Library functions are summarised per argument kinds and the summaries kept for later roots of the
+    process, under a cap of contexts per function: which roots ran before (a worker's batch order) must
+    not change any root's findings."""
+    from tracesafe.analyzer import Config, analyze_root
+    from tracesafe.analyzer.project import Project
+
+    write(run_in / "pkg" / "__init__.py", "")
+    write(run_in / "pkg" / "lib.py", textwrap.dedent("""
+        import torch
+
+        def h(x, y, z=None):
+            if y > 0:
+                x = x * 2
+            if z is not None and z.sum() > 0:
+                x = x + 1
+            return g(x, y)
+
+        def g(a, b):
+            return a if b else -a
+    """))
+    # six contexts of h where `y` is a Python value, then a size and a tensor: past the cap of six, those
+    # two share one joined state; a root must get that whether or not earlier roots left summaries
+    six = ["x, 1", "x.shape, 1", "x.shape[0], 1", "(x, x), 1", "None, 1", "3, 1"]
+    bodies = [six + ["x, x.shape[0]", "x, x.sum()"], six[:3], six[3:] + ["x, x.shape[0]"], six[::2]]
+    for i, body in enumerate(bodies):
+        calls = "\n".join(f"        y = h({a})" for a in body)
+        write(run_in / "pkg" / f"m{i}.py", f"import torch.nn as nn\nfrom .lib import h\n\n\nclass M{i}(nn.Module):\n"
+                                           f"    def forward(self, x):\n{calls}\n        return x\n")
+    roots = [f"pkg/m{i}.py" for i in range(4)]
+
+    def run_order(order):
+        project, out = Project(), {}
+        for r in order:
+            res = analyze_root(r, (run_in / r).read_bytes(), Config(), project)
+            out[r] = sorted(f.to_json().items() for f in res.findings)
+        return out
+
+    alone = {r: run_order([r])[r] for r in roots}
+    assert run_order(roots[::-1]) == alone and run_order(roots[1:] + roots[:1]) == alone
+    assert any(alone.values())
