@@ -199,3 +199,35 @@ def test_text_is_streamed_as_it_happens():
     assert len(inputs) == len(rep.cases) >= 7  # one piece per input, in order
     r = CliRunner().invoke(main, ["export", f"{SEED}:FormattingLayer", "--input", "2x3", "--exporter", "trace"])
     assert r.stdout == rep.text()
+
+
+PLACEHOLDER = '''import torch
+import torch.nn as nn
+from typing import Tuple
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(3, 5)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if torch.all(x == 0):
+            return torch.zeros_like(x), torch.tensor(True)
+        return self.proj(x), torch.tensor(False)
+'''
+
+
+def test_an_output_shaped_differently_on_each_branch_fails(tmp_path):
+    """A placeholder shaped like the input (2, 3) where the real output is (2, 5): ONNX gives the output a
+    dynamic dimension and every input matches, but the signature is not fixed — export says so and fails."""
+    src = tmp_path / "head.py"
+    src.write_text(PLACEHOLDER, encoding="utf-8")
+    r, rep = export(f"{src}:Head", "--input", "2x3")
+    assert rep["exported"] and all(c["match"] for c in rep["cases"])
+    assert r.exit_code == 1 and not rep["ok"]
+    assert rep["signature"].startswith("output 0 is (2, 3) on zeros, (2, 5) on ones"), rep["signature"]
+    fixed = tmp_path / "head_fixed.py"  # a new module: this process already imported head.py
+    fixed.write_text(PLACEHOLDER.replace("torch.zeros_like(x)", "x.new_zeros(x.shape[0], 5)"), encoding="utf-8")
+    r, rep = export(f"{fixed}:Head", "--input", "2x3")
+    assert r.exit_code == 0 and rep["signature"] == "fixed", rep

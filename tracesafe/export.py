@@ -71,6 +71,7 @@ class Case:
     match: Optional[bool] = None
     detail: str = ""
     branches: dict = field(default_factory=dict)  # "line" -> True/False side taken
+    output_shapes: list = field(default_factory=list)  # eager: each output's shape (None: not a tensor)
 
 
 @dataclass
@@ -100,6 +101,8 @@ class ExportReport:
     outputs: list[str] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
     branches: list[Branch] = field(default_factory=list)
+    # how the eager outputs' shapes differ between inputs of one shape (None: they do not)
+    signature: Optional[str] = None
 
     @property
     def parity_ok(self) -> bool:
@@ -108,7 +111,8 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return self.exported and self.checker is None and self.error is None and self.parity_ok
+        return self.exported and self.checker is None and self.error is None and self.parity_ok and \
+            self.signature is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +123,7 @@ class ExportReport:
             "error": self.error, "error_location": self.error_location, "notes": self.notes,
             "findings": [f.to_json() for f in self.findings], "control_flow": self.control_flow,
             "inputs": self.inputs, "outputs": self.outputs,
+            "signature": "fixed" if self.signature is None else self.signature,
             "cases": [vars(c) for c in self.cases],
             "branches": [{"line": b.line, "code": b.code, "text": b.text, "sides": b.sides, "parity": b.parity}
                          for b in self.branches],
@@ -154,6 +159,8 @@ class ExportReport:
 
     def tail(self) -> str:
         out = []
+        if self.signature:
+            out.append(f"  output signature differs between inputs of one shape: {self.signature}")
         for b in self.branches:
             sides = []
             for side in ("true", "false"):
@@ -697,6 +704,7 @@ def _run_export(path, class_name, inputs, init, exporter, opset, output, out_pat
         return report
 
     branches, arms = _branch_points(source, rel)
+    shapes_in: dict[str, tuple] = {}
     for name, tensors in _candidates(inputs, dynamic_batch):
         case = Case(name)
         taken: dict[int, set] = {}
@@ -718,6 +726,8 @@ def _run_export(path, class_name, inputs, init, exporter, opset, output, out_pat
             say(report.case_line(case))
             continue
         case.eager = _summary(want)
+        case.output_shapes = [list(v.shape) if hasattr(v, "shape") else None for v in _flatten(want)]
+        shapes_in[case.name] = tuple(tuple(t.shape) for t in tensors)
         case.branches = {str(k): sorted(v) for k, v in taken.items()}
         try:
             feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), tensors)}
@@ -735,6 +745,7 @@ def _run_export(path, class_name, inputs, init, exporter, opset, output, out_pat
                     for side in sides:
                         b.sides.setdefault(side, []).append(name)
                         b.parity[side] = b.parity.get(side, True) and bool(case.match)
+    report.signature = _signature_change(report.cases, shapes_in)
     # this class's own branches, and those elsewhere in the file that its inputs reached
     branches = [b for b in branches if b.owner == class_name or b.sides]
     report.branches = branches
@@ -742,6 +753,31 @@ def _run_export(path, class_name, inputs, init, exporter, opset, output, out_pat
     if uncovered:
         report.notes.append("no generated input took: " + ", ".join(uncovered) + " (not proven)")
     return report
+
+
+def _signature_change(cases: list[Case], shapes_in: dict) -> Optional[str]:
+    """Where inputs of one shape give an output of different shapes (a placeholder shaped like the input
+    on one branch, the real value on the other), the exported graph cannot give that output one fixed
+    shape: the ONNX output gets a dynamic dimension the model does not have. None when every output keeps
+    its shape (an output that is None on some inputs is an Optional, not a change)."""
+    groups: dict[tuple, list[Case]] = {}
+    for c in cases:
+        if c.name in shapes_in:
+            groups.setdefault(shapes_in[c.name], []).append(c)
+    for group in groups.values():
+        width = max(len(c.output_shapes) for c in group)
+        for i in range(width):
+            seen: dict[tuple, Case] = {}
+            for c in group:
+                shape = c.output_shapes[i] if i < len(c.output_shapes) else None
+                if shape is not None:
+                    seen.setdefault(tuple(shape), c)
+            # a shape that follows the data (torch.nonzero) is the model's own; one that follows a branch is
+            # a signature the graph cannot keep
+            if len(seen) > 1 and len({repr(sorted(c.branches.items())) for c in seen.values()}) > 1:
+                return f"output {i} is " + ", ".join(f"{s} on {c.name}" for s, c in seen.items()) + \
+                    " (they took different branches)"
+    return None
 
 
 def _run_onnx(sess, feeds: dict, timeout: Optional[float]):
