@@ -2,8 +2,8 @@
 
 from .rules import RULES, Rule, select_codes
 
-_LAZY = {"Config": "api", "analyze_root": "api", "check_source": "api", "Finding": "finding",
-         "SourceError": "project"}
+_LAZY = {"Config": "config", "analyze_root": "api", "check_source": "api", "Finding": "finding",
+         "SourceError": "source"}
 
 
 def __getattr__(name):

@@ -10,35 +10,13 @@ from __future__ import annotations
 import time
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .engine import Analysis, Settings, to_findings
+from .config import Config
+from .engine import Analysis, to_findings
 from .finding import Finding
 from .project import PHASES, Project, SourceError
-from .rules import select_codes
-
-
-@dataclass
-class Config:
-    """Effective settings for one run (CLI flags merged over ``[tool.tracesafe]``)."""
-
-    target: str = "trace"
-    select: Optional[list[str]] = None
-    ignore: Optional[list[str]] = None
-    entry_points: tuple[str, ...] = ("forward",)
-    per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
-    form: str = "flag"  # the rewrite form whose availability the `fix` field reports
-
-    def codes(self) -> set[str]:
-        return select_codes(self.select, self.ignore)
-
-    def settings(self) -> Settings:
-        return Settings(target=self.target, entry_points=tuple(self.entry_points))
-
-    def fingerprint(self) -> str:
-        return repr((self.target, self.form, sorted(self.codes()), tuple(self.entry_points),
-                     sorted((k, tuple(v)) for k, v in self.per_file_ignores.items())))
 
 
 @dataclass

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import ast
 import gc
-import hashlib
-import io
 import os
 import re
 import time
-import tokenize
-import warnings
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,9 +15,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-
-class SourceError(Exception):
-    """A file that cannot be read or parsed; the message is one line and names no path."""
+from .source import SourceError, _ast, _syntax_message, content_hash, cpython_syntax_error, decode, source_text  # noqa: F401
 
 
 def dotted(node: cst.BaseExpression) -> Optional[str]:
@@ -34,55 +28,6 @@ def dotted(node: cst.BaseExpression) -> Optional[str]:
         parts.append(node.value)
         return ".".join(reversed(parts))
     return None
-
-
-def decode(data: bytes) -> str:
-    """Decode Python source bytes honouring a BOM and a PEP 263 coding cookie."""
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        text = data.decode(encoding)
-    except (SyntaxError, UnicodeDecodeError, LookupError) as e:
-        raise SourceError(f"cannot decode source: {str(e).splitlines()[0]}") from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _ast(text: str) -> ast.Module:
-    """`ast.parse` without its SyntaxWarnings and without the cyclic GC, which finds nothing to free in a
-    fresh (acyclic) tree but rescans it while it is built."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ast.parse(text)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _syntax_message(e: SyntaxError) -> str:
-    return f"syntax error at {e.lineno}:{e.offset}: {e.msg}"
-
-
-def cpython_syntax_error(text: str) -> Optional[str]:
-    """CPython's one-line syntax error for text, or None when `ast` accepts it (ValueError, RecursionError
-    and MemoryError propagate)."""
-    try:
-        _ast(text)
-    except SyntaxError as e:
-        return _syntax_message(e)
-    return None
-
-
-def source_text(source: str | bytes) -> str:
-    text = decode(source) if isinstance(source, bytes) else source
-    if "\x00" in text:
-        raise SourceError("source contains a NUL byte")
-    return text
 
 
 def _parse_cst(text: str, first_line: int = 1) -> cst.Module:

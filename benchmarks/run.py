@@ -166,6 +166,29 @@ def main() -> None:
     torch_imported = any(line.rstrip().endswith((" torch", "| torch")) for line in p.stderr.splitlines())
     one, _ = timed([sys.executable, "-m", "tracesafe", "check", "--no-cache", str(seed)], ROOT)
     rows["one-file check (pre-commit)"] = one
+    # start-up, as ratios within this run: the interpreter, libcst's import, and tracesafe's commands
+    # (median of 7 each; a cached file must answer without importing libcst)
+    import statistics
+
+    def median_of(cmd: list[str], cwd: Path) -> float:
+        return statistics.median(timed(cmd, cwd)[0] for _ in range(7))
+
+    startup_dir = WORK / "startup"
+    shutil.rmtree(startup_dir, ignore_errors=True)
+    startup_dir.mkdir(parents=True)
+    shutil.copy(seed, startup_dir / "m.py")
+    subprocess.run([sys.executable, "-m", "tracesafe", "check", "m.py"], cwd=startup_dir, capture_output=True)
+    start = {
+        "python -c pass": median_of([sys.executable, "-c", "pass"], ROOT),
+        "python -c 'import libcst'": median_of([sys.executable, "-c", "import libcst"], ROOT),
+        "tracesafe --version": median_of([sys.executable, "-m", "tracesafe", "--version"], ROOT),
+        "check one file, cold": median_of([sys.executable, "-m", "tracesafe", "check", "--no-cache", "m.py"],
+                                          startup_dir),
+        "check one file, cached": median_of([sys.executable, "-m", "tracesafe", "check", "m.py"], startup_dir),
+    }
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "tracesafe", "check", "m.py"], cwd=startup_dir,
+                       capture_output=True, text=True)
+    cached_libcst = any(line.rstrip().endswith(" libcst") for line in p.stderr.splitlines())
 
     print("\n== results (wall seconds, one run) ==")
     for k, v in rows.items():
@@ -186,6 +209,12 @@ def main() -> None:
               f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)")
     print(f"  one-file check:                    {one:.2f} s, torch imported: {torch_imported}"
           "  (target < 0.5 s, no torch)")
+    base, lib = start["python -c pass"], start["python -c 'import libcst'"]
+    print("\n== start-up (median of 7; seconds, and beyond `python -c pass` / beyond `import libcst`) ==")
+    for k, v in start.items():
+        print(f"  {k:<28} {v:6.3f}  +{v - base:6.3f}  {v - lib:+7.3f}")
+    print(f"  targets: --version < 0.1 s; one file <= 0.15 s beyond import libcst; cached: no libcst "
+          f"(imported: {cached_libcst})")
     print(f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
           f"{len(set(digests.values())) == 1} {digests}")
     print("\n== per-phase profile, cold 1 job (seconds; parse includes helpers parsed on demand) ==")

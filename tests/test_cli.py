@@ -236,6 +236,21 @@ def test_version_and_rule_do_not_import_libcst(args):
     _assert_never_imported(_cli(args, 0), ("libcst", "torch"))
 
 
+def test_a_cached_file_answers_without_libcst(tmp_path):
+    """A pre-commit run over files whose content hash is cached reads the cache and reports, never loading
+    the analysis (libcst is most of a cold start); a changed file loads it and is analysed again."""
+    f = write(tmp_path / "m.py", BAD_IF)
+    first = subprocess.run([sys.executable, "-m", "tracesafe", "check", str(f)], cwd=tmp_path, capture_output=True,
+                           text=True)
+    run_it = f"import os\nos.chdir({str(tmp_path)!r})\n" + _cli(["check", str(f)], 1)
+    _assert_never_imported(run_it + f"\nassert r.stdout == {first.stdout!r}, r.stdout",
+                           ("libcst", "tracesafe.analyzer.project", "tracesafe.rewriters.engine"))
+    write(f, BAD_IF.replace("x * 2", "x * 3"))
+    p = subprocess.run([sys.executable, "-c", "import sys\n" + run_it + "\nassert 'libcst' in sys.modules"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_the_analyzer_stands_alone():
     """The analyzer reports and never imports a rewriter: whether a finding is fixable is the shell's
     question (tracesafe.check_source and the runner pass the rewriters' planner)."""

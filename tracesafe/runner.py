@@ -8,7 +8,6 @@ import os
 import re
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,9 +15,12 @@ from typing import Callable, Optional
 import pathspec
 
 from tracesafe import __version__
-from tracesafe.analyzer import Config, Finding, analyze_root
-from tracesafe.analyzer.project import PHASES, Project, SourceError, content_hash, cpython_syntax_error, source_text
-from tracesafe.rewriters.engine import safe_fix_fields
+from tracesafe.analyzer.config import Config
+from tracesafe.analyzer.finding import Finding
+from tracesafe.analyzer.source import SourceError, content_hash, cpython_syntax_error, source_text
+
+# the analysis (libcst, the rewriters) is imported where a file is analysed: a run whose files all hit
+# the cache answers without it
 
 # roots to analyze below which a pool costs more than it saves (pre-commit already runs one per core)
 _PARALLEL_MIN_FILES = 16
@@ -50,6 +52,8 @@ _WORKER_PROJECT: Optional[Project] = None
 def _worker_init(overlay: Optional[dict] = None) -> None:
     # one parse cache per worker process for the whole run: shared helpers (modeling_utils.py...) are
     # parsed once per worker, not once per batch
+    from tracesafe.analyzer.project import Project
+
     global _WORKER_PROJECT
     _WORKER_PROJECT = Project(overlay=overlay)
 
@@ -58,6 +62,10 @@ def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: O
                    overlay: Optional[dict] = None, project: Optional[Project] = None):
     """Analyze roots sharing one parse cache (the worker's in a pool, or the caller's), and syntax-check
     the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
+    from tracesafe.analyzer.api import analyze_root
+    from tracesafe.analyzer.project import PHASES, Project
+    from tracesafe.rewriters.engine import safe_fix_fields
+
     project = project or (_WORKER_PROJECT if _WORKER_PROJECT is not None else Project(overlay=overlay))
     before = dict(PHASES)
     out = []
@@ -207,6 +215,8 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
     if jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES:
         # small contiguous batches balance the load; each worker keeps its parse cache across batches
+        from concurrent.futures import ProcessPoolExecutor  # a pool only for a larger input
+
         n = max(1, min(len(todo) // (jobs * 8), 32))
         batches = [todo[i:i + n] for i in range(0, len(todo), n)]
         with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,)) as pool:
@@ -217,6 +227,8 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
                 if progress:
                     progress(len(part), len(todo))
     elif todo:
+        from tracesafe.analyzer.project import Project
+
         project = Project(overlay=overlay)  # one parse cache for the whole run, told of in steps
         step = 32 if progress else len(todo)
         for i in range(0, len(todo), step):
