@@ -81,4 +81,5 @@ def check_source(source: str | bytes, path: str = "<string>", config: Optional[C
     an, mod = analyze_source(source, path, config)
     codes = config.codes()
     fixes = plan(an, mod, config.form) if plan is not None else {}
-    return [f for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod) if f.code in codes and f.path == path]
+    return [f for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod)
+            if f.code in codes and f.path == path]

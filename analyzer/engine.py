@@ -894,8 +894,8 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
                 fixes_for: Optional[ModuleInfo] = None) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
     Findings; with `only` (absolute paths), just for those files. `fixes` (node id -> fix field) were
-    planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes. Positions come from a codegen pass over
-    each reported definition, up to its last reported node."""
+    planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes.
+    Positions come from a codegen pass over each reported definition, up to its last reported node."""
     items = [r for r in raw if target in RULES[r[3]].targets and
              (only is None or os.path.abspath(r[0].path) in only)]
     by_def: dict[int, tuple[Def, set]] = {}

@@ -297,6 +297,10 @@ class Walker:
             self.block(fn.body.body, inner)
         self.returns = saved
 
+    def _nested_defs(self, k: Kind) -> list[int]:
+        """The functions defined in this body that a value of kind k may be (keys of self.nested)."""
+        return [a[1] for a in k if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
+
     def call_nested(self, key: int, args) -> Kind:
         """A call to a function defined in this body: its return kind for these arguments, from a quiet
         walk of its body (its findings were reported where it is defined)."""
@@ -908,7 +912,7 @@ class Walker:
             return self.an.call(self.ref, callee, args)
         # a value called: a submodule (its class's forward), functions held in a registry (each of them)
         fk = self.ev(func, env)
-        nested = [a[1] for a in fk if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
+        nested = self._nested_defs(fk)
         if nested:
             return join(*(self.call_nested(n, args) for n in nested))
         classes, defs = atoms_of(fk, "mod"), atoms_of(fk, "fns")
@@ -1076,8 +1080,7 @@ class Walker:
             # (branches defined in this body; a `fix --form cond` rewrite is re-checked through this)
             ops = pos[3] if len(pos) > 3 else next((k for kw, _, k in args if kw == "operands"), EMPTY)
             elems = [a[1] for a in ops if isinstance(a, tuple) and a[0] == "tup"]
-            branches = [[a[1] for a in fk if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
-                        for fk in pos[1:3]]
+            branches = [self._nested_defs(fk) for fk in pos[1:3]]
             if len(elems) == 1 and all(len(b) == 1 and len(fk) == 1 for b, fk in zip(branches, pos[1:3])):
                 out = join(*(self.call_nested(b[0], [(None, "", k) for k in elems[0]]) for b in branches))
                 if out and all(a in (T, LT) or isinstance(a, tuple) and a[0] == "tup" for a in out):

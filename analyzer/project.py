@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from .source import SourceError, _ast, _syntax_message, content_hash, cpython_syntax_error, decode, source_text  # noqa: F401
+from .source import SourceError, _ast, _syntax_message, content_hash, cpython_syntax_error, source_text
 
 
 def dotted(node: cst.BaseExpression) -> Optional[str]:
@@ -435,7 +435,8 @@ class Project:
             for cand in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
                 if cand.is_file():
                     try:
-                        data = self.overlay.get(os.path.abspath(cand)) or cand.read_bytes()
+                        key = os.path.abspath(cand)
+                        data = self.overlay[key] if key in self.overlay else cand.read_bytes()
                         info = self.add_module(os.path.relpath(cand), data, None)
                     except (OSError, SourceError):
                         return None

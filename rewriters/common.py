@@ -111,12 +111,13 @@ def _imports_torch_anywhere(tree: cst.Module) -> bool:
                                                      for a in s.names) for s in n.body):
                 return True
         elif not isinstance(n, cst.FunctionDef):  # an import inside a function binds torch there only
-            stack.extend(ch for ch in n.children if isinstance(ch, _STATEMENTS))
+            stack.extend(ch for ch in n.children if isinstance(ch, (cst.SimpleStatementLine, *BLOCKS)))
     return False
 
 
-_STATEMENTS = (cst.BaseSuite, cst.BaseStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally,
-               cst.MatchCase)
+# what holds statements: a statement-level walk descends through these, never into expressions
+BLOCKS = (cst.BaseSuite, cst.BaseCompoundStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally,
+          cst.MatchCase)
 
 
 def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:

@@ -13,7 +13,7 @@ from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError
 
 from . import FORMS, cond, flag, optional, where
-from .common import Plan, ensure_imports
+from .common import BLOCKS, Plan, ensure_imports
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
 
@@ -103,7 +103,7 @@ def _parents(fn: cst.CSTNode) -> dict:
 def fix_fields(an: Analysis, mod, form: str) -> dict:
     """node id -> the JSON `fix` field, for the findings `form` can rewrite (the analyzer's `plan`)."""
     out = {}
-    for plan in resolve_plans(an, mod, plan_analysis(an, mod, form)):
+    for plan in resolve_plans(plan_analysis(an, mod, form)):
         if plan.ok:
             for n in plan.nodes:
                 out[id(n)] = {"form": plan.form, "applicability": plan.applicability}
@@ -130,7 +130,7 @@ class _Deferred(Plan):
         return self.resolver(stmts, i)
 
 
-def resolve_plans(an: Analysis, mod, plans: list[Plan]) -> list[Plan]:
+def resolve_plans(plans: list[Plan]) -> list[Plan]:
     pending = {id(p.nodes[0]): p for p in plans if isinstance(p, _Deferred)}
     if not pending:
         return plans
@@ -148,17 +148,13 @@ def resolve_plans(an: Analysis, mod, plans: list[Plan]) -> list[Plan]:
             if isinstance(p, _Deferred) else p for p in plans]
 
 
-_BLOCKS = (cst.BaseSuite, cst.BaseCompoundStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler,
-           cst.Finally, cst.MatchCase)
-
-
 def _statement_lists(fn: cst.FunctionDef):
     """The body of every indented block under fn, descending through statements only (a libcst visitor
     would walk every expression too)."""
     if isinstance(fn, cst.IndentedBlock):
         yield fn.body
     for ch in fn.children:  # in source order: branch functions are named top-down
-        if isinstance(ch, _BLOCKS):
+        if isinstance(ch, BLOCKS):
             yield from _statement_lists(ch)
 
 
@@ -210,7 +206,7 @@ def _leading_to(tree: cst.Module, targets: set) -> set:
             return
         chain.append(id(node))
         for ch in node.children:
-            if isinstance(ch, _BLOCKS):
+            if isinstance(ch, BLOCKS):
                 walk(ch, chain)
         chain.pop()
 
@@ -263,7 +259,7 @@ def _plans(source: str, form: str, path: str, whole: bool, codes: Optional[set] 
     plans = plan_analysis(an, mod, form)
     if codes is not None:
         plans = [p for p in plans if p.codes & codes]  # a rule the user did not select is not fixed
-    return an, mod, resolve_plans(an, mod, plans)
+    return an, mod, resolve_plans(plans)
 
 
 def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Optional[set] = None,

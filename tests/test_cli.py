@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -329,7 +330,7 @@ def test_color(run_in, monkeypatch):
     plain = run("check", "--no-cache", "--color", "never", "bad.py").stdout
     colored = run("check", "--no-cache", "--color", "always", "bad.py").stdout
     assert "\x1b[" not in plain and "\x1b[" in colored
-    assert click_unstyle(colored) == plain
+    assert click.unstyle(colored) == plain
     assert "\x1b[" not in run("check", "--no-cache", "bad.py").stdout  # auto: not a terminal
 
     class Tty:
@@ -340,12 +341,6 @@ def test_color(run_in, monkeypatch):
     assert use_color("auto", Tty()) and not use_color("never", Tty()) and use_color("always", object())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not use_color("auto", Tty()) and use_color("always", Tty())
-
-
-def click_unstyle(s):
-    import click
-
-    return click.unstyle(s)
 
 
 def test_fix_show_fixes(run_in):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import textwrap
 
 import pytest
@@ -576,6 +574,8 @@ def test_use_instead_computes_what_the_example_computes(code):
     torch = pytest.importorskip("torch")
     from typing import Optional, Tuple
 
+    from tracesafe.export import TimedOut, time_limit
+
     rule = RULES[code]
     ns = {"torch": torch, "Optional": Optional, "Tuple": Tuple}
     example, instead = _rule_module(rule.example, dict(ns)), _rule_module(rule.instead, dict(ns))
@@ -590,9 +590,9 @@ def test_use_instead_computes_what_the_example_computes(code):
             outs = []
             for cls in (example, instead):
                 try:
-                    with _time_limit(10):  # a loop that never ends on some input is a failure, not a hang
+                    with time_limit(10, "the snippet"):  # a loop that never ends is a failure, not a hang
                         outs.append(("ok", cls().train(training)(*args)))
-                except TimeoutError:
+                except TimedOut:
                     pytest.fail(f"{code}: {'example' if cls is example else 'use-instead'} never ends on {args}")
                 except Exception as e:  # noqa: BLE001 - the example's own failure is part of its meaning
                     outs.append(("raised", type(e).__name__))
@@ -600,20 +600,6 @@ def test_use_instead_computes_what_the_example_computes(code):
             assert ka == kb, f"{code}: example {ka}, use-instead {kb} on {args} (training={training})"
             if ka == "ok":
                 assert agree(a, b), f"{code}: example {a} != use-instead {b} on {args} (training={training})"
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: int):
-    def expire(signum, frame):
-        raise TimeoutError(f"did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def inspect_params(fn):

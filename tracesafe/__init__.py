@@ -6,7 +6,6 @@ Importing this package never imports torch: the export stage lives in ``tracesaf
 __version__ = "0.1.0"
 
 
-
 def __getattr__(name):
     # the analyzer (and libcst, a third of a second to import) loads on first use: `tracesafe --version`,
     # `tracesafe rule` and a cached pre-commit run never need it

@@ -100,20 +100,41 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
     return list(groups.values()), errors
 
 
+def _check_flags(select, ignore) -> None:
+    """--select/--ignore name known rules (checked before any file, so a typo fails even on no files)."""
+    from tracesafe.analyzer.rules import select_codes
+
+    try:
+        select_codes(_codes(select) or None, _codes(ignore))
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _effective(fc, select, ignore, target):
+    """The Config for the files `fc` governs: the command line's flags over their [tool.tracesafe]."""
+    from tracesafe.config import effective
+
+    try:
+        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+        config.codes()  # a bad code in the file's own configuration
+    except ValueError as e:
+        _fail(str(e))
+    return config
+
+
 def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
     """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
     from tracesafe import check_source
     from tracesafe.analyzer import SourceError
-    from tracesafe.config import ConfigError, Resolver, effective, excluded
+    from tracesafe.config import ConfigError, Resolver, excluded
     from tracesafe.runner import RunResult
 
     path = name or "-"
     try:
         fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
-        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
-        config.codes()
-    except (ConfigError, ValueError) as e:
+    except ConfigError as e:
         _fail(str(e))
+    config = _effective(fc, select, ignore, target)
     data = sys.stdin.buffer.read()
     if name and force_exclude and excluded(fc, name):
         return RunResult([], [])
@@ -193,15 +214,9 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
           config_file, output_file, hook, profile, stdin_filename, quiet, color):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
-    from tracesafe.analyzer.rules import select_codes
-    from tracesafe.config import effective
     from tracesafe.runner import RunResult, check_paths
 
-    try:
-        select_codes(_codes(select) or None, _codes(ignore))
-    except ValueError as e:
-        _fail(str(e))
-
+    _check_flags(select, ignore)
     import time
 
     t0 = time.perf_counter()
@@ -220,11 +235,7 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     jobs = jobs or (os.cpu_count() or 1)
     bar = _progress("Checking", quiet)
     for fc, files in groups:
-        try:
-            config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
-            config.codes()
-        except ValueError as e:
-            _fail(str(e))
+        config = _effective(fc, select, ignore, target)
         # TRACESAFE_NO_PREFILTER=1: analyze every file (the benchmark checks the prefilter loses nothing)
         part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root,
                            prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1", progress=bar)
@@ -295,16 +306,11 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
 def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
         profile, show_fixes, quiet):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
-    from tracesafe.analyzer.rules import select_codes
-    from tracesafe.config import effective
     from tracesafe.fixer import call_sites, fix_files
     from tracesafe.rewriters.engine import FORM_TARGET
     from tracesafe.runner import _entry_pattern, check_paths
 
-    try:
-        select_codes(_codes(select) or None, _codes(ignore))
-    except ValueError as e:
-        _fail(str(e))
+    _check_flags(select, ignore)
     import time
 
     t0 = time.perf_counter()
@@ -316,11 +322,8 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
     fixed: list[tuple[str, tuple]] = []  # (path, codes) of every rewrite applied
     bar = _progress("Fixing", quiet or diff)
     for fc, files in groups:
-        try:
-            config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
-            codes = config.codes()
-        except ValueError as e:
-            _fail(str(e))
+        config = _effective(fc, select, ignore, target)
+        codes = config.codes()
         file_form = form or config.form
         if target is None and "target" not in fc.values:
             config.target = FORM_TARGET[file_form]  # what is left is judged by the exporter the form serves
@@ -356,9 +359,9 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         bar.close()
         t1 = time.perf_counter()
         touched = {os.path.abspath(p) for p in changed}
-        again = [o.path for o in outcomes if o.changed or touched.intersection(map(os.path.abspath, o.deps))]
-        known = [f for o in outcomes if o.path not in set(again) for f in o.findings]
-        remaining += len(check_paths(again, config, jobs=jobs, cache_root=None, contents=fixed_text, known=known,
+        again = {o.path for o in outcomes if o.changed or touched.intersection(map(os.path.abspath, o.deps))}
+        known = [f for o in outcomes if o.path not in again for f in o.findings]
+        remaining += len(check_paths([p for p in done if p in again], config, jobs=jobs, cache_root=None, contents=fixed_text, known=known,
                                      report_only=set(done), config_root=fc.root).findings)
         phases["recount"] += time.perf_counter() - t1
         phases["files"] += len(files)
@@ -373,12 +376,10 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         phases["total (wall)"] = time.perf_counter() - t0
         phases["fix"] = phases["total (wall)"] - phases["recount"]
         click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
-    verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
-    if quiet:
-        verb = ""
-    names = ", ".join(sorted(targets)) or (target or "the form's target")
-    hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
-    if verb:
+    if not quiet:
+        verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
+        names = ", ".join(sorted(targets)) or (target or "the form's target")
+        hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
         click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
                    err=True)
     for path, msg in sorted(set(errors)):

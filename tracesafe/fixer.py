@@ -19,10 +19,10 @@ import libcst as cst
 
 from tracesafe.analyzer import Config
 from tracesafe.analyzer.engine import to_findings
-from tracesafe.analyzer.project import SourceError, decode
+from tracesafe.analyzer.source import SourceError, decode
 from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
-from tracesafe.runner import _PARALLEL_MIN_FILES
+from tracesafe.runner import _PARALLEL_MIN_FILES, batched
 
 
 @dataclass
@@ -165,8 +165,7 @@ def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entr
     if jobs <= 1 or len(files) < _PARALLEL_MIN_FILES:
         yield from _fix_batch(files, *args)
         return
-    n = max(1, min(len(files) // (jobs * 8), 32))
-    batches = [files[i:i + n] for i in range(0, len(files), n)]
+    batches = batched(files, jobs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for part in pool.map(_fix_batch, batches, *([x] * len(batches) for x in args)):
             yield from part

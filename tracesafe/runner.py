@@ -59,14 +59,14 @@ def _worker_init(overlay: Optional[dict] = None) -> None:
 
 
 def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None,
-                   overlay: Optional[dict] = None, project: Optional[Project] = None):
-    """Analyze roots sharing one parse cache (the worker's in a pool, or the caller's), and syntax-check
+                   project: Optional[Project] = None):
+    """Analyze roots sharing one parse cache (the caller's, or the worker's in a pool), and syntax-check
     the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
     from tracesafe.analyzer.api import analyze_root
-    from tracesafe.analyzer.project import PHASES, Project
+    from tracesafe.analyzer.project import PHASES
     from tracesafe.rewriters.engine import safe_fix_fields
 
-    project = project or (_WORKER_PROJECT if _WORKER_PROJECT is not None else Project(overlay=overlay))
+    project = project or _WORKER_PROJECT
     before = dict(PHASES)
     out = []
     syntax = 0.0
@@ -86,6 +86,13 @@ def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: O
             continue
         out.append((path, [f.to_json() for f in res.findings], res.error, res.deps))
     return out, {"syntax check": syntax, **{k: PHASES[k] - before[k] for k in PHASES}}
+
+
+def batched(items: list, jobs: int) -> list[list]:
+    """Small contiguous batches for a pool of `jobs` workers: they balance the load, and each worker keeps
+    its parse cache across them."""
+    n = max(1, min(len(items) // (jobs * 8), 32))
+    return [items[i:i + n] for i in range(0, len(items), n)]
 
 
 def _syntax_only(path: str, data: bytes) -> Optional[str]:
@@ -214,11 +221,9 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     # so with a cache every analyzed root reports on every file it reaches
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
     if jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES:
-        # small contiguous batches balance the load; each worker keeps its parse cache across batches
         from concurrent.futures import ProcessPoolExecutor  # a pool only for a larger input
 
-        n = max(1, min(len(todo) // (jobs * 8), 32))
-        batches = [todo[i:i + n] for i in range(0, len(todo), n)]
+        batches = batched(todo, jobs)
         with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,)) as pool:
             for part, times in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
                 results.extend(part)
@@ -232,7 +237,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         project = Project(overlay=overlay)  # one parse cache for the whole run, told of in steps
         step = 32 if progress else len(todo)
         for i in range(0, len(todo), step):
-            part, times = _analyze_batch(todo[i:i + step], config, only, overlay, project)
+            part, times = _analyze_batch(todo[i:i + step], config, only, project)
             results.extend(part)
             for k, v in times.items():
                 phases[k] = phases.get(k, 0.0) + v
