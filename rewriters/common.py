@@ -96,6 +96,37 @@ def _paren(e: cst.BaseExpression) -> cst.BaseExpression:
     return e.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
+paren = _paren
+
+
+def chain(e: cst.BaseExpression, op: type) -> list[cst.BaseExpression]:
+    """`a and b and c` -> [a, b, c] (one operator; a parenthesized or different one is an operand)."""
+    if isinstance(e, cst.BooleanOperation) and isinstance(e.operator, op) and not e.lpar:
+        return chain(e.left, op) + chain(e.right, op)
+    return [e]
+
+
+def tensor_and(tests: list, op: type) -> cst.BaseExpression:
+    """`t1 and t2` on 0-d tensors as one bool tensor: `(t1) & (t2)` (`|` for `or`). Evaluates every
+    operand: the caller proves those after the first are side-effect free."""
+    bit = cst.BitAnd() if op is cst.And else cst.BitOr()
+    pred = as_bool_tensor(tests[0])
+    if len(tests) == 1:
+        return pred.with_changes(lpar=[], rpar=[])
+    pred = _paren(pred)
+    for t in tests[1:]:
+        pred = cst.BinaryOperation(pred, bit, _paren(as_bool_tensor(t)))
+    return pred
+
+
+def join_tests(tests: list, op: type) -> cst.BaseExpression:
+    """Python operands joined again with their own `and`/`or`."""
+    out = tests[0]
+    for t in tests[1:]:
+        out = cst.BooleanOperation(out, op(), t)
+    return out
+
+
 def call(func: str, *args: cst.BaseExpression) -> cst.Call:
     return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
 

@@ -18,7 +18,7 @@ import libcst as cst
 
 from tracesafe.analyzer.kinds import T, is_size, is_tensor
 
-from .common import Plan, as_bool_tensor, is_pure
+from .common import Plan, as_bool_tensor, chain, is_pure, tensor_and
 
 FORM = "cond"
 
@@ -278,19 +278,6 @@ def _pack(items: list[cst.BaseExpression]) -> cst.BaseExpression:
     return items[0] if len(items) == 1 else _tuple(items, parens=False)
 
 
-def _chain(e: cst.BaseExpression, op: type) -> list[cst.BaseExpression]:
-    """`a and b and c` -> [a, b, c] (one operator; a parenthesized or different one is an operand)."""
-    if isinstance(e, cst.BooleanOperation) and isinstance(e.operator, op) and not e.lpar:
-        return _chain(e.left, op) + _chain(e.right, op)
-    return [e]
-
-
-def _parens(e: cst.BaseExpression) -> cst.BaseExpression:
-    if e.lpar or isinstance(e, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
-        return e
-    return e.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-
-
 def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpression, bool]:
     """(predicate, exact). For `and`/`or`, the Python tests stay Python and short-circuit (torch.cond takes a
     Python bool and then runs just that arm, so `r is not None and r.sum() > 0` never touches a `None`);
@@ -300,7 +287,7 @@ def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpre
     if not isinstance(test, cst.BooleanOperation):
         return as_bool_tensor(test), True
     op = type(test.operator)
-    operands = _chain(test, op)
+    operands = chain(test, op)
     if any(id(o) not in kinds for o in operands):
         raise Refuse("`and`/`or` in the condition (short-circuit)")
     is_traced = [is_tensor(kinds[id(o)]) or is_size(kinds[id(o)]) for o in operands]
@@ -312,12 +299,7 @@ def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpre
     if not traced_ or any(isinstance(o, cst.BooleanOperation) for o in traced_):
         raise Refuse("nested `and`/`or` on tensors")
     exact = all(is_pure(o, qualify) for o in traced_[1:])
-    bit = cst.BitAnd() if op is cst.And else cst.BitOr()
-    pred = _parens(as_bool_tensor(traced_[0]))
-    for t in traced_[1:]:
-        pred = cst.BinaryOperation(pred, bit, _parens(as_bool_tensor(t)))
-    if len(traced_) == 1:
-        pred = pred.with_changes(lpar=[], rpar=[])
+    pred = tensor_and(traced_, op)
     for p in reversed(python):
         # torch.cond takes a bool, not any falsy value `and` may stop at
         is_bool = isinstance(p, cst.Comparison) or isinstance(p, cst.UnaryOperation) and isinstance(p.operator, cst.Not)

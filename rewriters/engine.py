@@ -12,7 +12,7 @@ from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError
 
-from . import FORMS, cond, flag, optional, where
+from . import FORMS, cond, flag, guard, optional, where
 from .common import BLOCKS, Plan, ensure_imports
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
@@ -62,6 +62,8 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
             elif code == "TS102":
                 plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
+            elif code in ("TS101", "TS108") and isinstance(node, cst.If) and guard.raises_only(node):
+                plans.append(guard.plan_guard(form, code, node))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If):
                 if code == "TS108":
                     plans.append(Plan(form, {code}, [node], reason="a size test needs the `cond` form"))
@@ -77,6 +79,8 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
         for node, code, _msg, _end in found:
             if code == "TS103" and isinstance(node, cst.IfExp):
                 plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
+            elif code in ("TS101", "TS108") and isinstance(node, cst.If) and guard.raises_only(node):
+                plans.append(guard.plan_guard(form, code, node))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
                 plans.append(_Deferred(form, code, node, partial(
                     cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,

@@ -10,17 +10,51 @@ from typing import Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import N, T
+from tracesafe.analyzer.kinds import N, S, T
 
-from .common import Plan, as_bool_tensor, call, is_pure
+from .common import Plan, as_bool_tensor, call, chain, is_pure, join_tests, tensor_and
 
 FORM = "where"
 
 
-def _cond(test: cst.BaseExpression) -> Optional[cst.BaseExpression]:
-    if isinstance(test, cst.BooleanOperation):
-        return None
-    return as_bool_tensor(test)
+class _Split:
+    """A condition taken apart: `python` operands stay a Python test around the rewrite (None: there are
+    none), `tensor` is the bool tensor `torch.where` takes, `op` the and/or joining them."""
+
+    def __init__(self, op: Optional[type], python: Optional[cst.BaseExpression], tensor: cst.BaseExpression):
+        self.op, self.python, self.tensor = op, python, tensor
+
+
+def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
+    """The condition as a Python part and a tensor part, or why it cannot be split.
+
+    `if x.dtype == torch.float16 and torch.isinf(x).any():` keeps `x.dtype == torch.float16` a Python
+    `if` and rewrites the tensor test under it. Python operands are the ones whose value is surely not a
+    tensor or a traced size; they move before the tensor ones only when everything from the first tensor
+    operand on is side-effect free (`and`/`or` would otherwise have skipped it). Several tensor operands
+    are joined with `&`/`|`, which evaluates all of them: also only when side-effect free."""
+    if not isinstance(test, cst.BooleanOperation):
+        if not _surely_tensor(kinds.get(id(test))):
+            return "the condition is not provably a tensor"
+        return _Split(None, None, as_bool_tensor(test))
+    op = type(test.operator)
+    operands = chain(test, op)
+    if any(isinstance(o, cst.BooleanOperation) for o in operands):
+        return "nested `and`/`or` in the condition"
+    ks = [kinds.get(id(o)) for o in operands]
+    if any(k is None for k in ks):
+        return "`and`/`or` in the condition (an operand of unknown kind)"
+    traced = [bool(k & {T, S}) for k in ks]
+    if not any(traced):
+        return "the condition is not provably a tensor"
+    if not all(_surely_tensor(k) for k, t in zip(ks, traced) if t):
+        return "a size or non-tensor operand in `and`/`or` (use the `cond` form)"
+    first = traced.index(True)
+    if not all(is_pure(o, qualify) for o in operands[first + 1:]):
+        return "`and`/`or` with side effects after the tensor test (cannot reorder or join with `&`)"
+    python = [o for o, t in zip(operands, traced) if not t]
+    return _Split(op, join_tests(python, op) if python else None,
+                  tensor_and([o for o, t in zip(operands, traced) if t], op))
 
 
 def _surely_tensor(kind) -> bool:
@@ -124,11 +158,10 @@ def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
 
 def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents: Optional[dict] = None) -> Plan:
     kinds = kinds or {}
-    c = _cond(node.test)
-    if c is None:
-        return Plan(FORM, {"TS103"}, [node], reason="`and`/`or` in the condition")
-    if not _surely_tensor(kinds.get(id(node.test))):
-        return Plan(FORM, {"TS103"}, [node], reason="the condition is not provably a tensor")
+    split = _split(node.test, kinds, qualify)
+    if isinstance(split, str):
+        return Plan(FORM, {"TS103"}, [node], reason=split)
+    c = split.tensor
     why = _used_by_python(node, parents or {})
     if why:
         return Plan(FORM, {"TS103"}, [node], reason=why)
@@ -137,7 +170,13 @@ def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents
     problem = _arm_problem(node.body, node.orelse, kinds)
     if problem:
         return Plan(FORM, {"TS103"}, [node], reason=problem)
-    new = call("torch.where", c, node.body, node.orelse).with_changes(lpar=node.lpar, rpar=node.rpar)
+    new = call("torch.where", c, node.body, node.orelse)
+    if split.python is None:
+        new = new.with_changes(lpar=node.lpar, rpar=node.rpar)
+    elif split.op is cst.And:  # `a if p and t else b`: `torch.where(t, a, b) if p else b`
+        new = node.with_changes(test=split.python, body=new)
+    else:  # `a if p or t else b`: `a if p else torch.where(t, a, b)`
+        new = node.with_changes(test=split.python, orelse=new)
     safe = is_pure(node.body, qualify) and is_pure(node.orelse, qualify)
     return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
 
@@ -213,14 +252,45 @@ def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dic
             env_before: Optional[dict] = None) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
     node: cst.If = stmts[i]
-    fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
-    c = _cond(node.test)
-    if c is None:
-        return fail("`and`/`or` in the condition")
-    if kinds is not None and not _surely_tensor(kinds.get(id(node.test))):
-        return fail("the condition is not provably a tensor")
     if isinstance(node.orelse, cst.If):
-        return fail("`elif` chain")
+        return Plan(FORM, {"TS101"}, [node], reason="`elif` chain")
+    split = _split(node.test, kinds or {}, qualify)
+    if isinstance(split, str):
+        return Plan(FORM, {"TS101"}, [node], reason=split)
+    plan = _plan_if(stmts, i, split.tensor, defined, qualify, kinds, env_before)
+    if not plan.ok or split.python is None:
+        return plan
+    return _under_python_test(plan, node, split)
+
+
+def _under_python_test(plan: Plan, node: cst.If, split: _Split) -> Plan:
+    """The rewritten statements of the tensor part, put back under the Python part of the test.
+
+    `if p and t: A else: B` -> `if p: <where(t, A, B)> else: B`;
+    `if p or t: A else: B`  -> `if p: A else: <where(t, A, B)>`. A `return` after the `if` that the plan
+    consumed as the other arm stays where it was (`and`) or is replaced by the rewrite (`or`)."""
+    new = list(plan.new)
+    new[0] = new[0].with_changes(leading_lines=[])
+    block = node.body.with_changes(body=new)
+    took_next = len(plan.old) == 2
+    if split.op is cst.And:
+        out = [node.with_changes(test=split.python, body=block)]
+        old = [node]
+    elif took_next:
+        out = [node.with_changes(test=split.python), *new]
+        old = plan.old
+    else:
+        other = node.orelse.with_changes(body=node.orelse.body.with_changes(body=new)) if node.orelse is not None \
+            else cst.Else(cst.IndentedBlock(new))
+        out = [node.with_changes(test=split.python, orelse=other)]
+        old = [node]
+    return Plan(FORM, plan.codes, plan.nodes, old, out, plan.applicability, imports=plan.imports)
+
+
+def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qualify, kinds: Optional[dict],
+             env_before: Optional[dict]) -> Plan:
+    node: cst.If = stmts[i]
+    fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
     ret_a = _single_return(node.body)
     if ret_a is not None:
         if node.orelse is not None:

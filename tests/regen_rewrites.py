@@ -19,6 +19,8 @@ CASES = [  # (input fixture, form)
     ("rewrites/where_gates.py", "cond"),
     ("rewrites/cond_gates.py", "cond"),
     ("rewrites/cond_gates.py", "where"),
+    ("rewrites/python_tests.py", "where"),
+    ("rewrites/python_tests.py", "cond"),
 ]
 REFUSALS = FIXTURES / "rewrites" / "refusals.py"
 

@@ -1,0 +1,40 @@
+"""A tensor test that only raises (`if (ids >= vocab).any(): raise ValueError(...)`) becomes eager-only:
+`if not torch.jit.is_tracing() and (ids >= vocab).any():` for the trace forms,
+`if not torch.compiler.is_compiling() and ...:` for `cond` (torch.export sets it).
+
+Eager code runs exactly as before for every input. While tracing, the original check was frozen into the
+graph as "does not raise" (or stopped the trace), so the traced graph is the same; under torch.export the
+original could not export at all (`GuardOnDataDependentSymNode`), and the exported program carries no
+check, which is why that form's fix is unsafe: the user decides to drop the check from the export.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from .common import Plan
+
+GUARDS = {"where": ("torch.jit.is_tracing", "safe"), "cond": ("torch.compiler.is_compiling", "unsafe")}
+
+
+def raises_only(node: cst.If) -> bool:
+    """The `if` arm is straight-line code that ends in `raise` (message building, then the raise)."""
+    body = node.body
+    if not isinstance(body, cst.IndentedBlock) or not body.body:
+        return False
+    if not all(isinstance(s, cst.SimpleStatementLine) for s in body.body):
+        return False
+    smalls = [sm for s in body.body for sm in s.body]
+    return isinstance(smalls[-1], cst.Raise) and not any(isinstance(sm, (cst.Return, cst.Break, cst.Continue))
+                                                          for sm in smalls)
+
+
+def plan_guard(form: str, code: str, node: cst.If) -> Plan:
+    func, applicability = GUARDS[form]
+    test = node.test
+    if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not test.lpar and \
+            not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And)):
+        test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    guard = cst.UnaryOperation(cst.Not(), cst.Call(cst.parse_expression(func)))
+    new = node.with_changes(test=cst.BooleanOperation(guard, cst.And(), test))
+    return Plan(form, {code}, [node], node, new, applicability, imports={("torch", None)})
