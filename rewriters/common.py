@@ -127,6 +127,61 @@ def join_tests(tests: list, op: type) -> cst.BaseExpression:
     return out
 
 
+def number(e: cst.BaseExpression) -> bool:
+    while isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus)):
+        e = e.expression
+    return isinstance(e, (cst.Integer, cst.Float))
+
+
+# operations whose result has their first operand's (or receiver's) shape
+_ELEMENTWISE = frozenset("""
+abs neg negative relu relu6 sigmoid tanh exp exp2 expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sign
+floor ceil round trunc frac sin cos tan clamp clamp_min clamp_max clip float half double bfloat16 int long bool
+to type_as nan_to_num masked_fill softmax log_softmax gelu silu elu leaky_relu softplus mish hardtanh dropout
+zeros_like ones_like full_like empty_like rand_like randn_like clone detach contiguous pow
+""".split())
+
+
+def shape_base(e: cst.BaseExpression) -> Optional[str]:
+    """The expression whose shape e provably has ("" for a plain number), or None when unknown."""
+    if number(e):
+        return ""
+    if isinstance(e, (cst.Name, cst.Attribute)):
+        return cst.Module([]).code_for_node(e.with_changes(lpar=[], rpar=[]))
+    if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus, cst.BitInvert)):
+        return shape_base(e.expression)
+    if isinstance(e, cst.BinaryOperation):
+        left, right = shape_base(e.left), shape_base(e.right)
+        if _scalar(e.right):
+            return left
+        if _scalar(e.left):
+            return right
+        return left if left is not None and left == right else None
+    if isinstance(e, cst.Call):
+        f = e.func
+        name = f.attr.value if isinstance(f, cst.Attribute) else f.value if isinstance(f, cst.Name) else ""
+        if name not in _ELEMENTWISE:
+            return None
+        if isinstance(f, cst.Attribute) and not _is_namespace(f.value):
+            return shape_base(f.value)  # `t.softmax(-1)`: the receiver's shape
+        return shape_base(e.args[0].value) if e.args else None  # `torch.relu(t)`, `F.gelu(t)`
+    return None
+
+
+def _is_namespace(e: cst.BaseExpression) -> bool:
+    return isinstance(e, cst.Name) and e.value in ("torch", "F", "nn") or \
+        isinstance(e, cst.Attribute) and _is_namespace(e.value)
+
+
+def _scalar(e: cst.BaseExpression) -> bool:
+    """A number or a size: broadcasting with it keeps the other operand's shape."""
+    if number(e):
+        return True
+    return isinstance(e, cst.Subscript) and isinstance(e.value, cst.Attribute) and e.value.attr.value == "shape" \
+        or isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value == "size" and e.args
+
+
+
 def call(func: str, *args: cst.BaseExpression) -> cst.Call:
     return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
 

@@ -14,7 +14,7 @@ import libcst as cst
 from tracesafe.analyzer.infer import all_params, terminates
 from tracesafe.analyzer.kinds import N, T
 
-from .common import Plan, annotate_params
+from .common import Plan, annotate_params, shape_base
 
 FORM = "flag"
 
@@ -90,6 +90,79 @@ def _expr(code: str) -> cst.BaseExpression:
     return cst.parse_expression(code)
 
 
+# reductions over every element: a 0-d result
+_FULL_REDUCTIONS = frozenset("sum mean amax amin max min prod norm std var median nansum nanmean logsumexp".split())
+
+
+def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str]) -> list[str]:
+    """One placeholder per output element, shaped like the value it stands for where that follows from the
+    code: an elementwise function of an unchanged tensor parameter gives `torch.zeros_like(param)`, a full
+    reduction of one gives a 0-d `param.new_zeros(())`. Elsewhere (a layer's output, a slice) the shape is
+    not known statically and the placeholder is shaped like the first tensor parameter; `tracesafe export`
+    fails when an output's shape then differs between branches."""
+    unchanged = {p for p in tensor_params if not _mentions_assign(fn.body, p)}
+    values: list[list] = [[] for _ in range(n)]
+    for r in rets:
+        v = r.value
+        if _is_none(v):
+            continue
+        if isinstance(v, cst.Name) and v.value in none_vars:
+            for assigned in _assigned_values(fn, v.value):
+                if not _is_none(assigned):
+                    values[0].append(assigned)
+            continue
+        items = [e.value for e in v.elements] if n > 1 and isinstance(v, cst.Tuple) else [v]
+        if len(items) != n:
+            return [f"torch.zeros_like({tensor_params[0]})"] * n
+        for i, e in enumerate(items):
+            values[i].append(e)
+    out = []
+    for vs in values:
+        shapes = {_like(e, unchanged) for e in vs}
+        out.append(shapes.pop() if len(shapes) == 1 and None not in shapes else f"torch.zeros_like({tensor_params[0]})")
+    return out
+
+
+# conversions: the value no longer has its parameter's dtype, which the two ONNX If branches must share
+_CASTS = frozenset("float half double bfloat16 int long bool to type_as".split())
+
+
+def _like(e: cst.BaseExpression, params: set) -> Optional[str]:
+    if _casts(e):
+        return None
+    base = shape_base(e)
+    if base in params:
+        return f"torch.zeros_like({base})"
+    if isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value in _FULL_REDUCTIONS \
+            and not e.args and shape_base(e.func.value) in params:
+        return f"{shape_base(e.func.value)}.new_zeros(())"
+    return None
+
+
+def _casts(e: cst.CSTNode) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, n):
+            if isinstance(n.func, cst.Attribute) and n.func.attr.value in _CASTS:
+                found.append(n)
+
+    e.visit(V())
+    return bool(found)
+
+
+def _assigned_values(fn: cst.FunctionDef, var: str) -> list:
+    out = []
+
+    class V(cst.CSTVisitor):
+        def visit_Assign(self, n):
+            if any(isinstance(t.target, cst.Name) and t.target.value == var for t in n.targets):
+                out.append(n.value)
+
+    fn.body.visit(V())
+    return out
+
+
 def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) -> Plan:
     fail = lambda why: Plan(FORM, {"TS201"}, nodes, reason=why)  # noqa: E731
     rets = _returns(fn)
@@ -105,7 +178,6 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) ->
         return fail("no tensor parameter to shape a placeholder")
     if isinstance(fn.params.star_arg, cst.Param) or fn.params.star_kwarg is not None:
         return fail("`*args`/`**kwargs` do not script")
-    placeholder = f"torch.zeros_like({tensor_params[0]})"
     none_vars: dict[str, str] = {}
     for r, _ in rets:
         k = kinds.get(id(r), frozenset())
@@ -115,7 +187,8 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) ->
             none_vars[r.value.value] = f"{r.value.value}_is_none"
     if any(v in {p.name.value for p in params} for v in none_vars):
         return fail("a parameter may be returned as `None`")
-    absent = ", ".join([placeholder] * n + ["torch.tensor(True)"])
+    shapes = _placeholders(fn, [r for r, _ in rets], none_vars, n, tensor_params)
+    absent = ", ".join(shapes + ["torch.tensor(True)"])
     # The seed's shape `if c: v = None / else: v = ... ; return v` becomes a return in each arm.
     # Measured (torch 2.13, opset 17): assigning (value, flag) in the arms and returning after the
     # `if` scripts, but the TorchScript ONNX exporter then writes a graph whose value output is wrong;

@@ -12,7 +12,7 @@ import libcst as cst
 
 from tracesafe.analyzer.kinds import N, S, T
 
-from .common import Plan, as_bool_tensor, call, chain, is_pure, join_tests, tensor_and
+from .common import Plan, as_bool_tensor, call, chain, is_pure, join_tests, number, shape_base, tensor_and
 
 FORM = "where"
 
@@ -66,73 +66,19 @@ def _is_none(e: cst.BaseExpression, kinds: dict) -> bool:
     return isinstance(e, cst.Name) and e.value == "None" or N in kinds.get(id(e), frozenset())
 
 
-def _number(e: cst.BaseExpression) -> bool:
-    while isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus)):
-        e = e.expression
-    return isinstance(e, (cst.Integer, cst.Float))
-
-
 def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict) -> Optional[str]:
     """Why torch.where(c, a, b) might not mean `a if c else b` for every input, or None. Both arms are
     evaluated and broadcast together: each must be a tensor (or both plain numbers), and the two must
     provably have one shape (the same tensor through elementwise operations)."""
-    if _number(a) and _number(b):
+    if number(a) and number(b):
         return None
     for arm in (a, b):
-        if not (_number(arm) or _surely_tensor(kinds.get(id(arm)))):
+        if not (number(arm) or _surely_tensor(kinds.get(id(arm)))):
             return "an arm is not provably a tensor"
-    ba, bb = _shape_base(a), _shape_base(b)
+    ba, bb = shape_base(a), shape_base(b)
     if ba is None or bb is None or (ba != bb and ba != "" and bb != ""):
         return "the arms may differ in shape"
     return None
-
-
-# operations whose result has their first operand's (or receiver's) shape
-_ELEMENTWISE = frozenset("""
-abs neg negative relu relu6 sigmoid tanh exp exp2 expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sign
-floor ceil round trunc frac sin cos tan clamp clamp_min clamp_max clip float half double bfloat16 int long bool
-to type_as nan_to_num masked_fill softmax log_softmax gelu silu elu leaky_relu softplus mish hardtanh dropout
-zeros_like ones_like full_like empty_like rand_like randn_like clone detach contiguous pow
-""".split())
-
-
-def _shape_base(e: cst.BaseExpression) -> Optional[str]:
-    """The expression whose shape e provably has ("" for a plain number), or None when unknown."""
-    if _number(e):
-        return ""
-    if isinstance(e, (cst.Name, cst.Attribute)):
-        return cst.Module([]).code_for_node(e.with_changes(lpar=[], rpar=[]))
-    if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus, cst.BitInvert)):
-        return _shape_base(e.expression)
-    if isinstance(e, cst.BinaryOperation):
-        left, right = _shape_base(e.left), _shape_base(e.right)
-        if _scalar(e.right):
-            return left
-        if _scalar(e.left):
-            return right
-        return left if left is not None and left == right else None
-    if isinstance(e, cst.Call):
-        f = e.func
-        name = f.attr.value if isinstance(f, cst.Attribute) else f.value if isinstance(f, cst.Name) else ""
-        if name not in _ELEMENTWISE:
-            return None
-        if isinstance(f, cst.Attribute) and not _is_namespace(f.value):
-            return _shape_base(f.value)  # `t.softmax(-1)`: the receiver's shape
-        return _shape_base(e.args[0].value) if e.args else None  # `torch.relu(t)`, `F.gelu(t)`
-    return None
-
-
-def _is_namespace(e: cst.BaseExpression) -> bool:
-    return isinstance(e, cst.Name) and e.value in ("torch", "F", "nn") or \
-        isinstance(e, cst.Attribute) and _is_namespace(e.value)
-
-
-def _scalar(e: cst.BaseExpression) -> bool:
-    """A number or a size: broadcasting with it keeps the other operand's shape."""
-    if _number(e):
-        return True
-    return isinstance(e, cst.Subscript) and isinstance(e.value, cst.Attribute) and e.value.attr.value == "shape" \
-        or isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value == "size" and e.args
 
 
 # calls that turn their argument into a Python value: a `torch.where` fed to them keeps the hazard

@@ -231,3 +231,27 @@ def test_an_output_shaped_differently_on_each_branch_fails(tmp_path):
     fixed.write_text(PLACEHOLDER.replace("torch.zeros_like(x)", "x.new_zeros(x.shape[0], 5)"), encoding="utf-8")
     r, rep = export(f"{fixed}:Head", "--input", "2x3")
     assert r.exit_code == 0 and rep["signature"] == "fixed", rep
+
+
+ENERGY = '''import torch
+import torch.nn as nn
+
+
+class Energy(nn.Module):
+    def forward(self, x):
+        if torch.all(x == 0):
+            return None
+        return (x * x).mean()
+'''
+
+
+def test_flag_placeholder_takes_the_shape_of_the_output_it_stands_for(tmp_path):
+    """A full reduction returns a 0-d tensor: the `flag` placeholder is 0-d too (not shaped like the input),
+    so both ONNX If branches have one signature and export passes on both."""
+    src = tmp_path / "energy.py"
+    src.write_text(ENERGY, encoding="utf-8")
+    assert CliRunner().invoke(main, ["fix", "--unsafe-fixes", str(src)]).exit_code == 1
+    assert "return x.new_zeros(()), torch.tensor(True)" in src.read_text(encoding="utf-8")
+    r, rep = export(f"{src}:Energy", "--input", "2x3")
+    assert r.exit_code == 0 and rep["signature"] == "fixed", r.stdout
+    assert {c["name"] for c in rep["cases"] if c["match"]} >= {"zeros", "ones"}

@@ -101,6 +101,21 @@ def test_where_safety():
     assert "import torch\n" in res.source  # the import the fix needs was added
 
 
+@pytest.mark.parametrize("ret,placeholder", [
+    ("x * 2", "torch.zeros_like(x)"),  # elementwise of the parameter: its shape
+    ("(x * x).mean()", "x.new_zeros(())"),  # a full reduction: 0-d
+    ("torch.relu(y), x.sum()", "torch.zeros_like(y), x.new_zeros(())"),  # per element of a tuple
+    ("self.proj(y)", "torch.zeros_like(x)"),  # a layer's output: unknown, the first tensor parameter
+    ("x.float() * 2", "torch.zeros_like(x)"),  # a cast: another dtype, not derived either
+])
+def test_flag_placeholder_is_shaped_like_the_output(ret, placeholder):
+    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
+           "        super().__init__()\n        self.proj = nn.Linear(3, 5)\n\n    def forward(self, x, y):\n"
+           f"        if torch.all(x == 0):\n            return None\n        return {ret}\n")
+    res = fix_source(src, "flag", unsafe_fixes=True)
+    assert f"return {placeholder}, torch.tensor(True)" in res.source, res.source
+
+
 def test_truthiness_is_not_zero():
     src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
            "        s = x.sum()\n        return x if s else -x\n")
