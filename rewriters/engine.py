@@ -10,7 +10,8 @@ import libcst as cst
 
 from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
-from tracesafe.analyzer.project import Project, SourceError
+from tracesafe.analyzer.project import Project, SourceError, parse_source
+from tracesafe.analyzer.source import cpython_syntax_error
 
 from . import FORMS, cond, flag, guard, optional, where
 from .common import BLOCKS, Plan, ensure_imports
@@ -218,6 +219,58 @@ def _leading_to(tree: cst.Module, targets: set) -> set:
     return out
 
 
+def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
+    """The module text with each planned definition rewritten in its own parse and spliced back over its
+    lines: what the planning analysis already parsed, instead of analysing the whole module again. None
+    when that cannot be done (a plan outside a definition, an import to add that needs the module)."""
+    groups: dict[int, tuple] = {}
+    for p in plans:
+        if p.defn is None or p.defn.tree is None or p.defn.module is not mod or p.defn.tree is mod.tree:
+            return None
+        groups.setdefault(id(p.defn), (p.defn, []))[1].append(p)
+    edits = []
+    for d, ps in groups.values():
+        code = _apply(d.tree, ps).code
+        if d.indent:  # parsed as the body of `class _:` (Def._parse): drop that header line again
+            first = code.find("\n") + 1
+            if not code.startswith("class _:") or not first:
+                return None  # pragma: no cover - Def._parse wrote that header
+            code = code[first:]
+        edits.append((d.start, d.end, code))
+    mod.segment(1, 1)  # fills the line offsets
+    starts, text = mod._starts, mod.text
+    out, at = [], 0
+    for start, end, code in sorted(edits):
+        a = starts[start - 1]
+        b = starts[end] if end < len(starts) else len(text)
+        if a < at:
+            return None  # pragma: no cover - definitions do not overlap
+        out += [text[at:a], code]
+        at = b
+    code = "".join(out) + text[at:]
+    if needed and not _has_imports(code, needed):
+        code = ensure_imports(parse_source(code)[0], needed).code
+    return code
+
+
+def _has_imports(text: str, needed: set) -> bool:
+    """`import torch` somewhere outside a function, as ensure_imports looks for it (CPython's parser: the
+    module need not be parsed with libcst when nothing is added). Other imports: ask ensure_imports."""
+    import ast
+
+    if needed != {("torch", None)}:
+        return False
+    stack = list(ast.parse(text).body)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Import) and any(a.name in ("torch", "torch.nn") and a.asname is None for a in n.names):
+            return True
+        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for f in ("body", "orelse", "finalbody", "handlers", "cases"):
+                stack.extend(getattr(n, f, None) or [])
+    return False
+
+
 _MAX_PASSES = 8
 
 
@@ -293,16 +346,17 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Opti
             todo.append(p)
     if not todo or not apply:
         return res
-    an, mod, plans = _plans(source, form, path, whole=True, codes=codes, config=config)
-    todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
-    tree = _apply(mod.tree, todo)
     needed = set().union(*(p.imports for p in todo))
-    tree = ensure_imports(tree, needed)
-    code = tree.code
-    try:
-        cst.parse_module(code)
-    except cst.ParserSyntaxError as e:  # pragma: no cover - a bug in a form, never a user error
-        raise SourceError(f"internal: the rewrite did not parse ({e.message}); file left unchanged") from None
+    code = _apply_in_place(mod, todo, needed)
+    if code is None:
+        an, mod, plans = _plans(source, form, path, whole=True, codes=codes, config=config)
+        todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
+        code = ensure_imports(_apply(mod.tree, todo), needed).code
+    # CPython's parser, not libcst's (10x faster on a large module): the next pass parses the rewritten
+    # definitions with libcst anyway, and a failure there also leaves the file unchanged
+    bad = cpython_syntax_error(code)
+    if bad:  # pragma: no cover - a bug in a form, never a user error
+        raise SourceError(f"internal: the rewrite did not parse ({bad}); file left unchanged")
     res.source = code
     res.applied = todo
     return res

@@ -354,12 +354,12 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
                     f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
                 click.echo(f"{where} {'/'.join(n.codes)} {what}", err=not diff)
         # what the files hold after the fix (with --diff: what they would hold). A file's own analysis of
-        # its fixed text said it; the files that changed and those whose analysis read one of them are
-        # analysed again, all together, as `check` would
+        # its fixed text said it; the files whose analysis read a file that changed (maybe before it was
+        # rewritten) are analysed again, all together, as `check` would
         bar.close()
         t1 = time.perf_counter()
         touched = {os.path.abspath(p) for p in changed}
-        again = {o.path for o in outcomes if o.changed or touched.intersection(map(os.path.abspath, o.deps))}
+        again = {o.path for o in outcomes if touched.intersection(map(os.path.abspath, o.deps))}
         known = [f for o in outcomes if o.path not in again for f in o.findings]
         remaining += len(check_paths([p for p in done if p in again], config, jobs=jobs, cache_root=None, contents=fixed_text, known=known,
                                      report_only=set(done), config_root=fc.root).findings)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-import libcst as cst
 
 from tracesafe.analyzer import Config
 from tracesafe.analyzer.engine import to_findings
-from tracesafe.analyzer.source import SourceError, decode
+from tracesafe.analyzer.source import SourceError, cpython_syntax_error, decode
 from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
 from tracesafe.runner import _PARALLEL_MIN_FILES, batched
@@ -127,9 +126,7 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
     except UnicodeEncodeError:
         out.error = f"the rewrite cannot be encoded as {enc}; left unchanged"
         return out
-    try:
-        cst.parse_module(new_data)
-    except cst.ParserSyntaxError:
+    if cpython_syntax_error(res.source):  # the last check before a write (CPython's parser: fast)
         out.error = "the rewrite did not parse; left unchanged"
         return out
     out.changed, out.signatures, out.source = True, res.changed_signatures, res.source
