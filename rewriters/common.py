@@ -142,16 +142,18 @@ zeros_like ones_like full_like empty_like rand_like randn_like clone detach cont
 """.split())
 
 
-def shape_base(e: cst.BaseExpression) -> Optional[str]:
-    """The expression whose shape e provably has ("" for a plain number), or None when unknown."""
+def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
+    """The expression whose shape e provably has ("" for a plain number), or None when unknown. A call is
+    elementwise only when it is torch's: `torch.relu(t)`, `F.gelu(t)` through the module's imports, or a
+    method of that name on a value (`t.softmax(-1)`)."""
     if number(e):
         return ""
     if isinstance(e, (cst.Name, cst.Attribute)):
         return cst.Module([]).code_for_node(e.with_changes(lpar=[], rpar=[]))
     if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus, cst.BitInvert)):
-        return shape_base(e.expression)
+        return shape_base(e.expression, qualify)
     if isinstance(e, cst.BinaryOperation):
-        left, right = shape_base(e.left), shape_base(e.right)
+        left, right = shape_base(e.left, qualify), shape_base(e.right, qualify)
         if _scalar(e.right):
             return left
         if _scalar(e.left):
@@ -159,18 +161,18 @@ def shape_base(e: cst.BaseExpression) -> Optional[str]:
         return left if left is not None and left == right else None
     if isinstance(e, cst.Call):
         f = e.func
-        name = f.attr.value if isinstance(f, cst.Attribute) else f.value if isinstance(f, cst.Name) else ""
-        if name not in _ELEMENTWISE:
-            return None
-        if isinstance(f, cst.Attribute) and not _is_namespace(f.value):
-            return shape_base(f.value)  # `t.softmax(-1)`: the receiver's shape
-        return shape_base(e.args[0].value) if e.args else None  # `torch.relu(t)`, `F.gelu(t)`
+        if isinstance(f, cst.Attribute) and f.attr.value in _ELEMENTWISE and not _torch(f.value, qualify):
+            return shape_base(f.value, qualify)  # `t.softmax(-1)`: the receiver's shape
+        q = qualify(f) or ""
+        if _torch(f, qualify) and q.rsplit(".", 1)[-1] in _ELEMENTWISE and e.args:
+            return shape_base(e.args[0].value, qualify)  # `torch.relu(t)`, `F.gelu(t)`
     return None
 
 
-def _is_namespace(e: cst.BaseExpression) -> bool:
-    return isinstance(e, cst.Name) and e.value in ("torch", "F", "nn") or \
-        isinstance(e, cst.Attribute) and _is_namespace(e.value)
+def _torch(e: cst.BaseExpression, qualify) -> bool:
+    """e names something in torch (a module or a function), resolved through the module's imports."""
+    q = qualify(e) if isinstance(e, (cst.Name, cst.Attribute)) else None
+    return bool(q) and (q == "torch" or q.startswith("torch."))
 
 
 def _scalar(e: cst.BaseExpression) -> bool:

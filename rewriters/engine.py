@@ -49,9 +49,10 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
         if st.entry else []
     if form in ("flag", "optional"):
-        if none_returns:
-            planner = flag.plan_flag if form == "flag" else optional.plan_optional
-            plans.append(planner(fn, st.ref.qualname, st.returns, none_returns))
+        if none_returns and form == "flag":
+            plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, none_returns, qualify))
+        elif none_returns:
+            plans.append(optional.plan_optional(fn, st.ref.qualname, st.returns, none_returns))
         return plans
     if none_returns:
         plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))

@@ -94,7 +94,8 @@ def _expr(code: str) -> cst.BaseExpression:
 _FULL_REDUCTIONS = frozenset("sum mean amax amin max min prod norm std var median nansum nanmean logsumexp".split())
 
 
-def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str]) -> list[str]:
+def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str],
+                  qualify) -> list[str]:
     """One placeholder per output element, shaped like the value it stands for where that follows from the
     code: an elementwise function of an unchanged tensor parameter gives `torch.zeros_like(param)`, a full
     reduction of one gives a 0-d `param.new_zeros(())`. Elsewhere (a layer's output, a slice) the shape is
@@ -118,7 +119,7 @@ def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tens
             values[i].append(e)
     out = []
     for vs in values:
-        shapes = {_like(e, unchanged) for e in vs}
+        shapes = {_like(e, unchanged, qualify) for e in vs}
         out.append(shapes.pop() if len(shapes) == 1 and None not in shapes else f"torch.zeros_like({tensor_params[0]})")
     return out
 
@@ -127,15 +128,15 @@ def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tens
 _CASTS = frozenset("float half double bfloat16 int long bool to type_as".split())
 
 
-def _like(e: cst.BaseExpression, params: set) -> Optional[str]:
+def _like(e: cst.BaseExpression, params: set, qualify) -> Optional[str]:
     if _casts(e):
         return None
-    base = shape_base(e)
+    base = shape_base(e, qualify)
     if base in params:
         return f"torch.zeros_like({base})"
     if isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value in _FULL_REDUCTIONS \
-            and not e.args and shape_base(e.func.value) in params:
-        return f"{shape_base(e.func.value)}.new_zeros(())"
+            and not e.args and shape_base(e.func.value, qualify) in params:
+        return f"{shape_base(e.func.value, qualify)}.new_zeros(())"
     return None
 
 
@@ -163,7 +164,7 @@ def _assigned_values(fn: cst.FunctionDef, var: str) -> list:
     return out
 
 
-def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) -> Plan:
+def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qualify) -> Plan:
     fail = lambda why: Plan(FORM, {"TS201"}, nodes, reason=why)  # noqa: E731
     rets = _returns(fn)
     if any(in_loop for _, in_loop in rets):
@@ -187,7 +188,7 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) ->
             none_vars[r.value.value] = f"{r.value.value}_is_none"
     if any(v in {p.name.value for p in params} for v in none_vars):
         return fail("a parameter may be returned as `None`")
-    shapes = _placeholders(fn, [r for r, _ in rets], none_vars, n, tensor_params)
+    shapes = _placeholders(fn, [r for r, _ in rets], none_vars, n, tensor_params, qualify)
     absent = ", ".join(shapes + ["torch.tensor(True)"])
     # The seed's shape `if c: v = None / else: v = ... ; return v` becomes a return in each arm.
     # Measured (torch 2.13, opset 17): assigning (value, flag) in the arms and returning after the

@@ -66,7 +66,7 @@ def _is_none(e: cst.BaseExpression, kinds: dict) -> bool:
     return isinstance(e, cst.Name) and e.value == "None" or N in kinds.get(id(e), frozenset())
 
 
-def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict) -> Optional[str]:
+def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict, qualify) -> Optional[str]:
     """Why torch.where(c, a, b) might not mean `a if c else b` for every input, or None. Both arms are
     evaluated and broadcast together: each must be a tensor (or both plain numbers), and the two must
     provably have one shape (the same tensor through elementwise operations)."""
@@ -75,7 +75,7 @@ def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict) -> O
     for arm in (a, b):
         if not (number(arm) or _surely_tensor(kinds.get(id(arm)))):
             return "an arm is not provably a tensor"
-    ba, bb = shape_base(a), shape_base(b)
+    ba, bb = shape_base(a, qualify), shape_base(b, qualify)
     if ba is None or bb is None or (ba != bb and ba != "" and bb != ""):
         return "the arms may differ in shape"
     return None
@@ -113,7 +113,7 @@ def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents
         return Plan(FORM, {"TS103"}, [node], reason=why)
     if _is_none(node.body, kinds) or _is_none(node.orelse, kinds):
         return Plan(FORM, {"TS103"}, [node], reason="an arm may be `None`")
-    problem = _arm_problem(node.body, node.orelse, kinds)
+    problem = _arm_problem(node.body, node.orelse, kinds, qualify)
     if problem:
         return Plan(FORM, {"TS103"}, [node], reason=problem)
     new = call("torch.where", c, node.body, node.orelse)
@@ -254,7 +254,7 @@ def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qual
             return fail("arms of different output structure or `None`")
         if kinds is not None:
             for a, ka, b, kb in _pairs(ret_a.value, kinds.get(id(ret_a.value)), ret_b.value, kinds.get(id(ret_b.value))):
-                problem = _arm_problem(a, b, {id(a): ka, id(b): kb})
+                problem = _arm_problem(a, b, {id(a): ka, id(b): kb}, qualify)
                 if problem:
                     return fail(problem)
         safe = is_pure(ret_a.value, qualify) and is_pure(ret_b.value, qualify)
@@ -290,7 +290,7 @@ def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qual
             return fail("an arm assigns `None`")
         if kinds is not None:
             k_other = kinds.get(id(other)) if id(other) in kinds else (env_before or {}).get(name)
-            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other})
+            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other}, qualify)
             if problem:
                 return fail(problem)
         lines.append(cst.SimpleStatementLine(

@@ -449,6 +449,18 @@ def test_where_refuses_arms_it_cannot_prove(body, reason):
     assert not res.applied
 
 
+def test_where_knows_torch_through_imports_not_names():
+    """`F.gelu(t)` has t's shape when F is torch.nn.functional; a module of the user's that happens to be
+    called F proves nothing."""
+    body = "        y = F.gelu(x) * 2 if x.sum() > 0 else -x\n        return y"
+    torch_f = WHERE_MODULE.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport torch.nn.functional as F\n")
+    res, reasons = _where(body, torch_f)
+    assert "torch.where(x.sum() > 0, F.gelu(x) * 2, -x)" in res.source, reasons
+    mine = WHERE_MODULE.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport filters as F\n")
+    res, reasons = _where(body, mine)
+    assert not res.applied and reasons
+
+
 def test_where_rewrites_arms_of_one_shape():
     body = "        y = torch.relu(x) * 2 if x.sum() > 0 else -x\n        if x.mean() > 0:\n            x = x.softmax(-1)\n        return x + y"
     res, reasons = _where(body)
