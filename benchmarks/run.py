@@ -28,7 +28,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-WORK = HERE / ".work"  # downloads, unpacked corpus, TorchFix venv (git-ignored)
+# downloads, unpacked corpus, TorchFix venv: outside this repository, whose .gitignore `check` would
+# honour for a tree inside it (as ruff does), leaving nothing to check
+WORK = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracesafe-bench"
 WHEEL = "transformers==5.24.0"
 TORCHFIX = "torchfix==0.7.0"
 SUBSET = ["bert", "gpt2", "llama", "t5", "vit", "whisper", "clip", "bart", "roberta", "mistral", "resnet",
@@ -127,6 +129,8 @@ def main() -> None:
     secs, n, digests["jobs 1"], profile1, errs = tracesafe(["--no-cache", "--jobs", "1", "transformers"], base)
     rows["tracesafe cold, 1 job"] = secs
     print(f"cold, 1 job: {secs:.1f} s, {n} findings, {errs} file errors", flush=True)
+    if not n:
+        sys.exit("benchmark: the cold check found nothing: was the corpus excluded (a .gitignore above it)?")
     secs, n, digests["jobs 2"], profile2, _ = tracesafe(["--no-cache", "--jobs", "2", "transformers"], base)
     rows["tracesafe cold, 2 jobs"] = secs
     print(f"cold, 2 jobs: {secs:.1f} s, {n} findings", flush=True)
