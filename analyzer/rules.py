@@ -182,7 +182,7 @@ def forward(self, x):
     return torch.cond(x.shape[0] > 1, true_fn, false_fn, (x,))
 """,
         targets=("trace", "dynamo"),
-        forms=("cond",),
+        forms=("cond", "where"),  # where: only a size check that raises (it becomes eager-only)
     ),
     Rule(
         "TS201", "optional-return", "error",
