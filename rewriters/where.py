@@ -50,7 +50,9 @@ def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
     if not all(_surely_tensor(k) for k, t in zip(ks, traced) if t):
         return "a size or non-tensor operand in `and`/`or` (use the `cond` form)"
     first = traced.index(True)
-    if not all(is_pure(o, qualify) for o in operands[first + 1:]):
+    # a Python operand after the first tensor one moves before it, so that one no longer always runs
+    moved = first if not all(traced[first:]) else first + 1
+    if not all(is_pure(o, qualify) for o in operands[moved:]):
         return "`and`/`or` with side effects after the tensor test (cannot reorder or join with `&`)"
     python = [o for o, t in zip(operands, traced) if not t]
     return _Split(op, join_tests(python, op) if python else None,

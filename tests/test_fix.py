@@ -449,6 +449,30 @@ def test_where_refuses_arms_it_cannot_prove(body, reason):
     assert not res.applied
 
 
+@pytest.mark.parametrize("test,out", [
+    # the Python test stays a Python `if` around the rewrite
+    ("flag and x.sum() > 0", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
+    ("flag or x.sum() > 0", "if flag:\n            x = x * 2\n        else:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
+    # written after the tensor test: moved first only because `x.sum() > 0` always runs cleanly
+    ("x.sum() > 0 and flag", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
+    # two tensor tests: joined with `&`, the second is side-effect free
+    ("x.sum() > 0 and x.max() < 5", "x = torch.where((x.sum() > 0) & (x.max() < 5), x * 2, x)"),
+])
+def test_where_splits_python_and_tensor_tests(test, out):
+    res, reasons = _where(f"        if {test}:\n            x = x * 2\n        return x")
+    assert out in res.source, (reasons, res.source)
+    assert not [f for f in check_source(res.source, "m.py") if f.code.startswith("TS1")]
+
+
+@pytest.mark.parametrize("test", [
+    "x[n].sum() > 0 and flag",  # indexing may raise: it must keep running before `flag` is looked at
+    "x.sum() > 0 and x[n].any()",  # `&` would evaluate the index even when the first test is false
+])
+def test_where_keeps_and_or_order_when_it_matters(test):
+    res, reasons = _where(f"        if {test}:\n            x = x * 2\n        return x")
+    assert not res.applied and any("side effects" in r for r in reasons), reasons
+
+
 def test_where_knows_torch_through_imports_not_names():
     """`F.gelu(t)` has t's shape when F is torch.nn.functional; a module of the user's that happens to be
     called F proves nothing."""
