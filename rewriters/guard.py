@@ -1,6 +1,7 @@
-"""A tensor test that only raises (`if (ids >= vocab).any(): raise ValueError(...)`) becomes eager-only:
-`if not torch.jit.is_tracing() and (ids >= vocab).any():` for the trace forms,
-`if not torch.compiler.is_compiling() and ...:` for `cond` (torch.export sets it).
+"""A tensor test that only raises (`if (ids >= vocab).any(): raise ValueError(...)`, or an `assert` on a
+tensor or a size) becomes eager-only: `if not torch.jit.is_tracing() and (ids >= vocab).any():` (`assert
+torch.jit.is_tracing() or ...`) for the trace forms, `torch.compiler.is_compiling()` for `cond` (torch.export
+sets it).
 
 Eager code runs exactly as before for every input. While tracing, the original check was frozen into the
 graph as "does not raise" (or stopped the trace), so the traced graph is the same; under torch.export the
@@ -29,12 +30,19 @@ def raises_only(node: cst.If) -> bool:
                                                           for sm in smalls)
 
 
-def plan_guard(form: str, code: str, node: cst.If) -> Plan:
+def plan_guard(form: str, code: str, node: cst.If | cst.Assert) -> Plan:
+    """`if t: raise ...` -> `if not G and t:`; `assert t, msg` -> `assert G or t, msg` (G: the form's
+    exporter is running)."""
     func, applicability = GUARDS[form]
     test = node.test
+    keeps = cst.And if isinstance(node, cst.If) else cst.Or  # the operator `G and`/`G or` binds within
     if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not test.lpar and \
-            not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And)):
+            not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, (cst.And, keeps))):
         test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-    guard = cst.UnaryOperation(cst.Not(), cst.Call(cst.parse_expression(func)))
-    new = node.with_changes(test=cst.BooleanOperation(guard, cst.And(), test))
-    return Plan(form, {code}, [node], node, new, applicability, imports={("torch", None)})
+    running = cst.Call(cst.parse_expression(func))
+    if isinstance(node, cst.If):
+        new_test = cst.BooleanOperation(cst.UnaryOperation(cst.Not(), running), cst.And(), test)
+    else:
+        new_test = cst.BooleanOperation(running, cst.Or(), test)
+    return Plan(form, {code}, [node], node, node.with_changes(test=new_test), applicability,
+                imports={("torch", None)})
