@@ -64,8 +64,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
             elif code == "TS102":
                 plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
-            elif code in ("TS101", "TS108") and isinstance(node, cst.If) and guard.raises_only(node) or \
-                    code in ("TS105", "TS108") and isinstance(node, cst.Assert):
+            elif guard.applies(code, node):
                 plans.append(guard.plan_guard(form, code, node))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If):
                 if code == "TS108":
@@ -82,8 +81,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
         for node, code, _msg, _end in found:
             if code == "TS103" and isinstance(node, cst.IfExp):
                 plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
-            elif code in ("TS101", "TS108") and isinstance(node, cst.If) and guard.raises_only(node) or \
-                    code in ("TS105", "TS108") and isinstance(node, cst.Assert):
+            elif guard.applies(code, node):
                 plans.append(guard.plan_guard(form, code, node))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
                 plans.append(_Deferred(form, code, node, partial(

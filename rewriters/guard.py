@@ -30,6 +30,13 @@ def raises_only(node: cst.If) -> bool:
                                                           for sm in smalls)
 
 
+def applies(code: str, node) -> bool:
+    """The finding is a check the guard makes eager-only: an `if` on a tensor or size whose arm only
+    raises, or an `assert` on one."""
+    return code in ("TS101", "TS108") and isinstance(node, cst.If) and raises_only(node) or \
+        code in ("TS105", "TS108") and isinstance(node, cst.Assert)
+
+
 def plan_guard(form: str, code: str, node: cst.If | cst.Assert) -> Plan:
     """`if t: raise ...` -> `if not G and t:`; `assert t, msg` -> `assert G or t, msg` (G: the form's
     exporter is running)."""
