@@ -186,6 +186,7 @@ def main() -> None:
         "python -c pass": median_of([sys.executable, "-c", "pass"], ROOT),
         "python -c 'import libcst'": median_of([sys.executable, "-c", "import libcst"], ROOT),
         "tracesafe --version": median_of([sys.executable, "-m", "tracesafe", "--version"], ROOT),
+        "tracesafe rule TS101": median_of([sys.executable, "-m", "tracesafe", "rule", "TS101"], ROOT),
         "check one file, cold": median_of([sys.executable, "-m", "tracesafe", "check", "--no-cache", "m.py"],
                                           startup_dir),
         "check one file, cached": median_of([sys.executable, "-m", "tracesafe", "check", "m.py"], startup_dir),
@@ -217,7 +218,7 @@ def main() -> None:
     print("\n== start-up (median of 7; seconds, and beyond `python -c pass` / beyond `import libcst`) ==")
     for k, v in start.items():
         print(f"  {k:<28} {v:6.3f}  +{v - base:6.3f}  {v - lib:+7.3f}")
-    print(f"  targets: --version < 0.1 s; one file <= 0.15 s beyond import libcst; cached: no libcst "
+    print(f"  targets: --version, rule < 0.1 s; one file <= 0.15 s beyond import libcst; cached: no libcst "
           f"(imported: {cached_libcst})")
     print(f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
           f"{len(set(digests.values())) == 1} {digests}")

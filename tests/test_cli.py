@@ -237,6 +237,35 @@ def test_version_and_rule_do_not_import_libcst(args):
     _assert_never_imported(_cli(args, 0), ("libcst", "torch"))
 
 
+@pytest.mark.parametrize("args", [["--version"], ["rule"], ["rule", "--all"], ["rule", "ts101"], ["rule", "TS999"]])
+def test_the_console_entry_answers_like_the_click_application(args, capsys):
+    """`tracesafe --version` and `tracesafe rule` are answered by the console entry without click; what
+    they print and their exit code are the click application's."""
+    from tracesafe.entry import _fast, main as entry
+
+    assert _fast(args) is not None  # the fast path is what is tested here
+    code = entry(args)
+    out, err = capsys.readouterr()
+    r = CliRunner().invoke(main, args)
+    assert (code, out, err) == (r.exit_code, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["rule", "TS101"], ["rule"]])
+def test_the_console_entry_starts_without_click(args):
+    """Start-up (issue 14): `--version` and `rule` import neither click nor libcst."""
+    _assert_never_imported(f"from tracesafe.entry import main\nassert main({args!r}) == 0",
+                           ("click", "libcst", "torch"))
+
+
+def test_the_console_entry_hands_the_rest_to_click(tmp_path):
+    f = write(tmp_path / "m.py", BAD_IF)
+    for args in (["rule", "--help"], ["--help"], ["check", "--no-cache", str(f)]):
+        p = subprocess.run([sys.executable, "-c", "import sys\nfrom tracesafe.entry import main\n"
+                            f"sys.exit(main({args!r}))"], capture_output=True, text=True)
+        expected = 1 if args[0] == "check" else 0
+        assert p.returncode == expected and ("Usage:" in p.stdout or "TS101" in p.stdout), p.stderr
+
+
 def test_a_cached_file_answers_without_libcst(tmp_path):
     """A pre-commit run over files whose content hash is cached reads the cache and reports, never loading
     the analysis (libcst is most of a cold start); a changed file loads it and is analysed again."""

@@ -1,4 +1,6 @@
-from tracesafe.cli import main
+import sys
+
+from tracesafe.entry import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

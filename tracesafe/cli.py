@@ -11,7 +11,7 @@ from typing import Optional
 import click
 
 from tracesafe import __version__
-from tracesafe.analyzer.rules import RULES, TARGETS
+from tracesafe.analyzer.rules import RULES, TARGETS, rule_listing
 from tracesafe.rewriters import FORMS
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -454,8 +454,7 @@ def export_cmd(target, inputs, init_json, exporter, opset, output, fmt, timeout)
 def rule(code, show_all):
     """Print a rule's documentation (or list the rules)."""
     if code is None or show_all:
-        for r in RULES.values():
-            click.echo(f"{r.code}  {r.name:<22} {r.severity:<8} {r.summary}")
+        click.echo(rule_listing(), nl=False)
         return
     r = RULES.get(code.upper())
     if r is None:
