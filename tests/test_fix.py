@@ -572,6 +572,14 @@ def test_cli_fix_target_and_exit_zero(run_in):
     assert CliRunner().invoke(main, ["fix", "--select", "TS999", "m.py"]).exit_code == 2
 
 
+@pytest.mark.parametrize("args,target", [([], "script"), (["--form", "cond"], "dynamo"), (["--target", "trace"], "trace")])
+def test_cli_fix_summary_names_the_target_with_no_files(run_in, args, target):
+    (run_in / "empty").mkdir()
+    r = CliRunner().invoke(main, ["fix", *args, "empty"])
+    assert r.exit_code == 0
+    assert r.stderr.strip() == f"Fixed 0 file(s); 0 finding(s) remain for the {target} exporter.", r.stderr
+
+
 def test_cli_fix_in_worker_processes_equals_serial(run_in):
     for i in range(20):
         (run_in / f"m{i}.py").write_text(TWO_FIXES if i % 2 else LOOP_NONE, encoding="utf-8")

@@ -378,7 +378,11 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
     if not quiet:
         verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
-        names = ", ".join(sorted(targets)) or (target or "the form's target")
+        if not targets:  # no files: the target the options name
+            from tracesafe.analyzer import Config
+
+            targets.add(target or FORM_TARGET[form or Config.form])
+        names = ", ".join(sorted(targets))
         hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
         click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
                    err=True)
