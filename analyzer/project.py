@@ -178,6 +178,9 @@ class ModuleInfo:
     globals: dict[str, ast.expr] = field(default_factory=dict, repr=False)
     tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
     computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
+    # `import torch` / `import torch.nn` (no alias) at module level, under `if`/`try` too: `fix` adds no
+    # import to such a module (its rewrites only change function bodies)
+    imports_torch: bool = False
     # the project's definition text -> (tree, node, modules using it): one parse per distinct text
     parsed: Optional[dict] = field(default=None, repr=False)
     _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
@@ -267,6 +270,8 @@ def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
         for s in stmts:
             if isinstance(s, ast.Import):
                 for a in s.names:
+                    if a.name in ("torch", "torch.nn") and not a.asname:
+                        info.imports_torch = True
                     if a.asname:
                         info.imports[a.asname] = a.name
                     else:
@@ -394,16 +399,16 @@ class Project:
             self._by_mod[modname] = info  # a file added again (rewritten by `fix`) replaces its old text
         return info
 
-    def forget(self, path: str) -> None:
-        """A file rewritten on disk (by `fix`): drop its module, read again on next use, and every
-        library summary that reached it."""
-        target = os.path.abspath(path)
-        for p in [p for p in self._by_path if os.path.abspath(p) == target]:
+    def forget(self, *paths: str) -> None:
+        """Files rewritten on disk (by `fix`): drop their modules, read again on next use, and every
+        library summary that reached one of them (one pass over the summaries for all the files)."""
+        targets = {os.path.abspath(p) for p in paths}
+        for p in [p for p in self._by_path if os.path.abspath(p) in targets]:
             info = self._by_path.pop(p)
             if info is not None and self._by_mod.get(info.modname) is info:
                 del self._by_mod[info.modname]
             self.loaded.pop(p, None)
-        stale = {k for k in self.summaries if os.path.abspath(k[0][0]) == target}
+        stale = {k for k in self.summaries if os.path.abspath(k[0][0]) in targets}
         grew = bool(stale)
         while grew:
             grew = False

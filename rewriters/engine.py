@@ -11,7 +11,6 @@ import libcst as cst
 from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError, parse_source
-from tracesafe.analyzer.source import cpython_syntax_error
 
 from . import FORMS, cond, flag, guard, optional, where
 from .common import BLOCKS, Plan, ensure_imports
@@ -249,18 +248,20 @@ def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
         out += [text[at:a], code]
         at = b
     code = "".join(out) + text[at:]
-    if needed and not _has_imports(code, needed):
+    if needed and not _has_imports(mod, code, needed):
         code = ensure_imports(parse_source(code)[0], needed).code
     return code
 
 
-def _has_imports(text: str, needed: set) -> bool:
+def _has_imports(mod, text: str, needed: set) -> bool:
     """`import torch` somewhere outside a function, as ensure_imports looks for it (CPython's parser: the
     module need not be parsed with libcst when nothing is added). Other imports: ask ensure_imports."""
     import ast
 
     if needed != {("torch", None)}:
         return False
+    if mod.imports_torch:  # the index saw it, and rewrites change function bodies only
+        return True
     stack = list(ast.parse(text).body)
     while stack:
         n = stack.pop()
@@ -290,13 +291,22 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
     for _ in range(_MAX_PASSES - 1):
         if not res.applied:
             break
-        res = _fix_once(res.source, form, unsafe_fixes, path, codes, config)
+        res = _rewritten(res.source, form, unsafe_fixes, path, codes, config)
         applied += res.applied
     if res.applied:  # the passes ran out: plan once more on the final text, applying nothing
-        res = _fix_once(res.source, form, unsafe_fixes, path, codes, config, apply=False)
+        res = _rewritten(res.source, form, unsafe_fixes, path, codes, config, apply=False)
     # the last pass planned on the final text and applied nothing: refusals are where the fixed file has
     # them (the file as written; a first-pass refusal a later rewrite lifted is gone)
     return FixResult(res.source, applied, res.skipped_unsafe, res.refused, res.final)
+
+
+def _rewritten(source: str, *args, **kwargs) -> FixResult:
+    """A pass over rewritten text. Its analysis indexes the text with CPython's parser first: that is the
+    syntax check of every rewrite (the returned source is always the text the last pass analysed)."""
+    try:
+        return _fix_once(source, *args, **kwargs)
+    except SourceError as e:  # the text parsed before it was rewritten: a bug in a form, not a user error
+        raise SourceError(f"internal: the rewrite did not parse ({e}); file left unchanged") from None
 
 
 _SHARED = Project()  # helper modules of the files fixed in this process, parsed once
@@ -353,11 +363,6 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Opti
         an, mod, plans = _plans(source, form, path, whole=True, codes=codes, config=config)
         todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
         code = ensure_imports(_apply(mod.tree, todo), needed).code
-    # CPython's parser, not libcst's (10x faster on a large module): the next pass parses the rewritten
-    # definitions with libcst anyway, and a failure there also leaves the file unchanged
-    bad = cpython_syntax_error(code)
-    if bad:  # pragma: no cover - a bug in a form, never a user error
-        raise SourceError(f"internal: the rewrite did not parse ({bad}); file left unchanged")
-    res.source = code
+    res.source = code  # checked by the next pass (_rewritten)
     res.applied = todo
     return res

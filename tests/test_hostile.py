@@ -121,6 +121,21 @@ def test_nothing_is_written_when_the_rewrite_does_not_parse(run_in, monkeypatch)
     assert not [p for p in run_in.iterdir() if p.name.endswith(".tstmp")]
 
 
+def test_a_rewrite_that_does_not_parse_is_an_internal_error(run_in, monkeypatch):
+    """The pass after a rewrite indexes it with CPython's parser: that is the rewrite's syntax check, and
+    its failure is the tool's, not the user's file's."""
+    from tracesafe.rewriters import engine
+
+    f = run_in / "m.py"
+    f.write_text(TERNARY, encoding="utf-8")
+    real = engine._apply_in_place
+    monkeypatch.setattr(engine, "_apply_in_place",
+                        lambda *a: real(*a).replace("torch.where(", "torch.where(("))
+    r = run("fix", "--form", "where", "m.py")
+    assert r.exit_code == 2 and "m.py: error: internal: the rewrite did not parse (syntax error at" in r.stderr
+    assert f.read_text(encoding="utf-8") == TERNARY
+
+
 def test_files_that_vanish_or_become_unreadable_mid_run(run_in, monkeypatch):
     (run_in / "a.py").write_text(BAD_IF, encoding="utf-8")
     (run_in / "b.py").write_text(BAD_IF, encoding="utf-8")

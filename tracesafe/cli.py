@@ -306,9 +306,9 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
 def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
         profile, show_fixes, quiet):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
-    from tracesafe.fixer import call_sites, fix_files
+    from tracesafe.fixer import call_sites, fix_files, fix_pool, recount
     from tracesafe.rewriters.engine import FORM_TARGET
-    from tracesafe.runner import _entry_pattern, check_paths
+    from tracesafe.runner import _entry_pattern
 
     _check_flags(select, ignore)
     import time
@@ -319,6 +319,7 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
                              quiet=quiet)
     jobs = jobs or (os.cpu_count() or 1)
     changed, signatures, remaining, all_files, targets = [], [], 0, [], set()
+    new_text: dict[str, bytes] = {}  # every file changed so far -> its text as fixed
     fixed: list[tuple[str, tuple]] = []  # (path, codes) of every rewrite applied
     bar = _progress("Fixing", quiet or diff)
     for fc, files in groups:
@@ -329,43 +330,37 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
             config.target = FORM_TARGET[file_form]  # what is left is judged by the exporter the form serves
         targets.add(config.target)
         all_files.extend(files)
-        done, fixed_text, outcomes = [], {}, []
+        outcomes = []
         entry = None if os.environ.get("TRACESAFE_NO_PREFILTER") == "1" else _entry_pattern(config)
-        for o in fix_files(files, file_form, unsafe_fixes, write=not diff, entry=entry, codes=codes, config=config,
-                           jobs=jobs):
-            bar(1, len(files))
-            if o.error:
-                errors.append((o.path, o.error))
-                continue
-            done.append(o.path)
-            outcomes.append(o)
-            if o.changed:
-                changed.append(o.path)
-                signatures.extend(o.signatures)
-                fixed.extend((o.path, c) for c in o.applied)
-                if diff:
-                    fixed_text[o.path] = o.source.encode("utf-8")
-                    click.echo(o.diff, nl=False)
-            # at their places in the fixed file; in a diff they go with it to stdout, so a reviewer sees
-            # what was left and why
-            for n in [] if quiet else o.notes:
-                where = f"{o.path}:{n.position[0]}:{n.position[1]}:" if n.position else f"{o.path}:"
-                what = f"not fixed by `{file_form}`: {n.reason}" if n.reason else \
-                    f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
-                click.echo(f"{where} {'/'.join(n.codes)} {what}", err=not diff)
-        # what the files hold after the fix (with --diff: what they would hold). A file's own analysis of
-        # its fixed text said it; the files whose analysis read a file that changed (maybe before it was
-        # rewritten) are analysed again, all together, as `check` would
-        bar.close()
-        t1 = time.perf_counter()
-        touched = {os.path.abspath(p) for p in changed}
-        again = {o.path for o in outcomes if touched.intersection(map(os.path.abspath, o.deps))}
-        known = [f for o in outcomes if o.path not in again for f in o.findings]
-        remaining += len(check_paths([p for p in done if p in again], config, jobs=jobs, cache_root=None, contents=fixed_text, known=known,
-                                     report_only=set(done), config_root=fc.root).findings)
+        with fix_pool(jobs, len(files)) as pool:
+            for o in fix_files(files, file_form, unsafe_fixes, write=not diff, entry=entry, codes=codes,
+                               config=config, pool=pool, jobs=jobs):
+                bar(1, len(files))
+                if o.error:
+                    errors.append((o.path, o.error))
+                    continue
+                outcomes.append(o)
+                if o.changed:
+                    changed.append(o.path)
+                    new_text[o.path] = o.source.encode("utf-8")
+                    signatures.extend(o.signatures)
+                    fixed.extend((o.path, c) for c in o.applied)
+                    if diff:
+                        click.echo(o.diff, nl=False)
+                # at their places in the fixed file; in a diff they go with it to stdout, so a reviewer
+                # sees what was left and why
+                for n in [] if quiet else o.notes:
+                    where = f"{o.path}:{n.position[0]}:{n.position[1]}:" if n.position else f"{o.path}:"
+                    what = f"not fixed by `{file_form}`: {n.reason}" if n.reason else \
+                        f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
+                    click.echo(f"{where} {'/'.join(n.codes)} {what}", err=not diff)
+            bar.close()
+            t1 = time.perf_counter()
+            left, again = recount(outcomes, new_text, config, pool, jobs, fc.root)
+        remaining += left
         phases["recount"] += time.perf_counter() - t1
         phases["files"] += len(files)
-        phases["reanalysed"] += len(again)
+        phases["reanalysed"] += again
     for line in [] if quiet else call_sites(all_files, signatures):
         click.echo(f"{line}: follow up", err=True)
     if show_fixes and fixed:

@@ -11,6 +11,7 @@ import stat
 import tempfile
 import tokenize
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -21,6 +22,7 @@ from tracesafe.analyzer.engine import to_findings
 from tracesafe.analyzer.source import SourceError, cpython_syntax_error, decode
 from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
+from tracesafe import runner
 from tracesafe.runner import _PARALLEL_MIN_FILES, batched
 
 
@@ -126,7 +128,10 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
     except UnicodeEncodeError:
         out.error = f"the rewrite cannot be encoded as {enc}; left unchanged"
         return out
-    if cpython_syntax_error(res.source):  # the last check before a write (CPython's parser: fast)
+    # the last check before a write: CPython's parser accepted the text when fix_source's last pass
+    # indexed it; any other text is parsed here
+    analysed = res.final is not None and res.final[1].text == res.source
+    if not analysed and cpython_syntax_error(res.source):
         out.error = "the rewrite did not parse; left unchanged"
         return out
     out.changed, out.signatures, out.source = True, res.changed_signatures, res.source
@@ -152,20 +157,53 @@ def _fix_batch(batch: list[str], *args) -> list[FileOutcome]:
     return out
 
 
-def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
-              config: Optional[Config] = None, jobs: int = 1) -> Iterator[FileOutcome]:
-    """fix_file over many files, in worker processes when there are enough of them (as `check`), in
-    the order given. Each file is read, rewritten and written by one worker: no two touch one file."""
+def _worker_init() -> None:
+    # one project per worker for the fix and the recount after it: the recount re-analyses files whose
+    # helpers changed, and finds the rest of what they read already parsed
     engine.new_run()
+    runner.use_project(engine._SHARED)
+
+
+@contextmanager
+def fix_pool(jobs: int, n_files: int):
+    """Worker processes for fix_files and recount (None: run in this process), as `check` decides."""
+    if jobs <= 1 or n_files < _PARALLEL_MIN_FILES:
+        engine.new_run()
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
+        yield pool
+
+
+def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
+              config: Optional[Config] = None, pool=None, jobs: int = 1) -> Iterator[FileOutcome]:
+    """fix_file over many files, in the `jobs` workers of `pool` (fix_pool) or in this process, in the
+    order given. Each file is read, rewritten and written by one worker: no two touch one file."""
     only = frozenset(os.path.abspath(p) for p in files)
     args = (form, unsafe_fixes, write, entry, codes, config, only)
-    if jobs <= 1 or len(files) < _PARALLEL_MIN_FILES:
+    if pool is None:
         yield from _fix_batch(files, *args)
         return
     batches = batched(files, jobs)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_fix_batch, batches, *([x] * len(batches) for x in args)):
-            yield from part
+    for part in pool.map(_fix_batch, batches, *([x] * len(batches) for x in args)):
+        yield from part
+
+
+def recount(outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Config, pool=None, jobs: int = 1,
+            config_root=None) -> tuple[int, int]:
+    """The findings the fixed files hold (for config's target), counted as `check` would on the text
+    written (or, with --diff, that would be): a file's own last analysis says it, unless it read a file
+    that changed (new_text: every changed file so far -> its new text), maybe before that was rewritten;
+    those files are analysed again, in the workers that fixed (their parsed modules reused), with the
+    new text in place of the old. Returns (findings, files analysed again)."""
+    touched = {os.path.abspath(p) for p in new_text}
+    again = {o.path for o in outcomes if touched.intersection(map(os.path.abspath, o.deps))}
+    known = [f for o in outcomes if o.path not in again for f in o.findings]
+    done = [o.path for o in outcomes]
+    res = runner.check_paths([p for p in done if p in again], config, cache_root=None, contents=new_text,
+                             known=known, report_only=set(done), config_root=config_root, pool=pool, jobs=jobs,
+                             project=None if pool is not None else engine._SHARED)
+    return len(res.findings), len(again)
 
 
 def call_sites(files: list[str], qualnames: list[str]) -> list[str]:

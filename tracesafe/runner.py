@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pickle
 import re
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -58,8 +60,32 @@ def _worker_init(overlay: Optional[dict] = None) -> None:
     _WORKER_PROJECT = Project(overlay=overlay)
 
 
+def use_project(project: Project) -> None:
+    """Make `project` this worker's parse cache (a pool `fix` made, reused for its recount)."""
+    global _WORKER_PROJECT
+    _WORKER_PROJECT = project
+
+
+def _overlay(project: Project, overlay: Optional[dict]) -> None:
+    """Give a project that may hold files' old text their new text (absolute path -> bytes)."""
+    new = {path: data for path, data in (overlay or {}).items() if project.overlay.get(path) != data}
+    if new:
+        project.forget(*new)
+        project.overlay.update(new)
+
+
+_LOADED: dict = {}  # overlay file -> its dict, read once per worker
+
+
+def _load_overlay(path: Optional[str]) -> Optional[dict]:
+    if path is not None and path not in _LOADED:
+        with open(path, "rb") as f:
+            _LOADED[path] = pickle.load(f)
+    return _LOADED.get(path) if path is not None else None
+
+
 def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None,
-                   project: Optional[Project] = None):
+                   project: Optional[Project] = None, overlay_file: Optional[str] = None):
     """Analyze roots sharing one parse cache (the caller's, or the worker's in a pool), and syntax-check
     the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
     from tracesafe.analyzer.api import analyze_root
@@ -67,6 +93,7 @@ def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: O
     from tracesafe.rewriters.engine import safe_fix_fields
 
     project = project or _WORKER_PROJECT
+    _overlay(project, _load_overlay(overlay_file))
     before = dict(PHASES)
     out = []
     syntax = 0.0
@@ -176,11 +203,14 @@ class Cache:
 def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
                 prefilter: bool = True, report_only: Optional[set[str]] = None,
                 config_root: Optional[Path] = None, contents: Optional[dict[str, bytes]] = None,
-                known: Optional[list[dict]] = None, progress: Optional[Callable[[int, int], None]] = None) -> RunResult:
+                known: Optional[list[dict]] = None, progress: Optional[Callable[[int, int], None]] = None,
+                pool=None, project: Optional[Project] = None) -> RunResult:
     """Findings for the given files (paths as discovered); errors never stop the other files. `contents`
     (path -> bytes) stands in for what some files hold on disk (`fix --diff` counts what would remain);
     `known` are findings (JSON) other roots' analyses already gave, merged in (`fix` re-analyses only
-    what it changed). `progress(n, total)` is told as each n more of the total files to analyse are done."""
+    what it changed). `progress(n, total)` is told as each n more of the total files to analyse are done.
+    `pool` (of `jobs` workers, each holding a project: use_project) or `project` reuse what an earlier run
+    parsed."""
     t0 = time.perf_counter()
     phases = {"read": 0.0, "prefilter": 0.0, "analyze": 0.0, "report": 0.0}
     errors: list[tuple[str, str]] = []
@@ -220,21 +250,41 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     # findings are kept for the files asked about; a cached result must not depend on which those were,
     # so with a cache every analyzed root reports on every file it reaches
     only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
-    if jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES:
+    if todo and (pool is not None or jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES):
         from concurrent.futures import ProcessPoolExecutor  # a pool only for a larger input
 
+        overlay_file = None
+        if pool is not None:
+            # another run's workers, whose parsed modules this run reuses (fix's recount): the largest
+            # files first, so that no worker is left with one at the end; the overlay in a file each
+            # worker reads once (it cannot know which worker takes which batch)
+            todo.sort(key=lambda t: -len(t[1]))
+            if overlay:
+                fd, overlay_file = tempfile.mkstemp(prefix="tracesafe-", suffix=".overlay")
+                with os.fdopen(fd, "wb") as f:
+                    pickle.dump(overlay, f, protocol=pickle.HIGHEST_PROTOCOL)
         batches = batched(todo, jobs)
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,)) as pool:
-            for part, times in pool.map(_analyze_batch, batches, [config] * len(batches), [only] * len(batches)):
-                results.extend(part)
-                for k, v in times.items():  # summed over workers: CPU seconds, not wall time
-                    phases[k] = phases.get(k, 0.0) + v
-                if progress:
-                    progress(len(part), len(todo))
+        try:
+            with (nullcontext(pool) if pool is not None else
+                  ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,))) as workers:
+                n = len(batches)
+                for part, times in workers.map(_analyze_batch, batches, [config] * n, [only] * n, [None] * n,
+                                               [overlay_file] * n):
+                    results.extend(part)
+                    for k, v in times.items():  # summed over workers: CPU seconds, not wall time
+                        phases[k] = phases.get(k, 0.0) + v
+                    if progress:
+                        progress(len(part), len(todo))
+        finally:
+            if overlay_file is not None:
+                os.unlink(overlay_file)
     elif todo:
         from tracesafe.analyzer.project import Project
 
-        project = Project(overlay=overlay)  # one parse cache for the whole run, told of in steps
+        if project is None:
+            project = Project(overlay=overlay)  # one parse cache for the whole run, told of in steps
+        else:
+            _overlay(project, overlay)
         step = 32 if progress else len(todo)
         for i in range(0, len(todo), step):
             part, times = _analyze_batch(todo[i:i + step], config, only, project)
