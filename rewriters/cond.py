@@ -12,6 +12,7 @@ proves.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional
 
 import libcst as cst
@@ -216,32 +217,55 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
         raise Refuse(f"in-place `{found[0]}` in an arm")
 
 
+class _Counts(_Reads):
+    """How many times each name is read (the occurrences _Reads finds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    def visit_Name(self, n):
+        self.counts[n.value] += 1
+
+
+class _Taken(_Reads):
+    """Every name a function uses: read, assigned, or defined."""
+
+    def visit_AssignTarget(self, n):
+        self.names.extend(reads(n.target))
+        return False
+
+    def visit_FunctionDef(self, n):
+        self.names.append(n.name.value)
+
+
 class Names:
-    """Fresh local-function names for one enclosing function: true_fn, true_fn_2, ..."""
+    """What one enclosing function's plans ask of its names: fresh local-function names (true_fn,
+    true_fn_2, ...), and the names read outside a statement. Each is one walk of the function, made
+    the first time it is asked for, whatever the number of statements planned."""
 
     def __init__(self, fn: cst.FunctionDef):
         self._fn = fn
         self._taken: Optional[set] = None
+        self._counts: Optional[Counter] = None
 
     @property
     def taken(self) -> set:
-        # a walk of the whole function: only once a plan gets as far as naming its branches
         if self._taken is None:
-            self._taken = set(reads(self._fn)) | {p.name.value for p in _params(self._fn)}
-            self._collect_defs(self._fn)
+            v = _Taken()
+            self._fn.visit(v)
+            self._taken = set(v.names) | {p.name.value for p in _params(self._fn)}
         return self._taken
 
-    def _collect_defs(self, fn):
-        taken = self._taken
-
-        class V(cst.CSTVisitor):
-            def visit_FunctionDef(self, n):
-                taken.add(n.name.value)
-
-            def visit_AssignTarget(self, n):
-                taken.update(reads(n.target))
-
-        fn.visit(V())
+    def reads_outside(self, node: cst.CSTNode) -> set[str]:
+        """Names read anywhere in the function's body except inside node (a statement of it)."""
+        if self._counts is None:
+            v = _Counts()
+            self._fn.body.visit(v)
+            self._counts = v.counts
+        inside = _Counts()
+        node.visit(inside)
+        return {n for n, c in self._counts.items() if c > inside.counts[n]}
 
     def fresh(self, *bases: str) -> list[str]:
         k = 1
@@ -358,7 +382,7 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
         ret_b = [_clone(e) if _aliases(e) else e for e in items(rb)]
         outputs = None
     else:
-        outside = _reads_outside(fn, node)
+        outside = names.reads_outside(node)
         assigned = list(dict.fromkeys([*a.last, *b.last]))
         # the env before a statement in a loop already holds what earlier iterations assigned
         outputs = [v for v in assigned if v in env_before or v in outside]
@@ -393,18 +417,6 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
                 imports={("torch", None)})
 
 
-def _reads_outside(fn: cst.FunctionDef, node: cst.CSTNode) -> set[str]:
-    """Names read anywhere in fn except inside node."""
-
-    class V(_Reads):
-        def on_visit(self, n):
-            return n is not node and super().on_visit(n)
-
-    v = V()
-    fn.body.visit(v)
-    return set(v.names)
-
-
 def plan_while(node: cst.While, fn: cst.FunctionDef, envs: tuple, names: Names, qualify) -> Plan:
     try:
         return _plan_while(node, fn, envs, names, qualify)
@@ -420,7 +432,7 @@ def _plan_while(node: cst.While, fn, envs, names: Names, qualify) -> Plan:
         raise Refuse("`and`/`or` in a loop condition (short-circuit)")
     pred = as_bool_tensor(node.test)
     body = Arm(node.body, allow_return=False)
-    outside = _reads_outside(fn, node)
+    outside = names.reads_outside(node)
     carried = [v for v in body.last if v in env_before]
     for v in body.last:
         if v not in env_before and v in outside:

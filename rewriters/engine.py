@@ -170,10 +170,15 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     single = {id(p.old): p.new for p in plans if not isinstance(p.old, list)}
     multi = {id(p.old[0]): p for p in plans if isinstance(p.old, list)}
     dropped = {id(o) for p in plans if isinstance(p.old, list) for o in p.old[1:]}
-    # a transformer over the whole module rebuilds every node: enter only the definitions holding the
-    # plans and the statements that lead to them
-    targets = {id(p.defn.node) for p in plans if p.defn is not None}
-    lead = _leading_to(tree, targets) if all(p.defn is not None for p in plans) else None
+    # a transformer rebuilds every node it enters: enter only the blocks and statements that lead to the
+    # planned statements; an expression (a ternary) is found by entering the definition holding it whole
+    olds = set(single) | set(multi)
+    lead, found = _leading_to(tree, olds)
+    if found != olds:
+        targets = {id(p.defn.node) for p in plans if p.defn is not None}
+        lead = _leading_to(tree, targets)[0] if all(p.defn is not None for p in plans) else None
+    else:
+        targets = set()
 
     class T(cst.CSTTransformer):
         inside = 0
@@ -201,22 +206,30 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     return tree.visit(T())
 
 
-def _leading_to(tree: cst.Module, targets: set) -> set:
-    """ids of the module, blocks and statements on the way to the target definitions."""
+def _leading_to(tree: cst.Module, targets: set) -> tuple[set, set]:
+    """ids of the module, blocks and statements on the way to the target statements (or definitions),
+    and the ids of the targets found on the way (an expression is not)."""
     out: set = set()
+    found: set = set()
 
     def walk(node, chain: list) -> None:
         if id(node) in targets:
             out.update(chain)
+            found.add(id(node))
             return
         chain.append(id(node))
         for ch in node.children:
-            if isinstance(ch, BLOCKS):
+            if isinstance(ch, BLOCKS) or id(ch) in targets:
                 walk(ch, chain)
+            elif isinstance(ch, cst.SimpleStatementLine) and any(id(sm) in targets for sm in ch.body):
+                chain.append(id(ch))  # an `assert` is a small statement in its line
+                for sm in ch.body:
+                    walk(sm, chain)
+                chain.pop()
         chain.pop()
 
     walk(tree, [])
-    return out
+    return out, found
 
 
 def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
@@ -336,7 +349,10 @@ def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Opti
     # does), and parse the whole module, which a rewrite needs, only when something will be applied
     an, mod, plans = _plans(source, form, path, whole=False, codes=codes, config=config)
     res = FixResult(source, final=(an, mod))
-    reported = [p for p in plans if not p.ok or p.applicability == "unsafe"]
+    applies = apply and any(p.ok and (unsafe_fixes or p.applicability != "unsafe") for p in plans)
+    # refusals are reported where the last pass (which applies nothing) finds them: a pass that applies
+    # is followed by another, and its positions would go unused
+    reported = [] if applies else [p for p in plans if not p.ok or p.applicability == "unsafe"]
     if reported:
         # one codegen pass per definition holding a refusal, stopped at its last one
         wanted: dict[int, tuple] = {}
