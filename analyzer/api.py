@@ -67,8 +67,11 @@ def analyze_source(source: str | bytes, path: str, config: Config, whole: bool =
     own = in_tree and path.endswith(".py") and os.path.isfile(path)
     # a project shared by the files of one run parses each helper module once (as `check`'s workers do)
     project = project if own and project is not None else Project()
-    mod = project.add_module(path, source, modname=None if own else
-                             os.path.splitext(os.path.basename(path))[0] or "module", whole=whole)
+    if own:
+        mod = project.root_module(path, source, whole)
+    else:
+        mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module",
+                                 whole=whole)
     an = Analysis(project, config.settings())
     an.run(mod)
     return an, mod

@@ -419,13 +419,21 @@ class Project:
         for k in stale:
             del self.summaries[k]
 
-    def root_module(self, path: str, data: bytes | str) -> ModuleInfo:
-        """The module for a file being checked: reused when another root already parsed it as a helper."""
+    def root_module(self, path: str, data: bytes | str, whole: bool = False) -> ModuleInfo:
+        """The module for a file being checked: reused when an earlier root or helper of the process parsed
+        the same text. Its hash is recorded like a helper's: a later root that reads this module depends
+        on it (the cache's and fix's deps), whichever was analysed first."""
+        digest = content_hash(data if isinstance(data, bytes) else data.encode("utf-8"))
         info = self._by_path.get(path)
-        if info is not None and isinstance(data, bytes) and path in self.loaded and \
-                self.loaded[path] == content_hash(data):
+        if info is not None and self.loaded.get(path) == digest and (info.tree is not None or not whole):
             return info
-        return self.add_module(path, data)
+        if path in self.loaded and self.loaded[path] != digest:
+            # new text for a file the process already read (`fix`'s rewritten text): what was learnt
+            # from the old one must not reach a later root
+            self.forget(path)
+        info = self.add_module(path, data, whole=whole or None)
+        self.loaded[path] = digest
+        return info
 
     def module(self, modname: str) -> Optional[ModuleInfo]:
         """The tree's module of that name, parsed on first use (None when not in the tree)."""

@@ -175,6 +175,26 @@ def test_cache_reuses_and_invalidates_on_helper_change(run_in):
     assert r.exit_code == 1 and "helpers.py:2:12: TS106" in r.stdout
 
 
+def test_cache_invalidates_on_a_helper_checked_before_it(run_in):
+    """A root that reads a module another root of the same process analysed first depends on it like on a
+    helper parsed on demand: when that module changes, the root's cached findings are not reused."""
+    write(run_in / "pkg" / "__init__.py", "")
+    write(run_in / "pkg" / "a_gate.py", "import torch.nn as nn\n\nclass Gate(nn.Module):\n"
+                                        "    def forward(self, x):\n        return x * 2\n")
+    write(run_in / "pkg" / "b_net.py", "import torch.nn as nn\nfrom .a_gate import Gate\n\nclass Net(nn.Module):\n"
+                                       "    def __init__(self):\n        super().__init__()\n        self.gate = Gate()\n\n"
+                                       "    def forward(self, x):\n        y = self.gate(x)\n        if y:\n"
+                                       "            y = y - 1\n        return y\n")
+    r = run("check", "--jobs", "1", "pkg")
+    assert r.exit_code == 1 and os.path.join("pkg", "b_net.py") + ":11:9: TS101" in r.stdout
+    # the gate now returns a Python bool: Net's `if` no longer tests a tensor
+    write(run_in / "pkg" / "a_gate.py", "import torch.nn as nn\n\nclass Gate(nn.Module):\n"
+                                        "    def forward(self, x):\n        return x.sum().item() > 0\n")
+    cached = run("check", "--jobs", "1", "pkg")
+    assert cached.stdout == run("check", "--no-cache", "--jobs", "1", "pkg").stdout
+    assert "b_net.py" not in cached.stdout and "a_gate.py:5:16: TS106" in cached.stdout
+
+
 def _assert_never_imported(code: str, prefixes: tuple) -> None:
     """Run code in a fresh interpreter, then fail if a module under one of prefixes was imported."""
     code += (f"\nbad = sorted(m for m in sys.modules if m.startswith({prefixes!r}))\n"

@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 
 from tracesafe.analyzer import Config
 from tracesafe.analyzer.engine import to_findings
-from tracesafe.analyzer.source import SourceError, cpython_syntax_error, decode
+from tracesafe.analyzer.source import SourceError, content_hash, cpython_syntax_error, decode
 from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
 from tracesafe import runner
@@ -50,7 +50,7 @@ class FileOutcome:
     # with a config: the findings (JSON) the analysis of the fixed text reports on the run's files, and
     # the other files it read
     findings: list[dict] = field(default_factory=list)
-    deps: list[str] = field(default_factory=list)
+    deps: dict[str, Optional[str]] = field(default_factory=dict)  # path -> content hash of the text read
 
 
 def _notes(res: FixResult) -> list[Note]:
@@ -119,7 +119,8 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
         wanted = config.codes()
         out.findings = [f.to_json() for f in to_findings(an.raw_findings(), config.target, None, only)
                         if f.code in wanted]
-        out.deps = sorted(p for p in engine._SHARED.touched if p != path)
+        seen = engine._SHARED.loaded
+        out.deps = {p: seen.get(p) for p in sorted(engine._SHARED.touched) if p != path}
     if res.source == text:
         return out
     enc = _encoding(data)  # "utf-8-sig" when the file had a BOM: encoding puts it back
@@ -196,8 +197,11 @@ def recount(outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Con
     that changed (new_text: every changed file so far -> its new text), maybe before that was rewritten;
     those files are analysed again, in the workers that fixed (their parsed modules reused), with the
     new text in place of the old. Returns (findings, files analysed again)."""
-    touched = {os.path.abspath(p) for p in new_text}
-    again = {o.path for o in outcomes if touched.intersection(map(os.path.abspath, o.deps))}
+    final = {os.path.abspath(p): content_hash(data) for p, data in new_text.items()}
+    # a file whose analysis read a changed file's final text (its worker had fixed that file already) was
+    # analysed as `check` would now
+    again = {o.path for o in outcomes
+             if any(final.get(os.path.abspath(p), h) != h for p, h in o.deps.items())}
     known = [f for o in outcomes if o.path not in again for f in o.findings]
     done = [o.path for o in outcomes]
     res = runner.check_paths([p for p in done if p in again], config, cache_root=None, contents=new_text,
