@@ -54,8 +54,7 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     codes = config.codes()
     found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only, mod) if f.code in codes]
     PHASES["rules+positions"] += time.perf_counter() - t2
-    deps = {p: project.loaded[p] for p in sorted(project.touched) if p != path}
-    return RootResult(found, None, deps)
+    return RootResult(found, None, project.deps(path))
 
 
 def analyze_source(source: str | bytes, path: str, config: Config, whole: bool = False, in_tree: bool = False,

@@ -419,6 +419,11 @@ class Project:
         for k in stale:
             del self.summaries[k]
 
+    def deps(self, path: str) -> dict[str, Optional[str]]:
+        """The files other than `path` the last analysis read (since `touched` was reset) -> the content
+        hash of the text it read."""
+        return {p: self.loaded.get(p) for p in sorted(self.touched) if p != path}
+
     def root_module(self, path: str, data: bytes | str, whole: bool = False) -> ModuleInfo:
         """The module for a file being checked: reused when an earlier root or helper of the process parsed
         the same text. Its hash is recorded like a helper's: a later root that reads this module depends

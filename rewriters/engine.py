@@ -261,29 +261,15 @@ def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
         out += [text[at:a], code]
         at = b
     code = "".join(out) + text[at:]
-    if needed and not _has_imports(mod, code, needed):
+    if needed and not _has_imports(mod, needed):
         code = ensure_imports(parse_source(code)[0], needed).code
     return code
 
 
-def _has_imports(mod, text: str, needed: set) -> bool:
-    """`import torch` somewhere outside a function, as ensure_imports looks for it (CPython's parser: the
-    module need not be parsed with libcst when nothing is added). Other imports: ask ensure_imports."""
-    import ast
-
-    if needed != {("torch", None)}:
-        return False
-    if mod.imports_torch:  # the index saw it, and rewrites change function bodies only
-        return True
-    stack = list(ast.parse(text).body)
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Import) and any(a.name in ("torch", "torch.nn") and a.asname is None for a in n.names):
-            return True
-        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for f in ("body", "orelse", "finalbody", "handlers", "cases"):
-                stack.extend(getattr(n, f, None) or [])
-    return False
+def _has_imports(mod, needed: set) -> bool:
+    """Nothing to add: the module's index saw `import torch` (rewrites change function bodies only). Any
+    other case asks ensure_imports, which decides on the whole module."""
+    return needed == {("torch", None)} and mod.imports_torch
 
 
 _MAX_PASSES = 8

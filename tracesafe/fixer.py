@@ -119,8 +119,7 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
         wanted = config.codes()
         out.findings = [f.to_json() for f in to_findings(an.raw_findings(), config.target, None, only)
                         if f.code in wanted]
-        seen = engine._SHARED.loaded
-        out.deps = {p: seen.get(p) for p in sorted(engine._SHARED.touched) if p != path}
+        out.deps = engine._SHARED.deps(path)
     if res.source == text:
         return out
     enc = _encoding(data)  # "utf-8-sig" when the file had a BOM: encoding puts it back
