@@ -6,6 +6,7 @@ import ast
 import os
 import re
 from collections import deque
+from functools import partial
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Optional
@@ -619,14 +620,7 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
         return ci.self_attrs
     out: dict[str, Kind] = {}
     mod = ci.module
-
-    def assign(target, value) -> None:
-        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-            k = _value_kind(value, mod, ci) if value is not None else KP
-            out[target.attr] = join(out[target.attr], k) if target.attr in out else k
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
-                assign(elt.value if isinstance(elt, ast.Starred) else elt, None)
+    assign = partial(_assign_self, out, ci)
 
     # statements only: the assignments that matter are statements, and expressions are most of the nodes
     stack = [ci.node.body]
@@ -657,6 +651,17 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
                     stack.append(c.body)
     ci.self_attrs = out
     return out
+
+
+def _assign_self(out: dict, ci: ClassInfo, target, value) -> None:
+    """`self.<attr> = value` in a class's code: the attribute's kind joins the value's. (Not a closure in
+    _self_attrs: a recursive closure is a cycle, which kept a module `fix` dropped alive.)"""
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+        k = _value_kind(value, ci.module, ci) if value is not None else KP
+        out[target.attr] = join(out[target.attr], k) if target.attr in out else k
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
+            _assign_self(out, ci, elt.value if isinstance(elt, ast.Starred) else elt, None)
 
 
 def _local_values(ci: ClassInfo, name: str, seen: set) -> list:

@@ -123,24 +123,27 @@ def terminates(stmts: Iterable[cst.BaseStatement]) -> bool:
 
 
 def _has_break(node: cst.CSTNode) -> bool:
+    v = _Break()
+    node.visit(v)
+    return v.found
+
+
+class _Break(cst.CSTVisitor):
+    """A `break` of this loop (not of a nested loop or function)."""
+
     found = False
 
-    class V(cst.CSTVisitor):
-        def visit_Break(self, n):
-            nonlocal found
-            found = True
+    def visit_Break(self, n):
+        self.found = True
 
-        def visit_For(self, n):
-            return False
+    def visit_For(self, n):
+        return False
 
-        def visit_While(self, n):
-            return False
+    def visit_While(self, n):
+        return False
 
-        def visit_FunctionDef(self, n):
-            return False
-
-    node.visit(V())
-    return found
+    def visit_FunctionDef(self, n):
+        return False
 
 
 class Walker:

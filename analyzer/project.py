@@ -264,56 +264,10 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
     """Fill imports, functions and classes from the `ast`; the definitions in source order."""
+    # (module-level helpers, not recursive closures: a closure cycle held the module until a full GC)
     order: list[Def] = []
-
-    def imports(stmts):
-        for s in stmts:
-            if isinstance(s, ast.Import):
-                for a in s.names:
-                    if a.name in ("torch", "torch.nn") and not a.asname:
-                        info.imports_torch = True
-                    if a.asname:
-                        info.imports[a.asname] = a.name
-                    else:
-                        head = a.name.split(".")[0]
-                        info.imports.setdefault(head, head)
-            elif isinstance(s, ast.ImportFrom):
-                mod = _resolve_relative(info.package, s.level, s.module) if s.level else s.module
-                if mod:
-                    for a in s.names:
-                        if a.name != "*":
-                            info.imports[a.asname or a.name] = f"{mod}.{a.name}"
-            elif isinstance(s, ast.If):
-                # imports under `if TYPE_CHECKING:` / `try: ... except ImportError:`
-                imports(s.body)
-                imports(s.orelse)
-            elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
-                imports(s.body)
-                for h in s.handlers:
-                    imports(h.body)
-                imports(s.orelse)
-                imports(s.finalbody)
-
-    def defs(stmts):
-        for s in stmts:
-            if isinstance(s, _DEFS):
-                d = Def(info, s.name, _def_start(s), s.end_lineno)
-                info.functions[s.name] = d
-                order.append(d)
-            elif isinstance(s, ast.ClassDef):
-                ci = ClassInfo(s.name, s, info, [])
-                info.classes[s.name] = ci
-                for m in s.body:
-                    if isinstance(m, _DEFS):
-                        d = Def(info, f"{s.name}.{m.name}", _def_start(m), m.end_lineno)
-                        ci.methods[m.name] = d
-                        order.append(d)
-            elif isinstance(s, ast.If):
-                defs(s.body)
-                defs(s.orelse)
-
-    imports(tree.body)
-    defs(tree.body)
+    _index_imports(info, tree.body)
+    _index_defs(info, tree.body, order)
     for s in tree.body:
         if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
             info.globals[s.targets[0].id] = s.value
@@ -322,6 +276,54 @@ def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
     for ci in info.classes.values():
         ci.bases = [info.qualify_dotted(d) for d in map(ast_dotted, ci.node.bases) if d]
     return order
+
+
+def _index_imports(info: ModuleInfo, stmts: list) -> None:
+    for s in stmts:
+        if isinstance(s, ast.Import):
+            for a in s.names:
+                if a.name in ("torch", "torch.nn") and not a.asname:
+                    info.imports_torch = True
+                if a.asname:
+                    info.imports[a.asname] = a.name
+                else:
+                    head = a.name.split(".")[0]
+                    info.imports.setdefault(head, head)
+        elif isinstance(s, ast.ImportFrom):
+            mod = _resolve_relative(info.package, s.level, s.module) if s.level else s.module
+            if mod:
+                for a in s.names:
+                    if a.name != "*":
+                        info.imports[a.asname or a.name] = f"{mod}.{a.name}"
+        elif isinstance(s, ast.If):
+            # imports under `if TYPE_CHECKING:` / `try: ... except ImportError:`
+            _index_imports(info, s.body)
+            _index_imports(info, s.orelse)
+        elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+            _index_imports(info, s.body)
+            for h in s.handlers:
+                _index_imports(info, h.body)
+            _index_imports(info, s.orelse)
+            _index_imports(info, s.finalbody)
+
+
+def _index_defs(info: ModuleInfo, stmts: list, order: list[Def]) -> None:
+    for s in stmts:
+        if isinstance(s, _DEFS):
+            d = Def(info, s.name, _def_start(s), s.end_lineno)
+            info.functions[s.name] = d
+            order.append(d)
+        elif isinstance(s, ast.ClassDef):
+            ci = ClassInfo(s.name, s, info, [])
+            info.classes[s.name] = ci
+            for m in s.body:
+                if isinstance(m, _DEFS):
+                    d = Def(info, f"{s.name}.{m.name}", _def_start(m), m.end_lineno)
+                    ci.methods[m.name] = d
+                    order.append(d)
+        elif isinstance(s, ast.If):
+            _index_defs(info, s.body, order)
+            _index_defs(info, s.orelse, order)
 
 
 def _cst_defs(module: cst.Module) -> list[cst.FunctionDef]:
@@ -344,6 +346,13 @@ def _cst_defs(module: cst.Module) -> list[cst.FunctionDef]:
 
     visit(module.body)
     return out
+
+
+def _release(info: ModuleInfo) -> None:
+    """A module the project drops: a module and its definitions refer to each other, and left to the
+    cyclic GC, a dropped module (its whole `ast` index) outlived the next gc.freeze() of the run and was
+    never freed (`fix` replaces every file it rewrites)."""
+    info.functions, info.classes, info.globals = {}, {}, {}
 
 
 _NOT_MODULES = {"Parameter", "UninitializedParameter", "UninitializedBuffer", "Buffer"}
@@ -393,6 +402,9 @@ class Project:
                 raise SourceError("internal: libcst and ast disagree on the definitions")  # pragma: no cover
             for n, d in zip(nodes, order):
                 d._node, d.tree = n, whole
+        old = self._by_path.get(path)
+        if old is not None:
+            _release(old)  # the same file parsed again (as a whole, or with new text)
         self._by_path[path] = info
         if path in self.loaded or modname not in self._by_mod or self._by_mod[modname] is None or \
                 self._by_mod[modname].path == path:
@@ -403,12 +415,22 @@ class Project:
         """Files rewritten on disk (by `fix`): drop their modules, read again on next use, and every
         library summary that reached one of them (one pass over the summaries for all the files)."""
         targets = {os.path.abspath(p) for p in paths}
-        for p in [p for p in self._by_path if os.path.abspath(p) in targets]:
+        hit: dict[str, bool] = {}  # thousands of summaries share a few hundred paths
+
+        def target(p: str) -> bool:
+            t = hit.get(p)
+            if t is None:
+                t = hit[p] = os.path.abspath(p) in targets
+            return t
+
+        for p in [p for p in self._by_path if target(p)]:
             info = self._by_path.pop(p)
-            if info is not None and self._by_mod.get(info.modname) is info:
-                del self._by_mod[info.modname]
+            if info is not None:
+                if self._by_mod.get(info.modname) is info:
+                    del self._by_mod[info.modname]
+                _release(info)
             self.loaded.pop(p, None)
-        stale = {k for k in self.summaries if os.path.abspath(k[0][0]) in targets}
+        stale = {k for k in self.summaries if target(k[0][0])}
         grew = bool(stale)
         while grew:
             grew = False

@@ -12,6 +12,7 @@ proves.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Optional
 
@@ -217,26 +218,43 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
         raise Refuse(f"in-place `{found[0]}` in an arm")
 
 
-class _Counts(_Reads):
-    """How many times each name is read (the occurrences _Reads finds)."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts: Counter = Counter()
-
-    def visit_Name(self, n):
-        self.counts[n.value] += 1
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-class _Taken(_Reads):
-    """Every name a function uses: read, assigned, or defined."""
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """A node's children, in no particular order: read from its fields (libcst's `children`, like a
+    visitor, rebuilds the node to find them)."""
+    t = type(node)
+    names = _FIELDS.get(t)
+    if names is None:
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
+    out = []
+    for name in names:
+        v = getattr(node, name)
+        if isinstance(v, cst.CSTNode):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(x for x in v if isinstance(x, cst.CSTNode))
+    return out
 
-    def visit_AssignTarget(self, n):
-        self.names.extend(reads(n.target))
-        return False
 
-    def visit_FunctionDef(self, n):
-        self.names.append(n.name.value)
+def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter:
+    """How many times each name occurs under node as _Reads finds them (attribute names and keywords
+    excluded; assignment targets only with targets=True), in no particular order. A walk over the nodes'
+    fields: a libcst visitor rebuilds every node it enters, which made this walk over a whole function a
+    tenth of `fix --form cond`'s planning."""
+    counts: Counter = Counter()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        t = type(n)
+        if t is cst.Name:
+            counts[n.value] += 1
+        elif t is cst.Attribute or t is cst.Arg:
+            stack.append(n.value)
+        elif t is not cst.AssignTarget or targets:
+            stack.extend(_children(n))
+    return counts
 
 
 class Names:
@@ -252,20 +270,16 @@ class Names:
     @property
     def taken(self) -> set:
         if self._taken is None:
-            v = _Taken()
-            self._fn.visit(v)
-            self._taken = set(v.names) | {p.name.value for p in _params(self._fn)}
+            # every name the function uses: read, assigned, or defined (a parameter's is a Name under it)
+            self._taken = set(name_counts(self._fn, targets=True))
         return self._taken
 
     def reads_outside(self, node: cst.CSTNode) -> set[str]:
         """Names read anywhere in the function's body except inside node (a statement of it)."""
         if self._counts is None:
-            v = _Counts()
-            self._fn.body.visit(v)
-            self._counts = v.counts
-        inside = _Counts()
-        node.visit(inside)
-        return {n for n, c in self._counts.items() if c > inside.counts[n]}
+            self._counts = name_counts(self._fn.body)
+        inside = name_counts(node)
+        return {n for n, c in self._counts.items() if c > inside[n]}
 
     def fresh(self, *bases: str) -> list[str]:
         k = 1

@@ -93,16 +93,20 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
 
 def _parents(fn: cst.CSTNode) -> dict:
     """child -> parent for every node of a function."""
-    out: dict = {}
+    v = _Parents()
+    fn.visit(v)
+    return v.out
 
-    class V(cst.CSTVisitor):
-        def on_visit(self, node) -> bool:
-            for ch in node.children:
-                out[ch] = node
-            return True
 
-    fn.visit(V())
-    return out
+class _Parents(cst.CSTVisitor):
+    def __init__(self):
+        super().__init__()
+        self.out: dict = {}
+
+    def on_visit(self, node) -> bool:
+        for ch in node.children:
+            self.out[ch] = node
+        return True
 
 
 def fix_fields(an: Analysis, mod, form: str) -> dict:
@@ -180,30 +184,38 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     else:
         targets = set()
 
-    class T(cst.CSTTransformer):
-        inside = 0
+    return tree.visit(_Splice(single, multi, dropped, lead, targets))
 
-        def on_visit(self, node) -> bool:
-            if lead is None or self.inside:
-                return True
-            if id(node) in targets:
-                self.inside += 1
-                return True
-            return id(node) in lead
 
-        def on_leave(self, orig, new):
-            if lead is not None and id(orig) in targets:
-                self.inside -= 1
-            if id(orig) in single:
-                return single[id(orig)]
-            if id(orig) in multi:
-                return cst.FlattenSentinel(multi[id(orig)].new)
-            if id(orig) in dropped:
-                return cst.RemoveFromParent()
-            return new
+class _Splice(cst.CSTTransformer):
+    """Puts each plan's new code in place of its old nodes (ids of the originals: a transformer sees the
+    originals in on_leave), entering only the `lead` nodes, and the `targets` whole (lead None: all).
+    A class of the module, not of each call: a class made per call is cyclic garbage that kept every
+    rewritten file's plans and old module alive until a full collection."""
 
-    # ids refer to the original nodes; transformers see originals in on_leave
-    return tree.visit(T())
+    def __init__(self, single: dict, multi: dict, dropped: set, lead: Optional[set], targets: set):
+        super().__init__()
+        self.single, self.multi, self.dropped, self.lead, self.targets = single, multi, dropped, lead, targets
+        self.inside = 0
+
+    def on_visit(self, node) -> bool:
+        if self.lead is None or self.inside:
+            return True
+        if id(node) in self.targets:
+            self.inside += 1
+            return True
+        return id(node) in self.lead
+
+    def on_leave(self, orig, new):
+        if self.lead is not None and id(orig) in self.targets:
+            self.inside -= 1
+        if id(orig) in self.single:
+            return self.single[id(orig)]
+        if id(orig) in self.multi:
+            return cst.FlattenSentinel(self.multi[id(orig)].new)
+        if id(orig) in self.dropped:
+            return cst.RemoveFromParent()
+        return new
 
 
 def _leading_to(tree: cst.Module, targets: set) -> tuple[set, set]:

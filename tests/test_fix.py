@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tracesafe.analyzer import Config, check_source
+from tracesafe.analyzer.project import Project
 from tracesafe.cli import main
 from tracesafe.rewriters.engine import FORM_TARGET, FORMS, fix_source
 
@@ -374,6 +375,37 @@ def test_cond_keeps_python_tests_short_circuiting():
          "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
 
 
+def test_cond_name_counts_equal_a_libcst_visitor_on_every_fixture():
+    """`cond`'s name walk goes over node fields (a libcst visitor rebuilds each node it enters); it must
+    find what the visitor it replaced found: names read, without attribute names, keywords or (unless
+    asked) assignment targets."""
+    from collections import Counter
+
+    from tracesafe.rewriters.cond import _Reads, name_counts
+
+    class Reference(_Reads):  # the visitor the walk replaced: _Reads, counting
+        def __init__(self, targets):
+            super().__init__()
+            self.counts, self.targets = Counter(), targets
+
+        def visit_Name(self, n):
+            self.counts[n.value] += 1
+
+        def visit_AssignTarget(self, n):
+            return self.targets
+
+    checked = 0
+    for path in sorted(FIXTURES.rglob("*.py")):
+        tree = cst.parse_module(path.read_text(encoding="utf-8"))
+        for node in [tree, *(s for s in tree.body if isinstance(s, (cst.ClassDef, cst.FunctionDef)))]:
+            for targets in (False, True):
+                ref = Reference(targets)
+                node.visit(ref)
+                assert name_counts(node, targets) == ref.counts, (path.name, targets)
+                checked += 1
+    assert checked > 100
+
+
 def _line(source: str, plan) -> str:
     return source.splitlines()[plan.position[0] - 1][plan.position[1] - 1:]
 
@@ -651,3 +683,38 @@ def test_cli_fix_count_equals_check_after(run_in, jobs, diff, form, target, help
                                       "--exit-zero", "."])
     assert said == len(json.loads(check.stdout)) > 0
     assert any(p.read_text(encoding="utf-8") != before[p] for p in before) or diff
+
+
+def test_a_module_fix_replaces_is_freed_without_the_cyclic_gc(run_in):
+    """`fix` gives every file it rewrites new text; the project drops the old module. A module and its
+    definitions refer to each other, so the old one (its whole `ast` index) waited for the cyclic GC, and
+    the next gc.freeze() of the run made it permanent: 400 MB more than `check` on transformers."""
+    import gc
+    import weakref
+
+    from tracesafe.analyzer.api import analyze_source
+
+    (run_in / "m.py").write_text(
+        "import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.proj = nn.Linear(2, 2)\n\n"
+        "    def forward(self, x):\n        if x.sum() > 0:\n            x = self.proj(x)\n        return x\n")
+    res = fix_source((run_in / "m.py").read_text(), "cond", path="m.py", unsafe_fixes=True)
+    assert "torch.cond(" in res.source
+    project = Project()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        an, mod = analyze_source((run_in / "m.py").read_text(), "m.py", Config(), in_tree=True, project=project)
+        assert an.states_in(mod)
+        old = weakref.ref(mod)
+        del an, mod
+        project.root_module("m.py", res.source)  # new text: the old module is dropped
+        assert old() is None
+        an, mod = analyze_source(res.source, "m.py", Config(), in_tree=True, project=project)
+        old = weakref.ref(mod)
+        del an, mod
+        project.forget("m.py")
+        assert old() is None
+    finally:
+        if enabled:
+            gc.enable()
