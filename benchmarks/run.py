@@ -4,11 +4,11 @@
 
 Downloads the transformers 5.24.0 wheel with `pip download`, unpacks its source, and measures in one run:
 `tracesafe check --no-cache` with 1 and 2 jobs, a warm re-run with the cache, the same without the
-prefilter, `fix --diff` over the whole tree with each form, libcst's bare `parse_module` of every file
-(the floor of any libcst pass), TorchFix 0.7.0 (in its own venv) and tracesafe on a 12-architecture
-subset, and a one-file check. It prints ratios, the
-per-phase profile, and whether the findings were identical across all variants. Timings are wall-clock
-seconds from one run; nothing here is asserted by the test suite.
+prefilter, `fix --diff` over the whole tree with each form (each between two cold checks), libcst's bare
+`parse_module` of every file (the floor of any libcst pass), TorchFix 0.7.0 (in its own venv) and
+tracesafe on a 12-architecture subset, and a one-file check. It prints ratios, the per-phase profile,
+and whether the findings were identical across all variants. Timings are wall-clock seconds from one
+run; nothing here is asserted by the test suite.
 """
 
 from __future__ import annotations
@@ -145,12 +145,16 @@ def main() -> None:
     print(f"prefilter off, 2 jobs: {secs:.1f} s, {n} findings", flush=True)
 
     # fix over the whole tree with each form, writing nothing (--diff), against the cold check (issue:
-    # within 1.5x); --unsafe-fixes so every rewrite a form has is planned and applied in memory. Each fix
-    # is timed right after a cold check of its own: this machine's speed drifts by a fifth within minutes,
-    # and a ratio of two runs far apart measures the drift
-    for form in ("flag", "where", "cond"):
-        rows[f"cold check before fix --form {form}"] = tracesafe(["--no-cache", "--jobs", "2", "transformers"],
-                                                                 base)[0]
+    # within 1.5x); --unsafe-fixes so every rewrite a form has is planned and applied in memory. This
+    # machine's speed drifts by a fifth within minutes, and a ratio of two runs far apart measures the
+    # drift: each fix runs between two cold checks (check, fix, check, fix, ...) and is compared with their
+    # mean, which cancels a steady drift
+    def cold_check() -> float:
+        return tracesafe(["--no-cache", "--jobs", "2", "transformers"], base)[0]
+
+    FORMS = ("flag", "where", "cond")
+    checks = [cold_check()]
+    for form in FORMS:
         fsecs, p = timed([sys.executable, "-m", "tracesafe", "fix", "--diff", "--unsafe-fixes", "--jobs", "2",
                           "--form", form, "--profile", "transformers"], base)
         if p.returncode not in (0, 1):
@@ -158,6 +162,9 @@ def main() -> None:
         summary = next((line for line in p.stderr.splitlines() if line.startswith("Would fix")), "")
         rows[f"fix --diff --form {form}, 2 jobs"] = fsecs
         print(f"fix --form {form}: {fsecs:.1f} s; {summary}", flush=True)
+        checks.append(cold_check())
+        rows[f"cold checks around fix --form {form} (mean)"] = (checks[-2] + checks[-1]) / 2
+    rows["cold checks between the fixes (4, spread)"] = max(checks) - min(checks)
 
     subset = [f"transformers/models/{m}" for m in SUBSET]
     secs, n, _, _, _ = tracesafe(["--no-cache", "--jobs", "1", *subset], base)
@@ -212,10 +219,12 @@ def main() -> None:
           "  (target >= 1.6)")
     print(f"  warm / cold 2 jobs:                {100 * ratio('tracesafe warm cache', 'tracesafe cold, 2 jobs'):.1f}%"
           "  (target <= 5%)")
-    for form in ("flag", "where", "cond"):
-        print(f"  fix --form {form} / the cold check just before it, 2 jobs: "
-              f"{ratio(f'fix --diff --form {form}, 2 jobs', f'cold check before fix --form {form}'):.2f}x"
+    for form in FORMS:
+        print(f"  fix --form {form} / the cold checks around it, 2 jobs: "
+              f"{ratio(f'fix --diff --form {form}, 2 jobs', f'cold checks around fix --form {form} (mean)'):.2f}x"
               "  (target <= 1.5)")
+    print("  fix, all forms / the cold checks around them:  "
+          f"{sum(rows[f'fix --diff --form {f}, 2 jobs'] for f in FORMS) / sum(rows[f'cold checks around fix --form {f} (mean)'] for f in FORMS):.2f}x")
     if "TorchFix 0.7.0 subset" in rows:
         print(f"  TorchFix / tracesafe on subset:    "
               f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)")

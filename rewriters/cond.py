@@ -291,11 +291,6 @@ class Names:
             k += 1
 
 
-def _params(fn: cst.FunctionDef):
-    p = fn.params
-    return [*p.posonly_params, *p.params, *p.kwonly_params]
-
-
 def _local_fn(name: str, params: list[str], stmts: list, ret: cst.BaseExpression, like: Optional[cst.BaseSuite],
               leading_lines=()) -> cst.FunctionDef:
     body_stmts = list(stmts) + [cst.SimpleStatementLine([cst.Return(ret)])]
