@@ -6,8 +6,8 @@ import ast
 import os
 import re
 from collections import deque
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Iterable, Optional
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -42,6 +43,26 @@ _PURE_TORCH = frozenset("torch." + m for m in _PURE_METHODS) | frozenset(
     f"torch.nn.functional.{m}" for m in "relu gelu silu softmax log_softmax normalize layer_norm sigmoid tanh".split()
 ) | frozenset({"torch.zeros_like", "torch.ones_like", "torch.full_like", "torch.where", "torch.maximum",
                "torch.minimum"})
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """A node's children, in no particular order: read from its fields (libcst's `children`, like a
+    visitor, rebuilds the node to find them)."""
+    t = type(node)
+    names = _FIELDS.get(t)
+    if names is None:
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
+    out = []
+    for name in names:
+        v = getattr(node, name)
+        if isinstance(v, cst.CSTNode):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(x for x in v if isinstance(x, cst.CSTNode))
+    return out
 
 
 def is_pure(e: cst.BaseExpression, qualify) -> bool:

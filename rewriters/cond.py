@@ -12,7 +12,6 @@ proves.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Optional
 
@@ -20,7 +19,7 @@ import libcst as cst
 
 from tracesafe.analyzer.kinds import T, is_size, is_tensor
 
-from .common import Plan, as_bool_tensor, chain, is_pure, tensor_and
+from .common import Plan, as_bool_tensor, chain, child_nodes, is_pure, tensor_and
 
 FORM = "cond"
 
@@ -218,26 +217,6 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
         raise Refuse(f"in-place `{found[0]}` in an arm")
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """A node's children, in no particular order: read from its fields (libcst's `children`, like a
-    visitor, rebuilds the node to find them)."""
-    t = type(node)
-    names = _FIELDS.get(t)
-    if names is None:
-        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
-    out = []
-    for name in names:
-        v = getattr(node, name)
-        if isinstance(v, cst.CSTNode):
-            out.append(v)
-        elif isinstance(v, (list, tuple)):
-            out.extend(x for x in v if isinstance(x, cst.CSTNode))
-    return out
-
-
 def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter:
     """How many times each name occurs under node as _Reads finds them (attribute names and keywords
     excluded; assignment targets only with targets=True), in no particular order. A walk over the nodes'
@@ -253,7 +232,7 @@ def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter:
         elif t is cst.Attribute or t is cst.Arg:
             stack.append(n.value)
         elif t is not cst.AssignTarget or targets:
-            stack.extend(_children(n))
+            stack.extend(child_nodes(n))
     return counts
 
 

@@ -13,7 +13,7 @@ from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError, parse_source
 
 from . import FORMS, cond, flag, guard, optional, where
-from .common import BLOCKS, Plan, ensure_imports
+from .common import BLOCKS, Plan, child_nodes, ensure_imports
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
 
@@ -93,20 +93,14 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
 
 def _parents(fn: cst.CSTNode) -> dict:
     """child -> parent for every node of a function."""
-    v = _Parents()
-    fn.visit(v)
-    return v.out
-
-
-class _Parents(cst.CSTVisitor):
-    def __init__(self):
-        super().__init__()
-        self.out: dict = {}
-
-    def on_visit(self, node) -> bool:
-        for ch in node.children:
-            self.out[ch] = node
-        return True
+    out: dict = {}
+    stack = [fn]
+    while stack:
+        node = stack.pop()
+        for ch in child_nodes(node):
+            out[ch] = node
+            stack.append(ch)
+    return out
 
 
 def fix_fields(an: Analysis, mod, form: str) -> dict:

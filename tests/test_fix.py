@@ -406,6 +406,23 @@ def test_cond_name_counts_equal_a_libcst_visitor_on_every_fixture():
     assert checked > 100
 
 
+def test_child_nodes_are_libcsts_children_on_every_fixture():
+    """The rewriters' field walk (`child_nodes`) finds the node objects libcst's `children` finds, for
+    every node of every fixture (`children` rebuilds each node to find them)."""
+    from tracesafe.rewriters.common import child_nodes
+
+    nodes = 0
+    for path in sorted(FIXTURES.rglob("*.py")):
+        stack = [cst.parse_module(path.read_text(encoding="utf-8"))]
+        while stack:
+            node = stack.pop()
+            kids = node.children
+            assert sorted(map(id, child_nodes(node))) == sorted(map(id, kids)), (path.name, type(node).__name__)
+            stack.extend(kids)
+            nodes += 1
+    assert nodes > 10_000
+
+
 def _line(source: str, plan) -> str:
     return source.splitlines()[plan.position[0] - 1][plan.position[1] - 1:]
 
