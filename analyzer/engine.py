@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from . import torchapi as api
 from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
 from .kinds import (EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, dictof as dictof_kind, fns as fns_kind, join,
                     mod as mod_kind, mods as mods_kind)
+from .source import canonical
 from .project import _DEFS, NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
 
@@ -898,11 +898,11 @@ def suppressed(line_text: str, code: str) -> bool:
 def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None,
                 fixes_for: Optional[ModuleInfo] = None) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
-    Findings; with `only` (absolute paths), just for those files. `fixes` (node id -> fix field) were
+    Findings; with `only` (canonical paths), just for those files. `fixes` (node id -> fix field) were
     planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes.
     Positions come from a codegen pass over each reported definition, up to its last reported node."""
     items = [r for r in raw if target in RULES[r[3]].targets and
-             (only is None or os.path.abspath(r[0].path) in only)]
+             (only is None or canonical(r[0].path) in only)]
     by_def: dict[int, tuple[Def, set]] = {}
     for mod, d, node, _code, end, _msg in items:
         if node not in mod.computed or end not in mod.computed:

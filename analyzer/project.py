@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from .source import SourceError, _ast, _syntax_message, content_hash, cpython_syntax_error, source_text
+from .source import SourceError, _ast, _syntax_message, canonical, content_hash, cpython_syntax_error, source_text
 
 
 def dotted(node: cst.BaseExpression) -> Optional[str]:
@@ -372,7 +372,7 @@ class Project:
         # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
         self.summaries: dict = {}
         self.parsed: dict = {}  # definition text -> its libcst tree (Def._parse)
-        self.overlay = overlay or {}  # absolute path -> bytes standing in for the file on disk
+        self.overlay = overlay or {}  # canonical path -> bytes standing in for the file on disk
 
     def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None,
                    whole: Optional[bool] = None) -> ModuleInfo:
@@ -414,13 +414,13 @@ class Project:
     def forget(self, *paths: str) -> None:
         """Files rewritten on disk (by `fix`): drop their modules, read again on next use, and every
         library summary that reached one of them (one pass over the summaries for all the files)."""
-        targets = {os.path.abspath(p) for p in paths}
+        targets = {canonical(p) for p in paths}
         hit: dict[str, bool] = {}  # thousands of summaries share a few hundred paths
 
         def target(p: str) -> bool:
             t = hit.get(p)
             if t is None:
-                t = hit[p] = os.path.abspath(p) in targets
+                t = hit[p] = canonical(p) in targets
             return t
 
         for p in [p for p in self._by_path if target(p)]:
@@ -475,7 +475,7 @@ class Project:
             for cand in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
                 if cand.is_file():
                     try:
-                        key = os.path.abspath(cand)
+                        key = canonical(str(cand))
                         data = self.overlay[key] if key in self.overlay else cand.read_bytes()
                         info = self.add_module(os.path.relpath(cand), data, None)
                     except (OSError, SourceError):

@@ -7,6 +7,7 @@ import ast
 import gc
 import hashlib
 import io
+import os
 import tokenize
 import warnings
 from typing import Optional
@@ -63,3 +64,22 @@ def source_text(source: str | bytes) -> str:
     if "\x00" in text:
         raise SourceError("source contains a NUL byte")
     return text
+
+
+_REAL: dict[str, str] = {}
+
+
+def canonical(path: str) -> str:
+    """The one name of a file, whatever the cwd and spelling (relative, absolute, `./x`, through a symlinked
+    folder): cache keys, dependencies and the filter on the files asked about all compare these, so no
+    result depends on where it was computed from."""
+    ap = os.path.abspath(path)
+    real = _REAL.get(ap)
+    if real is None:
+        real = _REAL[ap] = os.path.realpath(ap)
+    return real
+
+
+def forget_canonical() -> None:
+    """Symlinks may have changed since the last run of this process (a test, an editor's server)."""
+    _REAL.clear()

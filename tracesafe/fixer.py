@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 
 from tracesafe.analyzer import Config
 from tracesafe.analyzer.engine import to_findings
-from tracesafe.analyzer.source import SourceError, content_hash, cpython_syntax_error, decode
+from tracesafe.analyzer.source import SourceError, canonical, content_hash, cpython_syntax_error, decode
 from tracesafe.rewriters import engine
 from tracesafe.rewriters.engine import FixResult, fix_source
 from tracesafe import runner
@@ -179,7 +179,7 @@ def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entr
               config: Optional[Config] = None, pool=None, jobs: int = 1) -> Iterator[FileOutcome]:
     """fix_file over many files, in the `jobs` workers of `pool` (fix_pool) or in this process, in the
     order given. Each file is read, rewritten and written by one worker: no two touch one file."""
-    only = frozenset(os.path.abspath(p) for p in files)
+    only = frozenset(canonical(p) for p in files)
     args = (form, unsafe_fixes, write, entry, codes, config, only)
     if pool is None:
         yield from _fix_batch(files, *args)
@@ -196,11 +196,11 @@ def recount(outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Con
     that changed (new_text: every changed file so far -> its new text), maybe before that was rewritten;
     those files are analysed again, in the workers that fixed (their parsed modules reused), with the
     new text in place of the old. Returns (findings, files analysed again)."""
-    final = {os.path.abspath(p): content_hash(data) for p, data in new_text.items()}
+    final = {canonical(p): content_hash(data) for p, data in new_text.items()}
     # a file whose analysis read a changed file's final text (its worker had fixed that file already) was
     # analysed as `check` would now
     again = {o.path for o in outcomes
-             if any(final.get(os.path.abspath(p), h) != h for p, h in o.deps.items())}
+             if any(final.get(canonical(p), h) != h for p, h in o.deps.items())}
     known = [f for o in outcomes if o.path not in again for f in o.findings]
     done = [o.path for o in outcomes]
     res = runner.check_paths([p for p in done if p in again], config, cache_root=None, contents=new_text,

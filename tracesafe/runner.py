@@ -19,7 +19,8 @@ import pathspec
 from tracesafe import __version__
 from tracesafe.analyzer.config import Config
 from tracesafe.analyzer.finding import Finding
-from tracesafe.analyzer.source import SourceError, content_hash, cpython_syntax_error, source_text
+from tracesafe.analyzer.source import (SourceError, canonical, content_hash, cpython_syntax_error, forget_canonical,
+                                       source_text)
 
 # the analysis (libcst, the rewriters) is imported where a file is analysed: a run whose files all hit
 # the cache answers without it
@@ -164,7 +165,7 @@ class Cache:
             self.entries = {}
 
     def get(self, path: str, digest: str):
-        e = self.entries.get(os.path.abspath(path))
+        e = self.entries.get(canonical(path))
         if not e or e["hash"] != digest:
             return None
         for dep, h in e["deps"].items():
@@ -178,9 +179,10 @@ class Cache:
         return e
 
     def put(self, path: str, digest: str, findings, error, deps) -> None:
-        self.entries[os.path.abspath(path)] = {
-            "hash": digest, "findings": findings, "error": error,
-            "deps": {os.path.abspath(d): h for d, h in deps.items()},
+        # every path canonical: what is read back must not depend on the cwd or spelling that filled it
+        self.entries[canonical(path)] = {
+            "hash": digest, "findings": [{**f, "path": canonical(f["path"])} for f in findings], "error": error,
+            "deps": {canonical(d): h for d, h in deps.items()},
         }
         self.dirty = True
 
@@ -212,6 +214,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     `pool` (of `jobs` workers, each holding a project: use_project) or `project` reuse what an earlier run
     parsed."""
     t0 = time.perf_counter()
+    forget_canonical()
     phases = {"read": 0.0, "prefilter": 0.0, "analyze": 0.0, "report": 0.0}
     errors: list[tuple[str, str]] = []
     cache = Cache(cache_root, config) if cache_root is not None else None
@@ -246,10 +249,10 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     ts = time.perf_counter()
     results = []
     # what the files would hold, for the roots and for the helpers they reach alike (in any order)
-    overlay = {os.path.abspath(p): d for p, d in contents.items()} if contents else None
+    overlay = {canonical(p): d for p, d in contents.items()} if contents else None
     # findings are kept for the files asked about; a cached result must not depend on which those were,
     # so with a cache every analyzed root reports on every file it reaches
-    only = None if cache is not None else frozenset(os.path.abspath(p) for p in (report_only or files))
+    only = None if cache is not None else frozenset(canonical(p) for p in (report_only or files))
     if todo and (pool is not None or jobs > 1 and sum(analyze for _, _, analyze in todo) >= _PARALLEL_MIN_FILES):
         from concurrent.futures import ProcessPoolExecutor  # a pool only for a larger input
 
@@ -306,23 +309,19 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         cache.save()
 
     pfi = [(pathspec.GitIgnoreSpec.from_lines([pat]), set(codes)) for pat, codes in config.per_file_ignores.items()]
-    normed: dict[str, str] = {}  # thousands of findings share a few hundred paths
-
-    def norm_(p: str) -> str:
-        q = normed.get(p)
-        if q is None:
-            q = normed[p] = norm(p)
-        return q
-
-    wanted = {norm_(p) for p in (report_only if report_only is not None else files)}
+    pfi_root = canonical(str(config_root or os.getcwd()))
+    # each file asked about, by its one name -> as the report spells it; a finding is matched by the name
+    # of the file it is in (computed from another cwd, another spelling or another root's reach alike)
+    spelled = {canonical(p): norm(p) for p in (report_only if report_only is not None else files)}
     out: dict[Finding, Finding] = {}
     for d in raw:
         f = Finding.from_json(d)
-        p = norm_(f.path)
-        if p not in wanted:
+        real = canonical(f.path)
+        p = spelled.get(real)
+        if p is None:
             continue
         if pfi:
-            rel = os.path.relpath(os.path.abspath(p), config_root or os.getcwd())
+            rel = os.path.relpath(real, pfi_root)
             if any(spec.match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
                                                 for c in codes) for spec, codes in pfi):
                 continue
