@@ -20,7 +20,7 @@ from .finding import Finding
 from . import torchapi as api
 from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
 from .kinds import (EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, dictof as dictof_kind, fns as fns_kind, join,
-                    mod as mod_kind, mods as mods_kind)
+                    iterable, mod as mod_kind, mods as mods_kind, tup)
 from .source import canonical
 from .project import _DEFS, NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
@@ -608,7 +608,7 @@ def _describe(s) -> str:
 
 
 _NOT_TREE = ("torch.", "typing.", "math.", "numpy.", "collections.", "functools.", "dataclasses.")
-_CONTAINERS = {"ModuleList", "ModuleDict", "Sequential", "ParameterList", "ParameterDict"}
+_CONTAINERS = {"ModuleList", "ModuleDict", "Sequential"}
 
 
 def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
@@ -723,6 +723,10 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
         return join(_value_kind(e.body, mod, ci), _value_kind(e.orelse, mod, ci))
     if isinstance(e, ast.Constant):
         return KN if e.value is None else KP
+    if isinstance(e, (ast.List, ast.Tuple)) and e.elts and not any(isinstance(x, ast.Starred) for x in e.elts):
+        # a Python list of the model (`self.scales = [1.0, 2.0]`): indexing it with a tensor freezes
+        return tup(_value_kind(x, mod, ci) for x in e.elts) if len(e.elts) <= 8 else \
+            iterable(join(*(_value_kind(x, mod, ci) for x in e.elts)))
     if not isinstance(e, ast.Call):
         return KP
     d = ast_dotted(e.func)
@@ -732,6 +736,8 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
     last = q.rsplit(".", 1)[-1]
     if last == "Parameter":
         return KT
+    if q.startswith("torch.nn.") and last in ("ParameterList", "ParameterDict"):
+        return KLT if last == "ParameterList" else dictof_kind(KT)
     if q.startswith("torch.nn.") and last in _CONTAINERS:
         classes: set = set()
         known = True
@@ -749,7 +755,9 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
                 known = known and bool(cs)
         if last == "Sequential":
             return mod_kind({q}) if known and all(c.startswith("torch.nn.") for c in classes) else KU
-        return mods_kind(classes) if known and classes else frozenset({("mods", frozenset())})
+        held = mods_kind(classes) if known and classes else frozenset({("mods", frozenset())})
+        # a ModuleDict is looked up by key (a tensor key is a KeyError, not a frozen index), iterated by key
+        return dictof_kind(mod_kind(classes) if known and classes else KU) if last == "ModuleDict" else held
     if q.startswith("torch.nn.") and not q.startswith(("torch.nn.functional.", "torch.nn.init.")) and last[:1].isupper():
         return mod_kind({q})
     if q.startswith("torch.") and not q.startswith(("torch.nn.", "torch.jit", "torch.device")) and not last[:1].isupper():

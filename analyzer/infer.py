@@ -146,6 +146,9 @@ class _Break(cst.CSTVisitor):
         return False
 
 
+_SEQUENTIAL = "torch.nn.Sequential"
+
+
 class Walker:
     def __init__(self, analysis: "Analysis", ref: "FuncRef", params: Env, target: str):
         self.an = analysis
@@ -641,9 +644,11 @@ class Walker:
                 for part in (el.slice.lower, el.slice.upper, el.slice.step):
                     if part is not None:
                         idx_kinds.append(self.ev(part, env))
-        # a tensor index into a Python sequence calls Tensor.__index__ (a tensor indexes a tensor in the graph)
+        # a tensor index into a Python sequence calls Tensor.__index__ (a tensor indexes a tensor in the graph);
+        # the tracer freezes it without a warning, ModuleList/Sequential/ParameterList alike
         if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and U not in base and \
-                any(a in (LT, ST) or isinstance(a, tuple) and a[0] == "tup" for a in base):
+                any(a in (LT, ST) or isinstance(a, tuple) and (a[0] in ("tup", "iter", "mods") or
+                                                              a[0] == "mod" and _SEQUENTIAL in a[1]) for a in base):
             self.report(e, "TS106",
                         f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
         out = []

@@ -129,9 +129,13 @@ def forward(self, x):
         "TS106", "tensor-to-python", "error",
         "a tensor or traced size converted to a Python value",
         "Flags `int()`, `float()`, `.item()`, `.tolist()`, `.numpy()`, `math.*`, `str()`/f-strings "
-        "of tensors, `torch.tensor(<computed value>)`, and tensor-valued indices into Python containers.",
+        "of tensors, `torch.tensor(<computed value>)`, and tensor-valued indices into Python containers: "
+        "a list or tuple, an `nn.ModuleList`, `nn.Sequential` or `nn.ParameterList` "
+        "(`self.experts[logits.argmax()]`).",
         "The Python value is computed once while tracing and recorded as a constant: every later "
-        "input gets the example input's number.",
+        "input gets the example input's number. A tensor index into a Python container goes through "
+        "`Tensor.__index__`, which the tracer freezes without any TracerWarning: the graph keeps the "
+        "element (the expert, the scale) the example chose.",
         """
 def forward(self, x):
     scale = float(x.sum())

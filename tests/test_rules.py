@@ -362,19 +362,42 @@ def test_examples_agree_with_the_tracer(code, snippet, invalid):
 SILENT = {"e = [1, 2, 3][x.argmax()]"}
 
 
-def test_silent_hazards_freeze():
-    """A Python list indexed by a tensor: the tracer calls `__index__` without warning, and the traced
-    graph keeps the element chosen for the example input."""
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _silent_cases():
+    from conftest import FIXTURES
+    from tracer_truth import load_fixture
+
+    path = FIXTURES / "zoo" / "silent_hazards.py"
+    mod = load_fixture(path, FIXTURES)
+    return [pytest.param(path, mod, *case, id=case[0]) for case in mod.SILENT_CASES]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("path,mod,cls,init,example,other", _silent_cases() if _has_torch() else [])
+def test_silent_hazards_freeze(path, mod, cls, init, example, other):
+    """Each tracer-silent hazard of fixtures/zoo/silent_hazards.py, proved by the traced graph: the trace
+    runs the flagged line and warns nowhere in the file, yet the graph answers another input with the
+    element the example chose; `check` reports that line."""
     torch = pytest.importorskip("torch")
+    from conftest import expected_marks
+    from tracer_truth import trace_truth
 
-    class M(torch.nn.Module):
-        def forward(self, x):
-            return x * [1.0, 2.0, 3.0][x.argmax()]
-
-    assert codes("e = [1, 2, 3][x.argmax()]").count("TS106") == 1
-    traced = torch.jit.trace(M(), (torch.tensor([5.0, 0.0, 0.0]),), check_trace=False)
-    other = torch.tensor([0.0, 0.0, 5.0])
-    assert not torch.equal(traced(other), M()(other))  # frozen at the example's index 0
+    torch.manual_seed(0)
+    model = getattr(mod, cls)(**init).eval()
+    real = str(path.resolve())
+    warned, executed = trace_truth(model, example(), {real})
+    found = {f.line for f in check_source(path.read_text(), str(path)) if f.code == "TS106"}
+    ran = found & executed.get(real, set())
+    assert ran and ran <= {line for line, _ in expected_marks(path)}, "check does not flag the line the trace ran"
+    assert not warned, f"the tracer warned: {warned}"
+    traced = torch.jit.trace(model, example(), check_trace=False)
+    with torch.no_grad():
+        assert not torch.equal(traced(*other()), model(*other())), "the graph is not frozen"
 
 
 def _found(src: str, target: str = "trace") -> list[tuple[int, str]]:
