@@ -4,6 +4,7 @@ failure names the source line, fixed modules pass with every branch covered, bad
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -91,7 +92,7 @@ def test_python_api():
     from tracesafe.export import export as run_export
     from tracesafe.export import parse_input
 
-    rep = run_export(str(FIXTURES / "rewrites" / "where_gates.where.py"), "SignedResidual", [parse_input("2x3")],
+    rep = run_export(f"{FIXTURES / 'rewrites' / 'where_gates.where.py'}:SignedResidual", [parse_input("2x3")],
                      exporter="dynamo")
     assert rep.ok and rep.exporter == "dynamo" and rep.opset == 18
 
@@ -101,9 +102,9 @@ def test_python_api():
     ([f"{SEED}:Nope", "--input", "2"], "no class 'Nope'"),
     ([f"{SEED}:FormattingLayer", "--input", "2y3"], "a shape is sizes joined by `x`"),
     ([f"{SEED}:FormattingLayer", "--input", "2x3:float99"], "unknown dtype"),
-    ([f"{SEED}:FormattingLayer", "--input", "2x3", "--input", "2x3"], "takes 1 tensor input(s)"),
+    ([f"{SEED}:FormattingLayer", "--input", "2x3", "--input", "2x3"], "takes 1 positional input(s)"),
     ([f"{SEED}:FormattingLayer"], "at least one --input"),
-    ([f"{SEED}", "--input", "2x3"], "expected FILE.py:ClassName"),
+    ([f"{SEED}", "--input", "2x3"], "expected FILE.py:NAME"),
     ([f"{SEED}:FormattingLayer", "--input", "2x3", "--init", "{bad"], "--init: not valid JSON"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle):
@@ -193,7 +194,7 @@ def test_text_is_streamed_as_it_happens():
     from tracesafe import export as ex
 
     pieces: list[str] = []
-    rep = ex.export(SEED, "FormattingLayer", [ex.parse_input("2x3")], exporter="trace", stream=pieces.append)
+    rep = ex.export(f"{SEED}:FormattingLayer", [ex.parse_input("2x3")], exporter="trace", stream=pieces.append)
     assert pieces[0] == rep.header() and "".join(pieces) == rep.text()
     inputs = [p for p in pieces if p.startswith("  input ")]
     assert len(inputs) == len(rep.cases) >= 7  # one piece per input, in order
@@ -255,3 +256,259 @@ def test_flag_placeholder_takes_the_shape_of_the_output_it_stands_for(tmp_path):
     r, rep = export(f"{src}:Energy", "--input", "2x3")
     assert r.exit_code == 0 and rep["signature"] == "fixed", r.stdout
     assert {c["name"] for c in rep["cases"] if c["match"]} >= {"zeros", "ones"}
+
+
+def _write(tmp_path, rel: str, text: str):
+    p = tmp_path / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+DICT_OUT = '''import torch
+import torch.nn as nn
+
+
+class DictOut(nn.Module):
+    def forward(self, x):
+        return {"b": x * 2, "a": (x + 1, None), "c": None}
+'''
+
+
+def test_stdout_carries_the_report_only(tmp_path):
+    """The TorchScript exporter fails on a dict output and prints its IR graph to the process's stdout from
+    C++: the report stays parseable JSON, and the step keeps an excerpt of what was printed."""
+    import subprocess
+    import sys
+
+    src = _write(tmp_path, "dict_out.py", DICT_OUT)
+    cmd = [sys.executable, "-m", "tracesafe", "export", f"{src}:DictOut", "--input", "2x3"]
+    p = subprocess.run(cmd + ["--format", "json"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    rep = json.loads(p.stdout)
+    assert not rep["exported"] and "Torch IR graph" not in p.stderr and p.stdout.startswith("{")
+    (step,) = [s for s in rep["steps"] if s["step"] == "export"]
+    assert step["status"] == "failed" and "Torch IR graph at exception" in step["output"]
+    assert len(step["output"].splitlines()) <= 12
+    text = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert text.stdout.startswith(f"{src.name}:DictOut: export with `script`") and "prim::Constant" not in \
+        text.stdout.split("printed:")[0] and text.stderr == ""
+
+
+LAYERS = '''import torch
+
+
+def gate(x):
+    if x.sum() > 0:
+        return x * 2
+    return x - 1
+'''
+NET = '''import torch
+import torch.nn as nn
+
+from ..layers import gate
+
+
+class Net(nn.Module):
+    def forward(self, x):
+        y = x + 1
+        return gate(y)
+'''
+
+
+def _pkg(tmp_path):
+    _write(tmp_path, "mypkg/__init__.py", "")
+    _write(tmp_path, "mypkg/models/__init__.py", "")
+    _write(tmp_path, "mypkg/layers.py", LAYERS)
+    return _write(tmp_path, "mypkg/models/net.py", NET)
+
+
+def test_an_error_in_a_helper_module_is_reported_there_with_checks_rule(tmp_path, monkeypatch):
+    """torch.export fails inside mypkg/layers.py, reached from Net in mypkg/models/net.py: the report names
+    layers.py's line and the rule `check --target dynamo` gives it, with the message's whole first line."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    net = _pkg(tmp_path)
+    r, rep = export(f"{net}:Net", "--input", "2x3", "--exporter", "dynamo")
+    assert r.exit_code == 1 and not rep["exported"]
+    assert rep["error_location"] == os.path.join("mypkg", "layers.py") + ":5"
+    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == \
+        [(os.path.join("mypkg", "layers.py"), 5, "TS101")]
+    try:
+        torch.export.export(_load_net(tmp_path)(), (torch.randn(2, 3),), strict=False)
+    except Exception as e:  # the exporter's own first line, whole
+        assert rep["error"].endswith(str(e).strip().splitlines()[0].strip())
+    assert all(c["detail"] == "not run: the export failed" for c in rep["cases"]) and len(rep["cases"]) >= 7
+
+
+def _load_net(root):
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("mypkg.models.net").Net
+    finally:
+        sys.path.remove(str(root))
+
+
+def test_branch_coverage_reaches_the_helper_modules(tmp_path, monkeypatch):
+    """The trace exporter: the TracerWarning in layers.py is check's TS101 there (not a TS104 at the call
+    site), and the branch in layers.py is covered on both sides."""
+    monkeypatch.chdir(tmp_path)
+    net = _pkg(tmp_path)
+    r, rep = export(f"{net}:Net", "--input", "2x3", "--exporter", "trace")
+    assert r.exit_code == 1  # the frozen branch: parity fails on one side
+    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == \
+        [(os.path.join("mypkg", "layers.py"), 5, "TS101")]
+    (branch,) = rep["branches"]
+    assert branch["path"] == os.path.join("mypkg", "layers.py") and branch["line"] == 5
+    assert set(branch["sides"]) == {"true", "false"} and False in branch["parity"].values()
+
+
+PAIR = '''import torch
+import torch.nn as nn
+
+
+class Pair(nn.Module):
+    def forward(self, x):
+        out = x * 2
+        return out, None
+
+
+class Fields(nn.Module):
+    def forward(self, x):
+        return {"b": x * 2, "a": (x + 1, None), "c": None}
+
+
+class Varies(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2, None
+        return x * 2, x + 1
+'''
+
+
+@pytest.mark.parametrize("exporter", ["trace", "dynamo"])
+def test_a_constant_none_output_is_dropped_as_the_exporter_drops_it(tmp_path, exporter):
+    src = _write(tmp_path, "pair.py", PAIR)
+    r, rep = export(f"{src}:Pair", "--input", "2x3", "--exporter", exporter)
+    assert r.exit_code == 0, r.stdout
+    assert rep["dropped_outputs"] == ["[1]"] and len(rep["outputs"]) == 1
+    r, rep = export(f"{src}:Fields", "--input", "2x3", "--exporter", exporter)
+    assert r.exit_code == 0, r.stdout
+    assert rep["dropped_outputs"] == ["a[1]", "c"] and len(rep["outputs"]) == 2
+    text = CliRunner().invoke(main, ["export", f"{src}:Pair", "--input", "2x3", "--exporter", exporter]).stdout
+    assert "(dropped by the exporter, None on the example: [1])" in text
+
+
+def test_a_none_that_varies_with_the_input_stays_a_mismatch(tmp_path):
+    src = _write(tmp_path, "pair.py", PAIR)
+    r, rep = export(f"{src}:Varies", "--input", "2x3", "--exporter", "trace")
+    assert r.exit_code == 1
+    bad = [c for c in rep["cases"] if c["match"] is False]
+    assert bad and all("None" in c["detail"] for c in bad)
+
+
+SLOW_EXPORT = '''import time
+
+import torch
+import torch.nn as nn
+
+
+class SlowToExport(nn.Module):
+    def forward(self, x):
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            time.sleep(5)
+        return x * 2
+'''
+
+
+@pytest.mark.parametrize("exporter", ["trace", "dynamo"])
+def test_a_step_that_runs_out_of_time_says_so(tmp_path, exporter):
+    """A timeout is not an exporter failure, and the inputs it kept from running are listed as not run."""
+    src = _write(tmp_path, "slow.py", SLOW_EXPORT)
+    r, rep = export(f"{src}:SlowToExport", "--input", "2x3", "--exporter", exporter, "--timeout", "1")
+    assert r.exit_code == 1 and not rep["ok"]
+    assert rep["timed_out"] == "the export did not finish within 1 s" and rep["error"] is None
+    assert not any("did not export" in n for n in rep["notes"])
+    assert rep["cases"] and all(c["match"] is None and c["detail"] == "not run: the export timed out"
+                                for c in rep["cases"])
+    assert [s["status"] for s in rep["steps"]] == ["timed out"]
+    text = CliRunner().invoke(main, ["export", f"{src}:SlowToExport", "--input", "2x3", "--exporter", exporter,
+                                     "--timeout", "1"]).stdout
+    assert "export TIMED OUT: the export did not finish within 1 s" in text and "FAILED" not in text
+    assert "onnx not run: the export timed out" in text
+
+
+FACTORY = '''import torch
+import torch.nn as nn
+
+
+class Tagger(nn.Module):
+    def __init__(self, vocab: int = 50, dim: int = 8, max_len: int = 16):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(max_len, dim))
+        self.out = nn.Linear(dim, 3)
+
+    def forward(self, input_ids=None, attention_mask=None, return_dict=True):
+        h = self.emb(input_ids) * attention_mask[..., None]
+        if return_dict:
+            return {"logits": self.out(h), "hidden": h}
+        return self.out(h)
+
+
+class Pinned(Tagger):
+    def forward(self, input_ids=None, attention_mask=None, return_dict=True):
+        h = self.emb(input_ids) + self.pos  # the table's length: only 16 tokens fit
+        return self.out(h)
+
+
+def tagger():
+    return Tagger()
+
+
+def tagger_with_inputs():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 16))
+    return Tagger(), {"input_ids": ids, "attention_mask": torch.ones(2, 16), "return_dict": False}
+
+
+def pinned():
+    return Pinned()
+'''
+
+
+def test_a_factory_with_keyword_inputs_and_named_dynamic_dimensions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "factories.py", FACTORY)
+    args = ["--input", "input_ids=2x16:int64[0,50)", "--input", "attention_mask=2x16:float32[0,1]",
+            "--dynamic", "batch=0", "--dynamic", "seq=1", "--exporter", "dynamo"]
+    r, rep = export("factories.py:tagger", *args)
+    assert r.exit_code == 0, r.stdout
+    assert rep["dynamic"] == ["batch", "seq"] and not rep["pinned"]
+    names = {c["name"] for c in rep["cases"] if c["match"]}
+    assert {"batch1-randn", "seq17-randn", "batch3+seq17-randn"} <= names
+    assert len(rep["outputs"]) == 2  # logits, hidden: a dict flattened by field
+    # the factory's own example inputs, and a constant keyword input; the target as a module name
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r, rep = export("factories:tagger_with_inputs", "--dynamic", "batch=0", "--dynamic", "seq=1",
+                    "--exporter", "dynamo")
+    assert r.exit_code == 0, r.stdout
+    assert rep["cases"][0]["name"] == "example" and any("return_dict=False" in n for n in rep["notes"])
+    assert len(rep["outputs"]) == 1
+
+
+def test_an_export_pinned_to_one_length_fails_naming_the_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "factories.py", FACTORY)
+    r, rep = export("factories.py:pinned", "--input", "input_ids=2x16:int64[0,50)", "--dynamic", "batch=0",
+                    "--dynamic", "seq=1", "--exporter", "dynamo")
+    assert r.exit_code == 1 and not rep["ok"] and rep["exported"]
+    assert rep["pinned"] == {"seq": 16} and rep["pinned_at"] == {"seq": "factories.py:21"}
+    assert rep["dynamic"] == ["batch", "seq"]
+    seq = [c for c in rep["cases"] if "seq" in c["name"]]
+    assert seq and all(c["detail"] == "not run: the export pinned `seq`" for c in seq)
+    assert all(c["match"] for c in rep["cases"] if c["name"].startswith("batch") and "seq" not in c["name"])

@@ -401,10 +401,16 @@ def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:
 
 
 @main.command("export")
-@click.argument("target", metavar="FILE.py:CLASS")
-@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
-              help="One per forward argument, e.g. 2x3 or 2x3:int64 (default dtype float32).")
-@click.option("--init", "init_json", default=None, metavar="JSON", help="Constructor keyword arguments as JSON.")
+@click.argument("target", metavar="TARGET")
+@click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE[:DTYPE][RANGE]",
+              help="One per forward input, in order or by name: 2x3, 2x3:int64, input_ids=2x16:int64[0,100) "
+                   "(default dtype float32; integers in [0,10) unless a range is given).")
+@click.option("--dynamic", "dynamic", multiple=True, metavar="DIM=[INPUT:]AXIS",
+              help="A dynamic dimension: seq=1 (axis 1 of every input) or seq=input_ids:1. Default: batch=0 when "
+                   "all inputs share their first length.")
+@click.option("--static", is_flag=True, help="Export with every length fixed.")
+@click.option("--init", "init_json", default=None, metavar="JSON",
+              help="Keyword arguments as JSON for the class's constructor or the factory.")
 @click.option("--exporter", type=click.Choice(["script", "dynamo", "trace"]), default="script", show_default=True,
               help="script = torch.jit.script + TorchScript exporter; dynamo = torch.export-based; trace = plain "
                    "tracing (shows what goes wrong).")
@@ -413,15 +419,16 @@ def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds each step may take (the export, each input's eager and onnxruntime run); a step "
-                   "that does not finish fails, named.")
-def export_cmd(target, inputs, init_json, exporter, opset, output, fmt, timeout):
-    """Export FILE.py:CLASS to ONNX, validate it, and compare onnxruntime with eager PyTorch on inputs that
-    take each branch. Exit 0 only when export, checker and parity all pass."""
+                   "that does not finish is reported as timed out, named.")
+def export_cmd(target, inputs, dynamic, static, init_json, exporter, opset, output, fmt, timeout):
+    """Export TARGET to ONNX, validate it, and compare onnxruntime with eager PyTorch on inputs that take
+    each branch. TARGET is FILE.py:NAME or package.module:NAME, NAME a module class, a module, or a function
+    returning a module or (module, example inputs). Exit 0 only when export, checker and parity all pass."""
     import json as _json
 
-    path, sep, cls = target.rpartition(":")
-    if not sep or not path or not cls.isidentifier():
-        _fail(f"{target!r}: expected FILE.py:ClassName")
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        _fail(f"{target!r}: expected FILE.py:NAME or package.module:NAME")
     init = None
     if init_json:
         try:
@@ -436,10 +443,11 @@ def export_cmd(target, inputs, init_json, exporter, opset, output, fmt, timeout)
         _fail(f"the export stage needs the `export` extra (pip install 'tracesafe[export]'): {e}")
     try:
         specs = [ex.parse_input(i) for i in inputs]
+        axes = [ex.parse_dynamic(d) for d in dynamic]
         # text is printed as it happens: the header first, then each input as it is run
         stream = (lambda text: click.echo(text, nl=False)) if fmt == "text" else None
-        report = ex.export(path, cls, specs, init=init, exporter=exporter, opset=opset, output=output,
-                           timeout=timeout, stream=stream)
+        report = ex.export(target, specs, init=init, exporter=exporter, opset=opset, output=output,
+                           timeout=timeout, stream=stream, dynamic=axes or None, static=static)
     except ex.UsageError as e:
         _fail(str(e))
     if fmt == "json":
