@@ -199,7 +199,6 @@ def measure(sample=SAMPLE, jobs: int = 2) -> dict:
     short-circuited an `and`/`or` before the flagged operand: those are counted apart)."""
     import inspect
     import os
-    import re
     import warnings
     from pathlib import Path
 
@@ -238,26 +237,37 @@ def measure(sample=SAMPLE, jobs: int = 2) -> dict:
     flagged: dict[str, list] = {}
     for f in res.findings:
         if f.code.startswith("TS1"):
-            flagged.setdefault(str(Path(f.path).resolve()), []).append(f)
-    missed, confirmed, alarms = [], 0, []
+            flagged.setdefault(str(Path(f.path).resolve()), []).append((f.line, f.code))
+    counts = tally(warned, executed, external, flagged, lambda fn: Path(fn).relative_to(pkg).as_posix())
+    return {"traced": traced, "failed": failed, **counts}
+
+
+def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lambda fn: fn) -> dict:
+    """Score findings against the tracer, one unit throughout: a statement (its header). `warned`,
+    `executed`, `external`: file -> lines; `flagged`: file -> [(line, code)]. Returns the warned statements,
+    those missed, the flagged statements that ran and were confirmed, and the false alarms (and/or apart)."""
+    import re
+    from pathlib import Path
+
+    missed, confirmed, alarms, n_warned = [], 0, [], 0
     for fn in sorted(set(warned) | set(flagged)):
         spans = statement_spans(fn)
         lines = Path(fn).read_text(encoding="utf-8").splitlines()
-        rel = Path(fn).relative_to(pkg).as_posix()
+        rel = name(fn)
         heads = {header(spans, w) for w in warned.get(fn, ())}
+        n_warned += len(heads)
         for a, b in sorted(heads):
-            if not any(a <= f.line <= b for f in flagged.get(fn, ())):
+            if not any(a <= line <= b for line, _ in flagged.get(fn, ())):
                 missed.append(f"{rel}:{a} {lines[a - 1].strip()[:100]}")
         seen = set()
-        for f in flagged.get(fn, ()):
-            a, b = header(spans, f.line)
+        for line, code in flagged.get(fn, ()):
+            a, b = header(spans, line)
             if (a, b) in seen or not any(ln in executed.get(fn, ()) for ln in range(a, b + 1)):
                 continue
             seen.add((a, b))
             if (a, b) in heads or any(a <= ln <= b for ln in external.get(fn, ())):
                 confirmed += 1
             else:
-                text = " ".join(l.strip() for l in lines[a - 1:b])
-                alarms.append((bool(re.search(r"\b(and|or)\b", text)), f"{rel}:{a} {f.code} {text[:100]}"))
-    return {"traced": traced, "failed": failed, "warned": sum(len(h) for h in warned.values()),
-            "missed": missed, "confirmed": confirmed, "alarms": alarms}
+                text = " ".join(ln.strip() for ln in lines[a - 1:b])
+                alarms.append((bool(re.search(r"\b(and|or)\b", text)), f"{rel}:{a} {code} {text[:100]}"))
+    return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms}

@@ -334,9 +334,16 @@ def _tracer_says(snippet: str):
                 not (literal_tensor and str(message).startswith("torch.tensor results are registered")):
             warned = True
 
+    from tracesafe.export import TimedOut, time_limit
+
+    # a fixed input (a random one made the TS102 loop endless about one run in 64), and a time limit: a
+    # snippet that never ends on it is a failure, not a hang
+    example = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
     try:
-        with observing(hook, tracer):
-            torch.jit.trace(model, (torch.randn(2, 3),), check_trace=False)
+        with time_limit(30, "tracing the snippet"), observing(hook, tracer):
+            torch.jit.trace(model, (example,), check_trace=False)
+    except TimedOut as e:
+        pytest.fail(f"{snippet!r}: {e}")
     except Exception:
         return None
     return warned, ran
@@ -630,3 +637,82 @@ def inspect_params(fn):
 
     return [p for p in inspect.signature(fn).parameters.values()
             if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+
+
+ANNOTATED = """
+import torch
+import torch.nn as nn
+{imports}
+
+
+{extra}
+
+
+class M(nn.Module):
+    def forward(self, x, y{ann} = None):
+        if y is not None and y.any():
+            x = x + 1
+        return x
+"""
+
+
+@pytest.mark.parametrize("imports,extra,ann,flagged", [
+    ("", "", "", True),  # no annotation: the body's use decides
+    ("", "", ': "Mask"', True),  # a string naming nothing known: unknown, as without an annotation
+    ("", "Mask = torch.Tensor", ": Mask", True),  # a module-level alias of torch's Tensor
+    ("from typing import Optional", "Mask = torch.Tensor", ': "Optional[Mask]"', True),
+    ("from typing import Optional", "", ': "Optional[torch.Tensor]"', True),
+    ("", "class Parameter:\n    def any(self):\n        return True", ": Parameter", False),  # a local class
+    ("import tensorflow as tf", "", ": tf.Tensor", True),  # not torch's: unknown, the body decides
+    ("", "", ": bool", False),
+])
+def test_annotations_are_resolved_not_spelled(imports, extra, ann, flagged):
+    src = textwrap.dedent(ANNOTATED).format(imports=imports, extra=extra, ann=ann)
+    found = [f.code for f in check_source(src, "m.py")]
+    assert bool(found) == flagged, found
+
+
+def test_a_foreign_tensor_annotation_does_not_make_a_python_value_a_tensor():
+    """An annotation is a hint used only when nothing is known of the value passed: `tf.Tensor` or a local
+    `class Parameter` is not torch's, so a config flag handed to it stays a Python value."""
+    src = """
+        import torch.nn as nn
+        import tensorflow as tf
+
+
+        class Parameter:
+            pass
+
+
+        def gate(flag: tf.Tensor, p: Parameter):
+            if flag or p:
+                return 2.0
+            return 1.0
+
+
+        class M(nn.Module):
+            def __init__(self, cfg):
+                super().__init__()
+                self.cfg = cfg
+
+            def forward(self, x):
+                return x * gate(self.cfg.flag, self.cfg.p)
+    """
+    assert _found(src) == []
+    assert _found(src.replace("flag: tf.Tensor", "flag: torch.Tensor").replace(
+        "import tensorflow as tf", "import torch")) == [(11, "TS101")]
+
+
+def test_numpy_is_numpy_only_when_imported():
+    body = """
+        import torch
+        import torch.nn as nn
+        {imp}
+
+
+        class M(nn.Module):
+            def forward(self, x):
+                return x * np.sum(x)
+    """
+    assert _found(body.format(imp="import numpy as np")) == [(9, "TS106")]
+    assert _found(body.format(imp="")) == []  # `np` is whatever the module makes it: here, nothing known
