@@ -77,7 +77,7 @@ class Settings:
     entry_points: tuple[str, ...] = ("forward",)
 
 
-def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None, top: bool = False) -> dict[str, Kind]:
+def default_params(fn: cst.FunctionDef, is_method: bool, names=None, top: bool = False) -> dict[str, Kind]:
     """Kinds of parameters no caller passes. For a top-level entry point (`top`: a `forward` no caller in
     the tree reaches, so the tracer calls it): a parameter without a default is an example input, a
     tensor; one defaulting to `None` is a tensor when the body uses it as only a tensor can be used, and
@@ -90,7 +90,7 @@ def default_params(fn: cst.FunctionDef, is_method: bool, tree_class=None, top: b
         if is_method and i == 0 and not fn.params.posonly_params or name == "self":
             out[name] = KP
             continue
-        ann = annotation_kind(p.annotation, tree_class)
+        ann = annotation_kind(p.annotation, names)
         if ann is not None:
             out[name] = ann
         elif p.default is None:
@@ -151,7 +151,7 @@ class Analysis:
             for ref in entries:
                 if (ref.cls.qualname in inner) == top_level or ref.key in self.states:
                     continue
-                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.tree_class(ref),
+                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.names(ref),
                                                                            top=True))
                 self.queue.append(ref.key)
             while self.queue:
@@ -240,21 +240,20 @@ class Analysis:
         return [st for st in self.states.values() if st.ref.module is mod]
 
     # ------------------------------------------------------------------ reach
-    def tree_class(self, ref: FuncRef):
-        """For annotations in ref's module: is this name a class of the scanned tree that is not a tensor?"""
-        mod = ref.module
+    def names(self, ref: FuncRef) -> "Names":
+        """How annotations in ref's module resolve (infer.annotation_kind)."""
+        return Names(ref.module, self)
 
-        def check(e: cst.BaseExpression) -> bool:
-            q = mod.qualify(e)
-            if q is None or q.startswith("torch."):
-                return False
-            hit = self._class_cache.get(q)
-            if hit is None:
-                ci = self.project.resolve_class(q)
-                hit = self._class_cache[q] = ci is not None and not any(b.endswith("Tensor") for b in ci.bases)
-            return hit
-
-        return check
+    def is_tree_class(self, mod: ModuleInfo, e: cst.BaseExpression) -> bool:
+        """Is this name, in mod, a class of the scanned tree that is not a tensor?"""
+        q = mod.qualify(e)
+        if q is None or q.startswith("torch."):
+            return False
+        hit = self._class_cache.get(q)
+        if hit is None:
+            ci = self.project.resolve_class(q)
+            hit = self._class_cache[q] = ci is not None and not any(b.endswith("Tensor") for b in ci.bases)
+        return hit
 
     def is_tree_name(self, ref: FuncRef, qualname: str) -> bool:
         head = qualname.split(".")[0]
@@ -338,10 +337,10 @@ class Analysis:
                 i += 1
             else:
                 incoming[kw] = k
-        tree_class = self.tree_class(callee)
+        names = self.names(callee)
         defaults = self._defaults.get(callee.key)
         if defaults is None:
-            defaults = self._defaults[callee.key] = default_params(callee.node, is_method, tree_class)
+            defaults = self._defaults[callee.key] = default_params(callee.node, is_method, names)
         base = dict(defaults)
         # parameters not passed keep their defaults' kinds; passed ones take the caller's
         for p in params:
@@ -349,10 +348,10 @@ class Analysis:
             if n in incoming:
                 # an annotation is a hint: the value actually passed wins, unless nothing is known of it
                 k = incoming[n]
-                ann = annotation_kind(p.annotation, tree_class) if k <= {P, U} else None
+                ann = annotation_kind(p.annotation, names) if k <= {P, U} else None
                 base[n] = ann if ann is not None else k
             elif spread or not positional:
-                ann = annotation_kind(p.annotation, tree_class)
+                ann = annotation_kind(p.annotation, names)
                 base[n] = join(base[n], ann if ann is not None else KU)
         key = callee.key
         if callee.module is not self.root:
@@ -605,6 +604,18 @@ def _describe(s) -> str:
     if s[0] == "tuple":
         return f"a {s[1]}-tuple"
     return "a dict with keys " + ", ".join(s[1])
+
+
+class Names:
+    """Name resolution for annotations in one module (infer.annotation_kind)."""
+
+    __slots__ = ("module", "analysis")
+
+    def __init__(self, module: ModuleInfo, analysis: "Analysis"):
+        self.module, self.analysis = module, analysis
+
+    def is_tree_class(self, e: cst.BaseExpression) -> bool:
+        return self.analysis.is_tree_class(self.module, e)
 
 
 _NOT_TREE = ("torch.", "typing.", "math.", "numpy.", "collections.", "functools.", "dataclasses.")

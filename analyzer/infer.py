@@ -31,6 +31,7 @@ _BUILTIN_PYTHON = {"isinstance", "issubclass", "hasattr", "getattr", "callable",
                    "range", "setattr", "vars", "dir", "super", "object", "slice", "open", "globals",
                    "locals", "NotImplementedError", "ValueError", "TypeError", "RuntimeError"}
 _LITERAL_NAMES = {"True", "False", "None"}
+_PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
 
 
 def is_literal(e: cst.BaseExpression) -> bool:
@@ -48,45 +49,95 @@ def is_literal(e: cst.BaseExpression) -> bool:
     return False
 
 
-_PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
+_TENSOR_TYPES = frozenset({"torch.Tensor", "torch.FloatTensor", "torch.DoubleTensor", "torch.HalfTensor",
+                           "torch.BFloat16Tensor", "torch.LongTensor", "torch.IntTensor", "torch.ShortTensor",
+                           "torch.ByteTensor", "torch.CharTensor", "torch.BoolTensor", "torch.nn.Parameter",
+                           "torch.nn.parameter.Parameter", "torch.nn.Buffer", "torch.nn.parameter.Buffer"})
+_SIZE_TYPES = frozenset({"torch.Size"})
+_TYPING = ("typing.", "typing_extensions.", "collections.abc.")
+_SEQUENCES = frozenset({"List", "list", "Tuple", "tuple", "Sequence", "Iterable", "MutableSequence"})
 
 
-def annotation_kind(ann: Optional[cst.Annotation], tree_class=None) -> Optional[Kind]:
-    """The kind an annotation declares, or None when unknown. `tree_class(expr)` tells whether a name is a
-    class of the scanned tree (a `Cache`, a config: a Python object)."""
+def _typing_name(q: str) -> Optional[str]:
+    """`Optional`, `List`... when q is typing's (imported from typing, or a builtin generic): its name."""
+    if q.startswith(_TYPING):
+        return q.rsplit(".", 1)[-1]
+    return q if "." not in q else None
+
+
+def annotation_kind(ann: Optional[cst.Annotation], names=None) -> Optional[Kind]:
+    """The kind an annotation declares, or None when unknown. `names` (Analysis.names: the annotation's
+    module and the scanned tree's classes) resolves names as calls are resolved: `Tensor` is torch's only
+    when the module imports it from torch (`tf.Tensor` or a local `class Parameter` is not), a string
+    annotation is parsed and resolved the same way, a module-level alias (`Mask = torch.Tensor`) is
+    followed, and a class of the scanned tree (a `Cache`, a config) is a Python object."""
     if ann is None:
         return None
-    e = ann.annotation
-    if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
-        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else
-                 annotation_kind(cst.Annotation(p), tree_class) for p in (e.left, e.right)]
-        return None if any(p is None for p in parts) else join(*parts)
-    text = dotted(e) if not isinstance(e, cst.Subscript) else dotted(e.value)
-    if text is None:
-        if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):
-            s = e.evaluated_value if isinstance(e, cst.SimpleString) else None
-            if isinstance(s, str):
-                return KT if "Tensor" in s else KP
+    mod = names.module if names is not None else None
+    return _ann(ann.annotation, mod, names, 0)
+
+
+def _ann(e: cst.BaseExpression, mod, names, depth: int) -> Optional[Kind]:
+    if depth > 4:
         return None
-    last = text.rsplit(".", 1)[-1]
+    if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
+        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else _ann(p, mod, names, depth + 1)
+                 for p in (e.left, e.right)]
+        return None if any(p is None for p in parts) else join(*parts)
+    if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):
+        s = e.evaluated_value
+        if not isinstance(s, str):
+            return None
+        try:
+            parsed = cst.parse_expression(s.strip())
+        except Exception:  # noqa: BLE001 - not an expression: says nothing
+            return None
+        return _ann(parsed, mod, names, depth + 1)
+    if isinstance(e, cst.Name) and e.value == "None":
+        return KN
+    head = e.value if isinstance(e, cst.Subscript) else e
+    text = dotted(head)
+    if text is None:
+        return None
+    q = mod.qualify_dotted(text) if mod is not None else text
     if isinstance(e, cst.Subscript):
-        inner = [annotation_kind(cst.Annotation(s.slice.value), tree_class) for s in e.slice
-                 if isinstance(s.slice, cst.Index)]
-        inner = [k for k in inner if k is not None]
-        if last in ("Optional",):
-            return join(KN, *inner) if inner else None
-        if last in ("Union",):
-            return join(*inner) if inner else None
-        if last in ("List", "list", "Tuple", "tuple", "Sequence", "Iterable"):
-            return KLT if any(is_tensor(k) for k in inner) else KP
-        return KP
-    if last in ("Tensor", "FloatTensor", "LongTensor", "BoolTensor", "Parameter"):
+        generic = _typing_name(q)
+        inner = [_ann(s.slice.value, mod, names, depth + 1) for s in e.slice if isinstance(s.slice, cst.Index)]
+        known = [k for k in inner if k is not None]
+        if generic == "Optional":
+            return join(KN, *known) if known else None
+        if generic == "Union":
+            return join(*known) if known and len(known) == len(inner) else None
+        if generic in _SEQUENCES:
+            return KLT if any(is_tensor(k) for k in known) else KP
+        if generic == "Annotated":
+            return inner[0] if inner else None
+        return KP if generic is not None or q.startswith(_TYPING) else None
+    if q in _TENSOR_TYPES:
         return KT
-    if text in ("torch.Size", "Size") or text.endswith(".Size"):
+    if q in _SIZE_TYPES:
         return KST
-    if last in api.NON_TENSOR_ANNOTATIONS or tree_class is not None and tree_class(e):
+    if _typing_name(q) in api.NON_TENSOR_ANNOTATIONS:  # typing's, or a builtin no import shadows
+        return KP
+    if mod is not None and "." not in text and text in mod.globals and text not in mod.classes:
+        alias = _alias(mod.globals[text])
+        if alias is not None:
+            return _ann(alias, mod, names, depth + 1)
+    if names is not None and names.is_tree_class(head):
         return KP
     return None
+
+
+def _alias(value) -> Optional[cst.BaseExpression]:
+    """A module-level type alias (`Mask = torch.Tensor`, `Mask = Optional[torch.Tensor]`) as an expression."""
+    import ast
+
+    if not isinstance(value, (ast.Name, ast.Attribute, ast.Subscript, ast.BinOp, ast.Constant)):
+        return None
+    try:
+        return cst.parse_expression(ast.unparse(value))
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def short(module: cst.Module, node: cst.CSTNode, limit: int = 48) -> str:
@@ -295,7 +346,7 @@ class Walker:
     def nested_function(self, fn: cst.FunctionDef, env: Env) -> None:
         inner = dict(env)
         for p in all_params(fn.params):
-            ann = annotation_kind(p.annotation)
+            ann = annotation_kind(p.annotation, self.an.names(self.ref))
             inner[p.name.value] = ann if ann is not None else (KP if p.default is not None and is_literal(p.default) else KT)
         saved = self.returns
         self.returns = []
@@ -316,7 +367,7 @@ class Walker:
         inner = dict(env)
         params = all_params(fn.params)
         for p in params:
-            ann = annotation_kind(p.annotation)
+            ann = annotation_kind(p.annotation, self.an.names(self.ref))
             inner[p.name.value] = KN if isinstance(p.default, cst.Name) and p.default.value == "None" else \
                 KP if p.default is not None else (ann or KU)
         i = 0
@@ -350,7 +401,7 @@ class Walker:
             return env
         if isinstance(s, cst.AnnAssign):
             k = self.ev(s.value, env) if s.value is not None else EMPTY
-            ann = annotation_kind(s.annotation)
+            ann = annotation_kind(s.annotation, self.an.names(self.ref))
             self.bind(s.target, k if s.value is not None else (ann or KP), env)
             return env
         if isinstance(s, cst.AugAssign):
@@ -893,7 +944,7 @@ class Walker:
         if isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and
                                                      func.value.value == "self"):
             q = self.ref.module.qualify(func)
-            if q is None or not q.startswith(("torch.", "math.", "numpy.", "np.")) and not self.an.is_tree_name(self.ref, q):
+            if q is None or not q.startswith(("torch.", "math.", "numpy.")) and not self.an.is_tree_name(self.ref, q):
                 recv = self.ev(func.value, env)
                 classes = atoms_of(recv, "mod")
                 if classes:
@@ -909,7 +960,8 @@ class Walker:
         if q is not None and q.startswith("math.") and any(traced(k) for k in pos):
             self.report(e, "TS106", f"`{q}()` converts a traced value to a Python float: frozen by tracing")
             return KP
-        if q is not None and q.split(".")[0] in ("np", "numpy") and any(traced(k) for k in pos):
+        if q is not None and q.startswith("numpy.") and fname.split(".")[0] in self.ref.module.imports and \
+                any(traced(k) for k in pos):
             self.report(e, "TS106", f"`{fname}()` converts a tensor to a NumPy value: frozen by tracing")
             return KP
         # calls into reached code: self.method(...), helpers, imported functions
@@ -1107,7 +1159,7 @@ class Walker:
             self.report(p.star_kwarg, "TS301", f"`**{p.star_kwarg.name.value}` is not supported by torch.jit.script")
         for param in all_params(p):
             if param.default is not None and isinstance(param.default, cst.Name) and param.default.value == "None" \
-                    and (param.annotation is None or N not in (annotation_kind(param.annotation) or KP)):
+                    and (param.annotation is None or N not in (annotation_kind(param.annotation, self.an.names(self.ref)) or KP)):
                 self.report(param, "TS301", f"`{param.name.value}=None` needs an `Optional[...]` annotation for "
                             f"torch.jit.script")
 
