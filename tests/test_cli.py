@@ -473,3 +473,57 @@ def test_a_roots_findings_do_not_depend_on_the_roots_before_it(run_in):
     alone = {r: run_order([r])[r] for r in roots}
     assert run_order(roots[::-1]) == alone and run_order(roots[1:] + roots[:1]) == alone
     assert any(alone.values())
+
+
+def test_statistics_in_json_and_refused_for_sarif(run_in):
+    write(run_in / "bad.py", BAD_IF)
+    r = run("check", "--no-cache", "--statistics", "--format", "json", "bad.py")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout) == [{"code": "TS101", "name": "tensor-if", "count": 1, "fixable": 0,
+                                     "unsafe_fixable": 0}]
+    r = run("check", "--no-cache", "--statistics", "--format", "sarif", "bad.py")
+    assert r.exit_code == 2 and "--statistics" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fix_reads_standard_input_like_ruff(run_in, monkeypatch):
+    import io
+
+    seed = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
+    r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "-", "--stdin-filename", "models/net.py"], input=seed)
+    assert r.exit_code == 1  # changed
+    assert "torch.tensor(True)" in r.stdout and r.stdout.startswith('"""The seed tutorial')
+    assert "Fixed 1 file(s); 0 finding(s) remain for the script exporter." in r.stderr
+    compile(r.stdout, "net.py", "exec")
+    again = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "-", "--stdin-filename", "models/net.py"],
+                               input=r.stdout)
+    assert again.exit_code == 0 and again.stdout == r.stdout  # nothing left to fix: the same code back
+    diff = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "--diff", "-", "--stdin-filename", "net.py"], input=seed)
+    assert diff.stdout.startswith("--- a/net.py\n+++ b/net.py\n")
+    assert run("fix", "-", "other.py").exit_code == 2
+    assert run("fix", "--stdin-filename", "x.py", ".").exit_code == 2
+    bad = CliRunner().invoke(main, ["fix", "-", "--stdin-filename", "x.py"], input="def (:\n")
+    assert bad.exit_code == 2 and "syntax error" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_fix_validates_the_configuration_before_it_does_anything(run_in):
+    write(run_in / "pyproject.toml", "[tool.tracesafe]\nbogus = 1\n")
+    write(run_in / "seed.py", (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"))
+    before = (run_in / "seed.py").read_text()
+    r = run("fix", "--unsafe-fixes", ".")
+    assert r.exit_code == 2 and "unknown key(s)" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Would fix" not in r.stderr and "Fixed" not in r.stderr
+    assert (run_in / "seed.py").read_text() == before
+
+
+def test_a_clean_check_says_so_unless_quiet(run_in):
+    write(run_in / "clean.py", CLEAN)
+    r = run("check", "--no-cache", "clean.py")
+    assert r.exit_code == 0 and r.stderr.strip() == "All checks passed!" and r.stdout == ""
+    assert run("check", "--no-cache", "-q", "clean.py").stderr == ""
+    assert json.loads(run("check", "--no-cache", "--format", "json", "clean.py").stdout) == []
+    assert "All checks passed!" not in run("check", "--no-cache", "--format", "json", "clean.py").stderr
+
+
+def test_profile_is_documented():
+    for cmd in ("check", "fix"):
+        assert "--profile" in run(cmd, "--help").stdout

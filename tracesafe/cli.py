@@ -60,11 +60,12 @@ def main(ctx, debug):
 
 
 def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True,
-            force_exclude: bool = True, quiet: bool = False):
+            force_exclude: bool = True, quiet: bool = False, config_errors: Optional[list] = None):
     """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
     Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
-    configuration is an error for its files only. Like ruff, a file named on the command line is
-    processed even when `exclude` covers it, unless force_exclude (saying so on stderr)."""
+    configuration is an error for its files only (collected apart in `config_errors` when given). Like
+    ruff, a file named on the command line is processed even when `exclude` covers it, unless
+    force_exclude (saying so on stderr)."""
     from tracesafe.config import ConfigError, Resolver, excluded
     from tracesafe.discover import discover
 
@@ -79,7 +80,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
         try:
             fc = resolver.for_path(p if p.exists() else Path.cwd())
         except ConfigError as e:
-            errors.append((arg, str(e)))
+            (errors if config_errors is None else config_errors).append((arg, str(e)))
             continue
         explicit = p.is_file()
         say = (lambda _path: None) if quiet else _say_excluded
@@ -90,7 +91,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
             try:
                 own = resolver.for_path(Path(path))
             except ConfigError as e:
-                errors.append((path, str(e)))
+                (errors if config_errors is None else config_errors).append((path, str(e)))
                 continue
             if own is not fc and excluded(own, path):
                 if force_exclude or not explicit:
@@ -204,7 +205,7 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @click.option("--output-file", "-o", type=click.Path(), default=None, help="Write the report to this file.")
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: check exactly the files given (none: nothing to do).")
-@click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+@click.option("--profile", is_flag=True, help="Print seconds per phase to stderr as JSON.")
 @click.option("--stdin-filename", default=None,
               help="With `-` as the path: the file the code read from standard input stands for (its config, "
                    "its imports, the paths in the report).")
@@ -217,6 +218,8 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     from tracesafe.runner import RunResult, check_paths
 
     _check_flags(select, ignore)
+    if statistics and fmt in ("sarif", "github"):
+        _fail(f"--statistics prints counts as text or JSON, not {fmt}")
     import time
 
     t0 = time.perf_counter()
@@ -247,7 +250,9 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     res.findings.sort(key=lambda f: f.sort_key())
     errors = sorted(set(errors) | set(res.errors))
     colored = False
-    if statistics:
+    if statistics and fmt == "json":
+        out = report.statistics_json(res.findings, unsafe_fixes)
+    elif statistics:
         out = report.statistics(res.findings, unsafe_fixes)
     elif fmt == "json":
         out = report.as_json(res.findings)
@@ -272,6 +277,8 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
         if n:
             click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
                        f"file(s).", err=True)
+        elif not errors:
+            click.echo("All checks passed!", err=True)
     if profile:
         import json as _json
 
@@ -300,23 +307,37 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
 @click.option("--hook", is_flag=True, hidden=True,
               help="pre-commit mode: fix exactly the files given (none: nothing to do).")
-@click.option("--profile", is_flag=True, hidden=True, help="Print seconds per phase to stderr as JSON.")
+@click.option("--profile", is_flag=True, help="Print seconds per phase to stderr as JSON.")
 @click.option("--show-fixes", is_flag=True, help="List what was fixed, per file and rule.")
+@click.option("--stdin-filename", default=None,
+              help="With `-` as the path: fix the code read from standard input as this file (its config, its "
+                   "imports) and print the fixed code (or the diff) to standard output.")
 @_QUIET
 def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
-        profile, show_fixes, quiet):
+        profile, show_fixes, stdin_filename, quiet):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
     from tracesafe.fixer import call_sites, fix_files, fix_pool, recount
     from tracesafe.rewriters.engine import FORM_TARGET
     from tracesafe.runner import _entry_pattern
 
     _check_flags(select, ignore)
+    if "-" in paths:
+        if len(paths) > 1:
+            _fail("`-` (standard input) cannot be combined with other paths")
+        _fix_stdin(stdin_filename, config_file, form, diff, unsafe_fixes, select, ignore, target, exit_zero, quiet)
+    if stdin_filename:
+        _fail("--stdin-filename needs `-` as the path")
     import time
 
     t0 = time.perf_counter()
     phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
+    broken: list[tuple[str, str]] = []
     groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
-                             quiet=quiet)
+                             quiet=quiet, config_errors=broken)
+    if broken:  # no file is rewritten under a configuration that does not load
+        for path, msg in sorted(set(broken)):
+            click.echo(f"{path}: error: {msg}", err=True)
+        sys.exit(EXIT_ERROR)
     jobs = jobs or (os.cpu_count() or 1)
     changed, signatures, remaining, all_files, targets = [], [], 0, [], set()
     new_text: dict[str, bytes] = {}  # every file changed so far -> its text as fixed
@@ -386,6 +407,51 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
     if errors:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FOUND if (changed or remaining) and not exit_zero else EXIT_OK)
+
+
+def _fix_stdin(name, config_file, form, diff, unsafe_fixes, select, ignore, target, exit_zero, quiet) -> None:
+    """`fix -`: the buffer on standard input, fixed as the file it stands for (ruff's convention: the fixed
+    code on stdout, whether or not it changed; with --diff, the diff). Exits."""
+    import difflib
+
+    from tracesafe import check_source
+    from tracesafe.analyzer import SourceError
+    from tracesafe.analyzer.source import decode
+    from tracesafe.config import ConfigError, Resolver
+    from tracesafe.rewriters.engine import FORM_TARGET, fix_source
+
+    path = name or "-"
+    try:
+        fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
+    except ConfigError as e:
+        _fail(str(e))
+    config = _effective(fc, select, ignore, target)
+    file_form = form or config.form
+    if target is None and "target" not in fc.values:
+        config.target = FORM_TARGET[file_form]
+    try:
+        text = decode(sys.stdin.buffer.read())
+        res = fix_source(text, file_form, unsafe_fixes=unsafe_fixes, path=path, codes=config.codes(), config=config)
+        left = len(check_source(res.source, path, config))
+    except SourceError as e:
+        _fail(f"{path}: {e}")
+    if diff:
+        click.echo("".join(difflib.unified_diff(text.splitlines(keepends=True), res.source.splitlines(keepends=True),
+                                                fromfile=f"a/{path}", tofile=f"b/{path}")), nl=False)
+    else:
+        click.echo(res.source, nl=False)
+    if not quiet:
+        for p in sorted(res.refused, key=lambda p: p.position or (0, 0)):
+            where = f"{path}:{p.position[0]}:{p.position[1]}:" if p.position else f"{path}:"
+            click.echo(f"{where} {'/'.join(sorted(p.codes))} not fixed by `{file_form}`: {p.reason}", err=True)
+        for p in res.skipped_unsafe:
+            where = f"{path}:{p.position[0]}:{p.position[1]}:" if p.position else f"{path}:"
+            click.echo(f"{where} {'/'.join(sorted(p.codes))} has an unsafe `{file_form}` fix (use --unsafe-fixes)",
+                       err=True)
+        changed = res.source != text
+        click.echo(f"{'Would fix' if diff else 'Fixed'} {int(changed)} file(s); {left} finding(s) "
+                   f"{'would remain' if diff else 'remain'} for the {config.target} exporter.", err=True)
+    sys.exit(EXIT_FOUND if (res.source != text or left) and not exit_zero else EXIT_OK)
 
 
 def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:

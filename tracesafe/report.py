@@ -59,6 +59,18 @@ def statistics(findings: list[Finding], unsafe_fixes: bool = False) -> str:
     return "\n".join(rows) + "\n" + total + ".\n"
 
 
+def statistics_json(findings: list[Finding], unsafe_fixes: bool = False) -> str:
+    """--statistics --format json: ruff's shape, one object per rule (code, name, count, fixable), with the
+    unsafe fixes counted apart unless --unsafe-fixes counts them as fixable."""
+    counts = Counter(f.code for f in findings)
+    safe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") == "safe")
+    unsafe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") != "safe")
+    rows = [{"code": c, "name": RULES[c].name, "count": counts[c],
+             "fixable": safe[c] + (unsafe[c] if unsafe_fixes else 0),
+             "unsafe_fixable": 0 if unsafe_fixes else unsafe[c]} for c in sorted(counts)]
+    return json.dumps(rows, indent=2) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------ GitHub
 def _gh_escape(s: str, prop: bool = False) -> str:
     s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
