@@ -123,19 +123,26 @@ def _effective(fc, select, ignore, target):
     return config
 
 
-def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
-    """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
-    from tracesafe import check_source
-    from tracesafe.analyzer import SourceError
-    from tracesafe.config import ConfigError, Resolver, excluded
-    from tracesafe.runner import RunResult
+def _stdin_config(name: Optional[str], config_file, select, ignore, target):
+    """The configuration of the file a buffer on standard input stands for (FileConfig, Config)."""
+    from tracesafe.config import ConfigError, Resolver
 
-    path = name or "-"
     try:
         fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
     except ConfigError as e:
         _fail(str(e))
-    config = _effective(fc, select, ignore, target)
+    return fc, _effective(fc, select, ignore, target)
+
+
+def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
+    """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
+    from tracesafe import check_source
+    from tracesafe.analyzer import SourceError
+    from tracesafe.config import excluded
+    from tracesafe.runner import RunResult
+
+    path = name or "-"
+    fc, config = _stdin_config(name, config_file, select, ignore, target)
     data = sys.stdin.buffer.read()
     if name and force_exclude and excluded(fc, name):
         return RunResult([], [])
@@ -417,15 +424,10 @@ def _fix_stdin(name, config_file, form, diff, unsafe_fixes, select, ignore, targ
     from tracesafe import check_source
     from tracesafe.analyzer import SourceError
     from tracesafe.analyzer.source import decode
-    from tracesafe.config import ConfigError, Resolver
     from tracesafe.rewriters.engine import FORM_TARGET, fix_source
 
     path = name or "-"
-    try:
-        fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
-    except ConfigError as e:
-        _fail(str(e))
-    config = _effective(fc, select, ignore, target)
+    fc, config = _stdin_config(name, config_file, select, ignore, target)
     file_form = form or config.form
     if target is None and "target" not in fc.values:
         config.target = FORM_TARGET[file_form]
