@@ -11,6 +11,7 @@ import libcst as cst
 from tracesafe.analyzer.api import Config, analyze_source
 from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError, parse_source
+from tracesafe.analyzer.rules import RULES
 
 from . import FORMS, cond, flag, guard, optional, where
 from .common import BLOCKS, Plan, child_nodes, ensure_imports
@@ -42,13 +43,37 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     return plans
 
 
+def _builders(ci) -> list[str]:
+    """The module's other classes that build `ci` (`self.up = nn.Sequential(..., PixelShuffleND(3))`): its
+    forward is then a submodule's, whatever the analysis could follow of the call."""
+    import ast
+
+    out = []
+    for other in ci.module.classes.values():
+        if other is ci:
+            continue
+        for n in ast.walk(other.node):
+            if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id == ci.name):
+                out.append(other.name)
+                break
+    return sorted(out)
+
+
 def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     plans: list[Plan] = []
     fn, qualify = st.ref.node, mod.qualify
     none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
         if st.entry else []
     if form in ("flag", "optional"):
-        if none_returns and form == "flag":
+        callers = sorted({an.states[c].ref.qualname for c in st.callers if c in an.states})
+        if none_returns and form == "flag" and not callers and st.ref.cls is not None:
+            callers = [f"{b}.__init__" for b in _builders(st.ref.cls)]
+        if none_returns and form == "flag" and callers:
+            # a submodule's forward: its caller would receive (value, flag) where it expects the value
+            plans.append(Plan(form, {"TS201"}, none_returns, reason=f"a submodule (`{callers[0]}` uses it): its caller "
+                                                                    f"would receive `(value, flag)`; fix the model it "
+                                                                    f"is part of"))
+        elif none_returns and form == "flag":
             plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, none_returns, qualify))
         elif none_returns:
             plans.append(optional.plan_optional(fn, st.ref.qualname, st.returns, none_returns))
@@ -77,18 +102,56 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     elif form == "cond" and found:
         names = cond.Names(fn)  # a walk of the whole function: only where there is something to plan
         ret_kinds = {id(r): k for r, k in st.returns}
+        lines = None  # small statement -> its line, for an `assert` (made when one is met)
         for node, code, _msg, _end in found:
             if code == "TS103" and isinstance(node, cst.IfExp):
                 plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
             elif guard.applies(code, node):
-                plans.append(guard.plan_guard(form, code, node))
+                if isinstance(node, cst.Assert) and lines is None:
+                    lines = {id(sm): s for stmts in _statement_lists(fn) for s in stmts
+                             if isinstance(s, cst.SimpleStatementLine) for sm in s.body}
+                plans.append(guard.plan_guard(form, code, node, (lines or {}).get(id(node)), st.operand_kinds,
+                                              qualify))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
                 plans.append(_Deferred(form, code, node, partial(
                     cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
                     qualify=qualify, code=code, operand_kinds=st.operand_kinds)))
             elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
                 plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
+    if form in ("where", "cond"):
+        # every finding the form's exporter still counts gets a reason, the ones no rewrite addresses too
+        target = FORM_TARGET[form]
+        planned = {(id(n), c) for p in plans for n in p.nodes for c in p.codes}
+        for node, code, _msg, _end in found:
+            if (id(node), code) not in planned and target in RULES[code].targets:
+                plans.append(Plan(form, {code}, [node], reason=unaddressed(form, code, node)))
+                planned.add((id(node), code))
     return plans
+
+
+def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
+    """Why a finding no rewrite of the form addresses is left, and what to do instead."""
+    exporter = "torch.export" if form == "cond" else "the tracer"
+    if code == "TS106":
+        what = "cannot guard on it" if form == "cond" else "records the example's value"
+        return (f"a conversion to a Python value: {exporter} {what}; keep it a tensor "
+                f"(or, for torch.export, declare a size with torch._check_is_size)")
+    if code == "TS107":
+        return "iterating a tensor: the number of steps is the example's; vectorise it (or use torch.scan)"
+    if code == "TS104":
+        return "`and`/`or`/`not`/`bool()` on a tensor outside a test: use torch.logical_and/logical_or/logical_not"
+    if code == "TS108" and isinstance(node, (cst.For, cst.While, cst.CompFor)):
+        return (f"a Python loop over a traced length: {exporter} unrolls it for the example's length; vectorise "
+                f"it (or use torch.scan / torch.while_loop)")
+    if code == "TS108":
+        return f"a traced size used as a Python value: {exporter} fixes it to the example's length"
+    if code == "TS202":
+        return "return paths of different structure: no form rewrites them (return one structure on every path)"
+    if code == "TS102":
+        return "a `while` on a tensor this form cannot rewrite"
+    if code in ("TS101", "TS103", "TS105"):
+        return f"a tensor test this form cannot rewrite here ({type(node).__name__})"
+    return "no rewrite of this form addresses it"
 
 
 def _parents(fn: cst.CSTNode) -> dict:
