@@ -198,6 +198,7 @@ class _Break(cst.CSTVisitor):
 
 
 _SEQUENTIAL = "torch.nn.Sequential"
+_HINTS = frozenset(q.rsplit(".", 1)[-1] for q in api.TORCH_HINTS)
 
 
 class Walker:
@@ -930,6 +931,13 @@ class Walker:
 
     # ---------------------------------------------------------------- calls
     def ev_Call(self, e: cst.Call, env: Env) -> Kind:
+        if isinstance(e.func, cst.Attribute) and e.func.attr.value in _HINTS and \
+                self.ref.module.qualify(e.func) in api.TORCH_HINTS:
+            # `torch._check(t.item())`: a value handed straight to a check is a hint for torch.export (a runtime
+            # assertion), which computes nothing the graph returns
+            for a in e.args:
+                self.quietly(a.value, env)
+            return KP
         args = [(a.keyword.value if a.keyword else None, a.star, self.ev(a.value, env)) for a in e.args]
         pos = [k for kw, star, k in args if kw is None and not star]
         func = e.func

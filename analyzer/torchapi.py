@@ -55,6 +55,11 @@ GUARDS = {
     "torch.onnx.utils.is_in_onnx_export": (True, True),
 }
 
+# checks and hints for torch.export: their arguments are evaluated for the check alone
+TORCH_HINTS = frozenset({"torch._check", "torch._check_is_size", "torch._check_with", "torch._check_value",
+                         "torch._check_index", "torch._check_type", "torch._assert", "torch._assert_async",
+                         "torch._check_tensor_all"})
+
 NON_TENSOR_ANNOTATIONS = frozenset(
     "int float bool str bytes complex dict set Dict Set str None Callable Any".split()
 )

@@ -288,6 +288,36 @@ def test_cond_rewrites_match_eager_and_export_with_dynamo_on_every_branch(tmp_pa
 
 
 @pytest.mark.torch
+def test_cond_keeps_a_check_in_the_exported_program(tmp_path):
+    """A check that only raises becomes torch._check under torch.export: the original could not export
+    (GuardOnDataDependentSymNode); the exported program keeps the check (it raises on an out-of-range id)
+    and exports to ONNX; eager raises the original ValueError as before. A size check (`assert`) becomes a
+    guard on the symbolic size."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    orig = _load(FIXTURES / "rewrites" / "python_tests.py", "pt_orig")
+    new = _load(FIXTURES / "rewrites" / "python_tests.cond.py", "pt_new")
+    ids, bad = torch.tensor([[1, 2, 9]]), torch.tensor([[1, 2, 12]])
+    a, b = orig.CheckedEmbedding().eval(), new.CheckedEmbedding().eval()
+    with pytest.raises(Exception, match="data-dependent|GuardOnDataDependent"):
+        torch.export.export(a, (ids,), strict=False)
+    ep = torch.export.export(b, (ids,), dynamic_shapes=({1: torch.export.Dim("seq", min=1)},), strict=False)
+    torch.testing.assert_close(ep.module()(ids), a(ids))
+    with pytest.raises(RuntimeError):
+        ep.module()(bad)  # the check is in the program
+    for m in (a, b):
+        with pytest.raises(ValueError, match="token ids must be in"):
+            m(bad)
+    torch.onnx.export(ep, (), str(tmp_path / "emb.onnx"), dynamo=True, verbose=False)
+    x, y = torch.randn(2, 3), torch.randn(2, 3)
+    p = new.PairwiseDistance()
+    pe = torch.export.export(p, (x, y), dynamic_shapes=({0: torch.export.Dim("b", min=1)},) * 2, strict=False)
+    torch.testing.assert_close(pe.module()(x, y), orig.PairwiseDistance()(x, y))
+    with pytest.raises(AssertionError, match="feature sizes differ"):
+        p(x, torch.randn(2, 4))
+
+
+@pytest.mark.torch
 def test_optional_form_scripts_and_exports_an_optional_output(tmp_path):
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -692,7 +722,7 @@ def test_cli_fix_count_equals_check_after(run_in, jobs, diff, form, target, help
     args = ["fix", "--form", form, "--unsafe-fixes", "--target", target, "--jobs", jobs,
             *(["--diff"] if diff else []), "."]
     r = CliRunner().invoke(main, args)
-    said = int(r.stderr.split("; ")[1].split(" finding")[0])
+    said = int(r.stderr.strip().splitlines()[-1].split("; ")[1].split(" finding")[0])  # the summary line
     if diff:  # what `check` would say of the fixed files: fix them for real, then ask
         assert {p: p.read_text(encoding="utf-8") for p in run_in.rglob("*.py")} == before
         assert r.stdout.count("\n+++ b/") >= 3  # the diff was printed
