@@ -140,6 +140,27 @@ def _alias(value) -> Optional[cst.BaseExpression]:
         return None
 
 
+_WARNERS = frozenset({"warn", "warning", "warning_once", "warning_advice", "info", "debug"})
+
+
+def checks_only(node: cst.If) -> bool:
+    """The `if` arm only raises or only warns: straight-line code (message building) ending in `raise`, or
+    calls of `warnings.warn` / a logger's `warning` and nothing else."""
+    body = node.body
+    if not isinstance(body, cst.IndentedBlock) or not body.body:
+        return False
+    if not all(isinstance(s, cst.SimpleStatementLine) for s in body.body):
+        return False
+    smalls = [sm for s in body.body for sm in s.body]
+    if any(isinstance(sm, (cst.Return, cst.Break, cst.Continue)) for sm in smalls):
+        return False
+    if isinstance(smalls[-1], cst.Raise):
+        return True
+    return all(isinstance(sm, cst.Expr) and isinstance(sm.value, cst.Call) and
+               isinstance(sm.value.func, cst.Attribute) and sm.value.func.attr.value in _WARNERS
+               for sm in smalls if not (isinstance(sm, cst.Expr) and isinstance(sm.value, cst.SimpleString)))
+
+
 def short(module: cst.Module, node: cst.CSTNode, limit: int = 48) -> str:
     try:
         text = " ".join(module.code_for_node(node).split())
@@ -245,7 +266,17 @@ class Walker:
         return short(self.module, node)
 
     def report_test(self, stmt_node, test, kind: Kind, what: str) -> None:
-        """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size."""
+        """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size; a check (an
+        `if` whose arm only raises or warns, an `assert` on a size) is TS109."""
+        if what in ("check", "size-assert"):
+            if traced(kind):
+                label = "`if`" if what == "check" else "`assert`"
+                value = "a tensor value" if is_tensor(kind) else "a traced size"
+                export = "torch.export cannot export it" if is_tensor(kind) else "torch.export guards on the size"
+                self.report(stmt_node, "TS109", f"{label} tests {value} `{self.src(test)}` only to "
+                            f"{'raise or warn' if what == 'check' else 'assert'}: tracing drops the check, "
+                            f"{export}", end=test)
+            return
         code_tensor = {"if": "TS101", "while": "TS102", "ternary": "TS103", "assert": "TS105",
                        "comprehension-if": "TS104"}[what]
         label = {"if": "`if`", "while": "`while`", "ternary": "conditional expression",
@@ -428,7 +459,7 @@ class Walker:
             return None
         if isinstance(s, cst.Assert):
             k = self.test_kind(s.test, env)
-            self.report_test(s, s.test, k, "assert")
+            self.report_test(s, s.test, k, "assert" if is_tensor(k) else "size-assert")
             if s.msg is not None:
                 self.quietly(s.msg, env)
             return env
@@ -443,7 +474,7 @@ class Walker:
     def if_stmt(self, s: cst.If, env: Env) -> Optional[Env]:
         k = self.test_kind(s.test, env)
         g = known_bool(k)
-        self.report_test(s, s.test, k, "if")
+        self.report_test(s, s.test, k, "check" if checks_only(s) else "if")
         outs = []
         before = dict(env)
         env_t, env_f = self.narrow(s.test, env)

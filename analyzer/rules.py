@@ -188,6 +188,37 @@ def forward(self, x):
         forms=("cond", "where"),  # where: only a size check that raises (it becomes eager-only)
     ),
     Rule(
+        "TS109", "tensor-check", "warning",
+        "a tensor or traced size tested only to raise or warn",
+        "Flags an `if` on a tensor value or a traced size whose arm only raises or warns "
+        "(`if (ids >= vocab).any(): raise ValueError(...)`), and an `assert` on a traced size "
+        "(`assert x.shape[-1] == self.dim`); an `assert` on a tensor value is TS105. Such a check decides "
+        "no value the model computes, so it is ranked apart from the branches that do: a project can "
+        "`ignore` it and keep TS101.",
+        "What it costs depends on the exporter. `torch.jit.trace` and the TorchScript exporter freeze the "
+        "check: the graph never raises, and its outputs on valid inputs are still right. The torch.export-"
+        "based exporter (`dynamo=True`) cannot export a check on a tensor value at all "
+        "(`GuardOnDataDependentSymNode`), and a check on a size whose axis is dynamic becomes a guard on "
+        "that size. `torch.jit.script` keeps it as it is.",
+        """
+def forward(self, ids):
+    if (ids >= self.vocab_size).any():
+        raise ValueError("token id out of range")
+    return self.embed(ids)
+""",
+        """
+def forward(self, ids):
+    # under torch.export the check is a runtime assertion of the exported program; eager raises as before
+    if torch.compiler.is_compiling():
+        torch._check(torch.logical_not((ids >= self.vocab_size).any()).item())
+    elif (ids >= self.vocab_size).any():
+        raise ValueError("token id out of range")
+    return self.embed(ids)
+""",
+        targets=("trace", "dynamo"),
+        forms=("where", "cond"),  # where: eager-only while tracing; cond: torch._check under torch.export
+    ),
+    Rule(
         "TS201", "optional-return", "error",
         "`forward` returns `None` on some paths and tensors on others",
         "Flags the returns of a `forward` method that yields `None` on some paths (an explicit "

@@ -110,8 +110,8 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 if isinstance(node, cst.Assert) and lines is None:
                     lines = {id(sm): s for stmts in _statement_lists(fn) for s in stmts
                              if isinstance(s, cst.SimpleStatementLine) for sm in s.body}
-                plans.append(guard.plan_guard(form, code, node, (lines or {}).get(id(node)), st.operand_kinds,
-                                              qualify))
+                plans.append(guard.plan_guard(form, code, node, (lines or {}).get(id(node)),
+                                              {**st.test_kinds, **st.operand_kinds}, qualify))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
                 plans.append(_Deferred(form, code, node, partial(
                     cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,

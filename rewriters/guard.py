@@ -1,5 +1,5 @@
-"""Checks that only raise: a tensor test whose arm only raises (`if (ids >= vocab).any(): raise ValueError(...)`),
-or an `assert` on a tensor or a size.
+"""Checks (TS109, and TS105 `assert` on a tensor): a tensor or size test whose arm only raises (`if (ids >=
+vocab).any(): raise ValueError(...)`) or only warns, or an `assert` on a tensor or a size.
 
 For the trace form (`where`) the check becomes eager-only, `if not torch.jit.is_tracing() and ...:` (`assert
 torch.jit.is_tracing() or ...`): eager code runs exactly as before for every input, and while tracing the
@@ -11,8 +11,9 @@ sets `torch.compiler.is_compiling()`) it becomes `torch._check(torch.logical_not
 tensor test (a runtime assertion in the program, where the original could not export at all:
 `GuardOnDataDependentSymNode`) or `torch._check(<negated size test>)` for a size test (a guard on the
 symbolic size, where the original guarded the same way); eager code takes the original branch, raising the
-original exception. Safe. A test mixing several tensor and size operands, or an `or`, is refused with its
-reason: split it into one check per condition.
+original exception. Safe. A warning is skipped while compiling (the exported program cannot warn). A test
+mixing tensor and size operands, or Python and tensor operands under `or`, is refused with its reason:
+split it into one check per condition.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Optional
 
 import libcst as cst
 
+from tracesafe.analyzer.infer import checks_only
 from tracesafe.analyzer.kinds import is_size, is_tensor
 
 from .common import Plan, as_bool_tensor, chain, is_pure, paren, tensor_and
@@ -32,23 +34,20 @@ COMPILING = "torch.compiler.is_compiling"
 def raises_only(node: cst.If) -> bool:
     """The `if` arm is straight-line code that ends in `raise` (message building, then the raise)."""
     body = node.body
-    if not isinstance(body, cst.IndentedBlock) or not body.body:
-        return False
-    if not all(isinstance(s, cst.SimpleStatementLine) for s in body.body):
-        return False
-    smalls = [sm for s in body.body for sm in s.body]
-    return isinstance(smalls[-1], cst.Raise) and not any(isinstance(sm, (cst.Return, cst.Break, cst.Continue))
-                                                          for sm in smalls)
+    return checks_only(node) and isinstance(body.body[-1].body[-1], cst.Raise)
 
 
 def applies(code: str, node) -> bool:
-    """The finding is a check: an `if` on a tensor or size whose arm only raises, or an `assert` on one."""
-    return code in ("TS101", "TS108") and isinstance(node, cst.If) and raises_only(node) or \
-        code in ("TS105", "TS108") and isinstance(node, cst.Assert)
+    """The finding is a check (TS109: an `if` on a tensor or size whose arm only raises or warns, an `assert`
+    on a size), or an `assert` on a tensor (TS105)."""
+    return code == "TS109" and isinstance(node, (cst.If, cst.Assert)) or code == "TS105" and isinstance(node, cst.Assert)
 
 
 def plan_guard(form: str, code: str, node: cst.If | cst.Assert, line: Optional[cst.SimpleStatementLine] = None,
                kinds: Optional[dict] = None, qualify=None) -> Plan:
+    if form == "cond" and isinstance(node, cst.If) and not raises_only(node):
+        # a warning: nothing to keep in the exported program, which cannot warn; eager warns as before
+        return _plan_eager_only(form, code, node, COMPILING)
     if form == "cond":
         try:
             return _plan_check(code, node, line, kinds or {}, qualify)
@@ -57,15 +56,15 @@ def plan_guard(form: str, code: str, node: cst.If | cst.Assert, line: Optional[c
     return _plan_eager_only(form, code, node)
 
 
-def _plan_eager_only(form: str, code: str, node: cst.If | cst.Assert) -> Plan:
+def _plan_eager_only(form: str, code: str, node: cst.If | cst.Assert, guard: str = "") -> Plan:
     """`if t: raise ...` -> `if not torch.jit.is_tracing() and t:`; `assert t, msg` -> `assert
-    torch.jit.is_tracing() or t, msg`."""
+    torch.jit.is_tracing() or t, msg` (or another exporter's guard)."""
     test = node.test
     keeps = cst.And if isinstance(node, cst.If) else cst.Or  # the operator `G and`/`G or` binds within
     if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not test.lpar and \
             not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, (cst.And, keeps))):
         test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-    running = cst.Call(cst.parse_expression(TRACE_GUARD))
+    running = cst.Call(cst.parse_expression(guard or TRACE_GUARD))
     if isinstance(node, cst.If):
         new_test = cst.BooleanOperation(cst.UnaryOperation(cst.Not(), running), cst.And(), test)
     else:
@@ -126,9 +125,6 @@ def _plan_check(code: str, node, line, kinds: dict, qualify) -> Plan:
     op = cst.Or if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or) and \
         not test.lpar else cst.And
     operands = chain(test, op)
-    if len(operands) == 1:
-        # the finding's own kind: TS108 a size, TS101/TS105 a tensor
-        kinds = {**kinds, id(test): kinds.get(id(test)) or (frozenset({"S"}) if code == "TS108" else frozenset({"T"}))}
     if any(id(o) not in kinds for o in operands):
         raise _Refuse("`and` in the condition of a check whose operands were not all analysed")
     traced = [o for o in operands if is_tensor(kinds[id(o)]) or is_size(kinds[id(o)])]

@@ -11,7 +11,7 @@ from tracesafe.analyzer import RULES, Config, check_source
 
 def module(body: str, sig: str = "self, x, y=None") -> str:
     return (
-        "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
+        "import math\nimport warnings\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
         f"class M(nn.Module):\n    def forward({sig}):\n" + textwrap.indent(textwrap.dedent(body), " " * 8)
         + "\n        return x\n"
     )
@@ -63,8 +63,15 @@ CASES = {
     "TS108": (
         ["if x.dim() > 2:\n    pass", "n = x.shape[0]\nx = x.view(n, -1)", "for i in range(x.size(0)):\n    pass"],
         ["if x.shape[0] > 1:\n    pass", "if x.size(1) == 3:\n    pass", "b, c = x.shape\nif b > 1:\n    pass",
-         "n = len(x)", "if x.numel() == 0:\n    pass", "assert x.shape[1] == 3", "z = x.shape == y.shape",
+         "n = len(x)", "if x.numel() == 0:\n    pass", "z = x.shape == y.shape",
          "m = min(x.shape[0], 4)", "z = 3 in x.shape", "x = x[0] if x.shape[0] == 1 else x"],
+    ),
+    "TS109": (
+        ["if y is None:\n    raise ValueError('need y')", "if x.dim() != 2:\n    raise ValueError('2-d')",
+         "assert x.ndim == 2"],
+        ["if (x < 0).any():\n    raise ValueError('negative')", "if x.shape[0] != 3:\n    raise ValueError('rows')",
+         "assert x.shape[1] == 3", "if x.isnan().any():\n    warnings.warn('nan')",
+         "if x.size(0) > 8:\n    msg = 'too many'\n    raise ValueError(msg)"],
     ),
 }
 
@@ -219,8 +226,8 @@ def test_annotations_naming_classes_of_the_tree_are_python_objects():
 def test_error_messages_are_not_conversions():
     """Formatting a traced size or a tensor into an exception or an assert message happens only on the
     error path; its test is what gets reported."""
-    assert codes("if x.shape[0] != 3:\n    raise ValueError(f'need 3 rows, got {x.shape[0]}: {x}')") == ["TS108"]
-    assert codes("assert x.shape[-1] == 4, f'got {x.shape[-1]} ({x.sum().item()})'") == ["TS108"]
+    assert codes("if x.shape[0] != 3:\n    raise ValueError(f'need 3 rows, got {x.shape[0]}: {x}')") == ["TS109"]
+    assert codes("assert x.shape[-1] == 4, f'got {x.shape[-1]} ({x.sum().item()})'") == ["TS109"]
     assert codes("msg = f'got {x.shape[0]}'") == ["TS106"]  # outside a raise it is still a conversion
 
 
@@ -252,18 +259,18 @@ def test_extra_entry_points():
 
 def test_finding_fields():
     (f, g) = check_source(module("if x.sum() > 0:\n    return None", sig="self, x"), "pkg/m.py")
-    assert (f.path, f.line, f.column, f.end_line, f.end_column) == ("pkg/m.py", 9, 9, 9, 23)
+    assert (f.path, f.line, f.column, f.end_line, f.end_column) == ("pkg/m.py", 10, 9, 10, 23)
     assert f.function == "M.forward" and f.fix is None and f.severity == "error" and f.name == "tensor-if"
 
 
 def test_registry_is_complete():
-    assert sorted(RULES) == ["TS101", "TS102", "TS103", "TS104", "TS105", "TS106", "TS107", "TS108",
+    assert sorted(RULES) == ["TS101", "TS102", "TS103", "TS104", "TS105", "TS106", "TS107", "TS108", "TS109",
                              "TS201", "TS202", "TS301"]
     for r in RULES.values():
         doc = r.docs()
         for head in ("## What it does", "## Why is this bad?", "## Example", "## Use instead"):
             assert head in doc
-        assert r.severity == ("warning" if r.code == "TS108" else "error")
+        assert r.severity == ("warning" if r.code in ("TS108", "TS109") else "error")
 
 
 TRICKY = (
@@ -716,3 +723,11 @@ def test_numpy_is_numpy_only_when_imported():
     """
     assert _found(body.format(imp="import numpy as np")) == [(9, "TS106")]
     assert _found(body.format(imp="")) == []  # `np` is whatever the module makes it: here, nothing known
+
+
+def test_a_branch_that_computes_is_not_a_check():
+    """TS109 is for tests that only raise or warn; a branch that computes a value stays TS101/TS108."""
+    assert codes("if x.sum() > 0:\n    x = x * 2") == ["TS101"]
+    assert codes("if (x < 0).any():\n    x = x.abs()\nelse:\n    raise ValueError('no negatives')") == ["TS101"]
+    assert codes("if x.shape[0] > 1:\n    warnings.warn('batch')\n    x = x[:1]") == ["TS108"]
+    assert codes("assert (x >= 0).all()") == ["TS105"]
