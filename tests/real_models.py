@@ -150,7 +150,7 @@ def inputs(model, family: str) -> dict:
         if "attention_mask" in params:
             out["attention_mask"] = mask
         if family == "seq2seq":
-            out["decoder_input_ids"] = ids[:, :8]
+            out["decoder_input_ids"] = ids[:, :8].clone()  # its own storage: a view would carry the strides of ids
         return out
     if family in ("vision", "detection"):
         size = getattr(cfg, "image_size", 64)

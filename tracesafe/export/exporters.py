@@ -59,6 +59,7 @@ class _Specialisations(logging.Handler):
     def __init__(self, slots: list[Slot], frame: Callable[[], Optional[tuple]]):
         super().__init__(logging.INFO)
         self.axes = {(s.name, a): d for s in slots for a, d in s.dims.items()}
+        self.order = [s.name for s in slots if not s.keyword]
         self.frame = frame
         self.symbols: dict[str, str] = {}  # sN -> dimension name
         self.where: dict[str, tuple] = {}  # dimension name -> (file, line)
@@ -70,8 +71,13 @@ class _Specialisations(logging.Handler):
             return
         m = _SYMBOL.search(msg)
         if m:
-            names = re.findall(r"'(\w+)'", m.group(2))
-            dim = self.axes.get((names[-1] if names else "", int(m.group(3))))
+            # L['x'], L['kwargs']['x'], or L['args'][0] for a forward(*args)
+            source = m.group(2)
+            index = re.match(r"'args'\]\[(\d+)$", source)
+            names = re.findall(r"'(\w+)'", source)
+            name = self.order[int(index.group(1))] if index and int(index.group(1)) < len(self.order) else \
+                names[-1] if names else ""
+            dim = self.axes.get((name, int(m.group(3))))
             if dim is not None:
                 self.symbols[m.group(1)] = dim
             return
@@ -85,14 +91,18 @@ class _Specialisations(logging.Handler):
 
     def __enter__(self):
         self.logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-        self.old = (self.logger.level, self.logger.propagate)
+        self.old = (self.logger.level, self.logger.propagate, list(self.logger.handlers))
         self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False  # torch's own handler would print every guard
+        self.logger.propagate = False  # torch's own handlers would print every guard
+        for h in self.old[2]:
+            self.logger.removeHandler(h)
         self.logger.addHandler(self)
         return self
 
     def __exit__(self, *exc):
         self.logger.removeHandler(self)
+        for h in self.old[2]:
+            self.logger.addHandler(h)
         self.logger.setLevel(self.old[0])
         self.logger.propagate = self.old[1]
         return False
