@@ -111,6 +111,44 @@ def default_params(fn: cst.FunctionDef, is_method: bool, names=None, top: bool =
     return out
 
 
+def bind_arguments(fn: cst.FunctionDef, args, is_method: bool, defaults: dict, names=None) -> dict[str, Kind]:
+    """The kinds of fn's parameters for a call passing `args` ((keyword, star, kind) each): positions map
+    until a `*args` (then only keywords do), a `**kwargs` may fill any parameter not passed by name, and
+    parameters not passed keep their defaults' kinds. An annotation is a hint: the value actually passed
+    wins, unless nothing is known of it. One binding for calls into reached code and into functions
+    defined in a body (Walker.call_nested)."""
+    params = all_params(fn.params)
+    pnames = [p.name.value for p in params]
+    if is_method and pnames and pnames[0] in ("self", "cls"):
+        pnames = pnames[1:]
+    incoming: dict[str, Kind] = {}
+    positional = True  # until a `*args`: then positions are unknown (keywords still map)
+    spread = False  # a `**kwargs` may fill any parameter not passed by name
+    i = 0
+    for kw, star, k in args:
+        if star == "*":
+            positional = False
+        elif star:
+            spread = True
+        elif kw is None:
+            if positional and i < len(pnames):
+                incoming[pnames[i]] = k
+            i += 1
+        else:
+            incoming[kw] = k
+    base = dict(defaults)
+    for p in params:
+        n = p.name.value
+        if n in incoming:
+            k = incoming[n]
+            ann = annotation_kind(p.annotation, names) if k <= {P, U} else None
+            base[n] = ann if ann is not None else k
+        elif spread or not positional:
+            ann = annotation_kind(p.annotation, names)
+            base[n] = join(base.get(n, EMPTY), ann if ann is not None else KU)
+    return base
+
+
 class Analysis:
     """One root file's analysis: its entry points and everything they reach, to a fixpoint."""
 
@@ -240,6 +278,10 @@ class Analysis:
         return [st for st in self.states.values() if st.ref.module is mod]
 
     # ------------------------------------------------------------------ reach
+    def bind_nested(self, fn: cst.FunctionDef, args, names: "Names") -> dict[str, Kind]:
+        """A function defined in a body, called with args: its parameters' kinds (as for any call)."""
+        return bind_arguments(fn, args, False, default_params(fn, False, names), names)
+
     def names(self, ref: FuncRef) -> "Names":
         """How annotations in ref's module resolve (infer.annotation_kind)."""
         return Names(ref.module, self)
@@ -318,41 +360,11 @@ class Analysis:
                 raise
             return KU
         is_method = callee.cls is not None
-        params = all_params(callee.node.params)
-        names = [p.name.value for p in params]
-        if is_method and names and names[0] in ("self", "cls"):
-            names = names[1:]
-        incoming: dict[str, Kind] = {}
-        positional = True  # until a `*args`: then positions are unknown (keywords still map)
-        spread = False  # a `**kwargs` may fill any parameter not passed by name
-        i = 0
-        for kw, star, k in args:
-            if star == "*":
-                positional = False
-            elif star:
-                spread = True
-            elif kw is None:
-                if positional and i < len(names):
-                    incoming[names[i]] = k
-                i += 1
-            else:
-                incoming[kw] = k
         names = self.names(callee)
         defaults = self._defaults.get(callee.key)
         if defaults is None:
             defaults = self._defaults[callee.key] = default_params(callee.node, is_method, names)
-        base = dict(defaults)
-        # parameters not passed keep their defaults' kinds; passed ones take the caller's
-        for p in params:
-            n = p.name.value
-            if n in incoming:
-                # an annotation is a hint: the value actually passed wins, unless nothing is known of it
-                k = incoming[n]
-                ann = annotation_kind(p.annotation, names) if k <= {P, U} else None
-                base[n] = ann if ann is not None else k
-            elif spread or not positional:
-                ann = annotation_kind(p.annotation, names)
-                base[n] = join(base[n], ann if ann is not None else KU)
+        base = bind_arguments(callee.node, args, is_method, defaults, names)
         key = callee.key
         if callee.module is not self.root:
             # library code: one state per argument kinds, up to _MAX_CONTEXTS of them per function. The

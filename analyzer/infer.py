@@ -396,22 +396,8 @@ class Walker:
         fn, env = self.nested[key]
         if self._nesting > 3 or not isinstance(fn.body, cst.IndentedBlock):
             return KU
-        inner = dict(env)
-        params = all_params(fn.params)
-        for p in params:
-            ann = annotation_kind(p.annotation, self.an.names(self.ref))
-            inner[p.name.value] = KN if isinstance(p.default, cst.Name) and p.default.value == "None" else \
-                KP if p.default is not None else (ann or KU)
-        i = 0
-        for kw, star, k in args:
-            if star:
-                continue
-            if kw is None:
-                if i < len(params):
-                    inner[params[i].name.value] = k
-                i += 1
-            else:
-                inner[kw] = k
+        names = self.an.names(self.ref)
+        inner = {**env, **self.an.bind_nested(fn, args, names)}
         saved, self.returns = self.returns, []
         self._quiet += 1
         self._nesting += 1
@@ -771,6 +757,11 @@ class Walker:
 
     def ev_BinaryOperation(self, e, env):
         lk, rk = self.ev(e.left, env), self.ev(e.right, env)
+        if self.target == "dynamo" and isinstance(e.operator, cst.Multiply):
+            for seq, n in ((e.left, rk), (e.right, lk)):
+                if isinstance(seq, (cst.List, cst.Tuple)) and is_size(n) and not is_tensor(n):
+                    self.report(e, "TS108", f"`{self.src(e)}` repeats a list a traced number of times: "
+                                f"torch.export builds it for the example's length and pins that axis")
         return self.binop(e.operator, lk, rk)
 
     def binop(self, op, lk: Kind, rk: Kind) -> Kind:
@@ -1050,6 +1041,10 @@ class Walker:
         if name == "range":
             if any(is_tensor(k) for k in pos):
                 self.report(e, "TS106", "`range()` over a tensor value converts it to a Python int: frozen by tracing")
+            elif self.target == "dynamo" and any(is_size(k) for k in pos):
+                # the tracer unrolls it without a word; torch.export turns the length into a constant
+                self.report(e, "TS108", f"`{self.src(e)}` counts to a traced size: torch.export unrolls the loop "
+                            f"(or builds the list) for the example's length and pins that axis")
             return KP
         if name in _BUILTIN_COMPARE:
             if len(pos) == 1:

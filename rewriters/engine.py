@@ -140,9 +140,11 @@ def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
         return "iterating a tensor: the number of steps is the example's; vectorise it (or use torch.scan)"
     if code == "TS104":
         return "`and`/`or`/`not`/`bool()` on a tensor outside a test: use torch.logical_and/logical_or/logical_not"
-    if code == "TS108" and isinstance(node, (cst.For, cst.While, cst.CompFor)):
-        return (f"a Python loop over a traced length: {exporter} unrolls it for the example's length; vectorise "
-                f"it (or use torch.scan / torch.while_loop)")
+    if code == "TS108" and (isinstance(node, (cst.For, cst.While, cst.CompFor, cst.BinaryOperation)) or
+                            isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and
+                            node.func.value == "range"):
+        return (f"a Python loop or list over a traced length: {exporter} unrolls it for the example's length; "
+                f"vectorise it (torch.arange, broadcasting; or torch.scan / torch.while_loop for a recurrence)")
     if code == "TS108":
         return f"a traced size used as a Python value: {exporter} fixes it to the example's length"
     if code == "TS202":

@@ -731,3 +731,44 @@ def test_a_branch_that_computes_is_not_a_check():
     assert codes("if (x < 0).any():\n    x = x.abs()\nelse:\n    raise ValueError('no negatives')") == ["TS101"]
     assert codes("if x.shape[0] > 1:\n    warnings.warn('batch')\n    x = x[:1]") == ["TS108"]
     assert codes("assert (x >= 0).all()") == ["TS105"]
+
+
+@pytest.mark.parametrize("snippet", ["for i in range(x.shape[1]):\n    x = x + i",
+                                     "pos = list(range(x.size(1)))", "z = [(1, 2)] * x.shape[0]",
+                                     "z = [t for t in range(1, x.shape[0])]"])
+def test_a_python_loop_over_a_traced_length_pins_it_under_torch_export(snippet):
+    """torch.export unrolls a loop or builds a list for the example's length, which pins that axis (the tracer
+    unrolls it without a warning): TS108 for the dynamo target."""
+    assert codes(snippet, target="dynamo") == ["TS108"]
+    assert codes("for i in range(self.n):\n    x = x + i", target="dynamo") == []
+
+
+@pytest.mark.torch
+def test_torch_export_pins_a_loop_over_a_dynamic_length():
+    torch = pytest.importorskip("torch")
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            for i in range(x.shape[1]):
+                x = x + i
+            return x
+
+    seq = torch.export.Dim("seq", min=2)
+    with pytest.raises(Exception, match="specialized|Constraints violated"):
+        torch.export.export(M(), (torch.randn(2, 5),), dynamic_shapes=({1: seq},), strict=False)
+
+
+@pytest.mark.parametrize("call", ["pick(1, x)", "pick(b=x, a=1)", "pick(*(1, x))", "pick(1, self.k)",
+                                  "pick(x, 1)", "pick(1, b=self.k)"])
+def test_a_nested_function_binds_its_arguments_as_a_helper_does(call):
+    """Walker.call_nested and Analysis.call share one binding of arguments to parameters (`self`, `*args`,
+    keywords, the annotation as a hint): a function defined in the body and the same function at module
+    level give the same findings."""
+    helper = "def pick(a, b: torch.Tensor = None):\n    return b\n"
+    body = f"y = pick_call\nif y.sum() > 0:\n    x = x * 2".replace("pick_call", call)
+    nested = textwrap.indent(helper, "") + body
+    src_nested = module(nested)
+    src_module = module(body).replace("class M(nn.Module):", helper + "\n\nclass M(nn.Module):")
+    got = [(f.code) for f in check_source(src_nested, "m.py")]
+    want = [(f.code) for f in check_source(src_module, "m.py")]
+    assert got == want, (got, want)
