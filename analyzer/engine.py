@@ -926,6 +926,24 @@ def suppressed(line_text: str, code: str) -> bool:
     return any(code.startswith(w) for w in wanted)
 
 
+_FILE_NOQA = re.compile(r"^[ \t]*#[ \t]*tracesafe:[ \t]*noqa(?::[ \t]*(?P<codes>[A-Za-z0-9]+(?:[ \t,]+[A-Za-z0-9]+)*))?"
+                        r"[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def file_noqa(text: str) -> Optional[list[str]]:
+    """A file-level `# tracesafe: noqa` (on a line of its own, as ruff's `# ruff: noqa`): None when absent,
+    [] for every code, else the codes or prefixes it names (several such lines add up)."""
+    if "tracesafe:" not in text:
+        return None
+    found = None
+    for m in _FILE_NOQA.finditer(text):
+        codes = m.group("codes")
+        if codes is None:
+            return []
+        found = (found or []) + [c.upper() for c in re.split(r"[\s,]+", codes) if c]
+    return found
+
+
 def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None,
                 fixes_for: Optional[ModuleInfo] = None) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
@@ -941,9 +959,15 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
     for d, wanted in by_def.values():
         position_def(d, d.module.computed, wanted)
     out: set[Finding] = set()
+    whole: dict[int, Optional[list[str]]] = {}  # id(module) -> its file-level noqa
     for mod, d, node, code, end, msg in items:
         rng, erng = mod.computed.get(node), mod.computed.get(end)
         if rng is None or erng is None:
+            continue
+        if id(mod) not in whole:
+            whole[id(mod)] = file_noqa(mod.text)
+        skip = whole[id(mod)]
+        if skip is not None and (not skip or any(code.startswith(c) for c in skip)):
             continue
         if suppressed(mod.line_text(rng[0]), code):
             continue

@@ -56,6 +56,6 @@ def test_an_export_pinned_to_the_configured_image_size_fails():
     assert rep["pinned"] == {"height": 32, "width": 32}
     at = rep["pinned_at"]["height"]
     assert at.endswith(os.path.join("models", "vit", "modeling_vit.py") + ":152")
-    assert any(f["code"] == "TS108" and f["line"] == 152 for f in rep["findings"])
+    assert any(f["code"] == "TS109" and f["line"] == 152 for f in rep["findings"])  # a size check that raises
     assert all(c["match"] for c in rep["cases"] if c["match"] is not None)  # batch stayed dynamic
     assert any(c["name"] == "batch3-randn" and c["match"] for c in rep["cases"])

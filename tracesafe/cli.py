@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import click
 
@@ -27,6 +27,41 @@ def _codes(values: tuple[str, ...]) -> list[str]:
     for v in values:
         out.extend(c.strip() for c in v.split(",") if c.strip())
     return out
+
+
+class Selection(NamedTuple):
+    """Which rules and files: the command line's --select/--ignore/--extend-*/--exclude flags."""
+
+    select: tuple = ()
+    ignore: tuple = ()
+    extend_select: tuple = ()
+    extend_ignore: tuple = ()
+    exclude: tuple = ()
+    extend_exclude: tuple = ()
+
+
+_SELECTION_OPTIONS = [
+    click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL), "
+                                                  "replacing the config's `select`."),
+    click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable."),
+    click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the config's."),
+    click.option("--extend-ignore", multiple=True, help="Rule codes or prefixes to disable on top of the config's."),
+    click.option("--exclude", multiple=True, help="Files to exclude (gitignore patterns), replacing the config's."),
+    click.option("--extend-exclude", multiple=True, help="Files to exclude on top of the config's `exclude`."),
+]
+
+
+def _selection_options(f):
+    for opt in reversed(_SELECTION_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _selection(kw: dict) -> Selection:
+    """Pop the selection flags from a command's keyword arguments."""
+    return Selection(*(tuple(_codes(kw.pop(name))) if name in ("select", "ignore", "extend_select", "extend_ignore") else
+                       tuple(x for v in kw.pop(name) for x in v.split(",") if x.strip())
+                       for name in Selection._fields))
 
 
 class _Group(click.Group):
@@ -60,13 +95,14 @@ def main(ctx, debug):
 
 
 def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True,
-            force_exclude: bool = True, quiet: bool = False, config_errors: Optional[list] = None):
+            force_exclude: bool = True, quiet: bool = False, config_errors: Optional[list] = None,
+            sel: Selection = Selection()):
     """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
     Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
     configuration is an error for its files only (collected apart in `config_errors` when given). Like
     ruff, a file named on the command line is processed even when `exclude` covers it, unless
     force_exclude (saying so on stderr)."""
-    from tracesafe.config import ConfigError, Resolver, excluded
+    from tracesafe.config import ConfigError, Resolver, excluded, excludes
     from tracesafe.discover import discover
 
     try:
@@ -84,7 +120,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
             continue
         explicit = p.is_file()
         say = (lambda _path: None) if quiet else _say_excluded
-        for path, err in discover([arg], list(fc.values.get("exclude", [])), fc.root, force_exclude, say):
+        for path, err in discover([arg], excludes(fc, sel.exclude, sel.extend_exclude), fc.root, force_exclude, say):
             if err:
                 errors.append((path, err))
                 continue
@@ -93,7 +129,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
             except ConfigError as e:
                 (errors if config_errors is None else config_errors).append((path, str(e)))
                 continue
-            if own is not fc and excluded(own, path):
+            if own is not fc and excluded(own, path, excludes(own, sel.exclude, sel.extend_exclude)):
                 if force_exclude or not explicit:
                     continue
                 say(path)
@@ -101,29 +137,31 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
     return list(groups.values()), errors
 
 
-def _check_flags(select, ignore) -> None:
-    """--select/--ignore name known rules (checked before any file, so a typo fails even on no files)."""
+def _check_flags(sel: Selection) -> None:
+    """The flags name known rules (checked before any file, so a typo fails even on no files)."""
     from tracesafe.analyzer.rules import select_codes
 
     try:
-        select_codes(_codes(select) or None, _codes(ignore))
+        select_codes(list(sel.select) or None, list(sel.ignore))
+        select_codes(list(sel.extend_select) or ["ALL"], list(sel.extend_ignore))
     except ValueError as e:
         _fail(str(e))
 
 
-def _effective(fc, select, ignore, target):
+def _effective(fc, sel: Selection, target):
     """The Config for the files `fc` governs: the command line's flags over their [tool.tracesafe]."""
     from tracesafe.config import effective
 
     try:
-        config = effective(fc, select=_codes(select), ignore=_codes(ignore), target=target)
+        config = effective(fc, select=sel.select, ignore=sel.ignore, target=target, extend_select=sel.extend_select,
+                           extend_ignore=sel.extend_ignore)
         config.codes()  # a bad code in the file's own configuration
     except ValueError as e:
         _fail(str(e))
     return config
 
 
-def _stdin_config(name: Optional[str], config_file, select, ignore, target):
+def _stdin_config(name: Optional[str], config_file, sel: Selection, target):
     """The configuration of the file a buffer on standard input stands for (FileConfig, Config)."""
     from tracesafe.config import ConfigError, Resolver
 
@@ -131,20 +169,20 @@ def _stdin_config(name: Optional[str], config_file, select, ignore, target):
         fc = Resolver(config_file).for_path(Path(name).parent if name else Path.cwd())
     except ConfigError as e:
         _fail(str(e))
-    return fc, _effective(fc, select, ignore, target)
+    return fc, _effective(fc, sel, target)
 
 
-def _check_stdin(name: Optional[str], config_file, force_exclude, select, ignore, target):
+def _check_stdin(name: Optional[str], config_file, force_exclude, sel: Selection, target):
     """Code piped in by an editor or a tool: checked with the pure core, as the file it stands for."""
     from tracesafe import check_source
     from tracesafe.analyzer import SourceError
-    from tracesafe.config import excluded
+    from tracesafe.config import excluded, excludes
     from tracesafe.runner import RunResult
 
     path = name or "-"
-    fc, config = _stdin_config(name, config_file, select, ignore, target)
+    fc, config = _stdin_config(name, config_file, sel, target)
     data = sys.stdin.buffer.read()
-    if name and force_exclude and excluded(fc, name):
+    if name and force_exclude and excluded(fc, name, excludes(fc, sel.exclude, sel.extend_exclude)):
         return RunResult([], [])
     try:
         return RunResult(check_source(data, path, config), [])
@@ -196,15 +234,20 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @_FORCE_EXCLUDE
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
-              show_default=True)
+@click.option("--format", "--output-format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]),
+              default="text", show_default=True)
 @click.option("--target", type=click.Choice(TARGETS), default=None,
               help="How you export: which findings matter (default: trace, or the config's).")
-@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL).")
-@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@_selection_options
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain.")
 @click.option("--statistics", is_flag=True, help="Print a count per rule and a total instead of the findings.")
-@click.option("--unsafe-fixes", is_flag=True, help="Count unsafe fixes as fixable too (as `fix --unsafe-fixes`).")
+@click.option("--fix", "apply_fix", is_flag=True, help="Apply the fixes (as `tracesafe fix`), then report what is left.")
+@click.option("--diff", is_flag=True, help="With --fix: print the fixes as a diff and write nothing.")
+@click.option("--form", type=click.Choice(FORMS), default=None, help="With --fix: the rewrite form (as `fix --form`).")
+@click.option("--unsafe-fixes", is_flag=True, help="Count (with --fix: apply) unsafe fixes too.")
+@click.option("--add-noqa", is_flag=True, help="Add `# noqa: CODE` to the line of every finding (idempotent).")
+@click.option("--show-settings", is_flag=True, help="Print the resolved configuration of the first file, and exit.")
+@click.option("--show-files", is_flag=True, help="Print the files that would be checked, and exit.")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
               help="Worker processes (0 = one per core, used only for larger inputs).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write .tracesafe_cache/.")
@@ -218,34 +261,61 @@ _FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
                    "its imports, the paths in the report).")
 @_QUIET
 @_COLOR
-def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statistics, unsafe_fixes, jobs, no_cache,
-          config_file, output_file, hook, profile, stdin_filename, quiet, color):
+def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, diff, form, unsafe_fixes, add_noqa,
+          show_settings, show_files, jobs, no_cache, config_file, output_file, hook, profile, stdin_filename, quiet,
+          color, **kw):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.runner import RunResult, check_paths
 
-    _check_flags(select, ignore)
+    sel = _selection(kw)
+    _check_flags(sel)
     if statistics and fmt in ("sarif", "github"):
         _fail(f"--statistics prints counts as text or JSON, not {fmt}")
+    if (diff or form) and not apply_fix:
+        _fail("--diff and --form go with --fix (or use `tracesafe fix`)")
+    if "-" in paths and (apply_fix or add_noqa or show_files or show_settings):
+        _fail("`-` (standard input) is checked only: for its fixed code use `tracesafe fix - --stdin-filename F`")
     import time
 
     t0 = time.perf_counter()
+    fixed = None
+    if apply_fix:
+        fixed = _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook,
+                         False, quiet=True)
+        if diff:  # ruff: `--fix --diff` prints the diff and writes nothing, with fix's exit code
+            for path, msg in sorted(set(fixed.errors)):
+                click.echo(f"{path}: error: {msg}", err=True)
+            sys.exit(EXIT_ERROR if fixed.errors else EXIT_FOUND if fixed.changed and not exit_zero else EXIT_OK)
     if "-" in paths:
         if len(paths) > 1:
             _fail("`-` (standard input) cannot be combined with other paths")
         groups, errors = [], []
-        res = _check_stdin(stdin_filename, config_file, force_exclude, select, ignore, target)
+        res = _check_stdin(stdin_filename, config_file, force_exclude, sel, target)
     else:
         if stdin_filename:
             _fail("--stdin-filename needs `-` as the path")
         groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
-                                 quiet=quiet)
+                                 quiet=quiet, sel=sel)
         res = RunResult([], [])
+    if show_files:
+        for _fc, files in groups:
+            for f in files:
+                click.echo(f)
+        for path, msg in sorted(set(errors)):
+            click.echo(f"{path}: error: {msg}", err=True)
+        sys.exit(EXIT_ERROR if errors else EXIT_OK)
+    if show_settings:
+        if not groups:
+            _fail("no file to show the settings of")
+        fc, files = groups[0]
+        click.echo(_settings_text(files[0], fc, _effective(fc, sel, target), sel), nl=False)
+        sys.exit(EXIT_OK)
     phases = {"discover": time.perf_counter() - t0}
     jobs = jobs or (os.cpu_count() or 1)
     bar = _progress("Checking", quiet)
     for fc, files in groups:
-        config = _effective(fc, select, ignore, target)
+        config = _effective(fc, sel, target)
         # TRACESAFE_NO_PREFILTER=1: analyze every file (the benchmark checks the prefilter loses nothing)
         part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root,
                            prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1", progress=bar)
@@ -255,7 +325,16 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
             phases[k] = phases.get(k, 0.0) + v
     bar.close()
     res.findings.sort(key=lambda f: f.sort_key())
-    errors = sorted(set(errors) | set(res.errors))
+    errors = sorted(set(errors) | set(res.errors) | set(fixed.errors if fixed else ()))
+    if add_noqa:
+        from tracesafe.noqa import add_noqa as _add
+
+        n, failed = _add(res.findings)
+        for path, msg in failed:
+            click.echo(f"{path}: error: {msg}", err=True)
+        if not quiet:
+            click.echo(f"Added {n} noqa directive{'s' if n != 1 else ''}.", err=True)
+        sys.exit(EXIT_ERROR if failed or errors else EXIT_OK)
     colored = False
     if statistics and fmt == "json":
         out = report.statistics_json(res.findings, unsafe_fixes)
@@ -281,11 +360,12 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
         click.echo(f"{path}: error: {msg}", err=True)
     if fmt == "text" and not statistics and not output_file and not quiet:
         n = len(res.findings)
+        done = f" ({fixed.applied} fixed, {n} remaining)" if fixed is not None else ""
         if n:
             click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
-                       f"file(s).", err=True)
+                       f"file(s){done}.", err=True)
         elif not errors:
-            click.echo("All checks passed!", err=True)
+            click.echo(f"All checks passed!{done}", err=True)
     if profile:
         import json as _json
 
@@ -296,6 +376,31 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
     sys.exit(EXIT_FOUND if res.findings and not exit_zero else EXIT_OK)
 
 
+def _settings_text(path: str, fc, config, sel: Selection) -> str:
+    """--show-settings: what governs `path`, resolved."""
+    from tracesafe.config import excludes
+
+    lines = [
+        f"Resolved settings for: {path}",
+        f"Settings path: {fc.path if fc.path else '(none: defaults)'}",
+        "",
+        f"target = {config.target!r}",
+        f"form = {config.form!r}",
+        f"select = {sorted(config.codes())!r}",
+        f"entry-points = {list(config.entry_points)!r}",
+        f"exclude = {excludes(fc, sel.exclude, sel.extend_exclude)!r}",
+        f"per-file-ignores = {dict(config.per_file_ignores)!r}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class FixRun(NamedTuple):
+    changed: list
+    remaining: int
+    errors: list
+    applied: int
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @_FORCE_EXCLUDE
@@ -303,8 +408,7 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
               help="Rewrite form (default: flag, or the config's `form`).")
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")
-@click.option("--select", multiple=True, help="Fix only these rule codes or prefixes (comma-separated; ALL).")
-@click.option("--ignore", multiple=True, help="Do not fix these rule codes or prefixes.")
+@_selection_options
 @click.option("--target", type=click.Choice(TARGETS), default=None,
               help="The exporter the remaining findings are counted for (default: the one the form serves, "
                    "or the config's).")
@@ -320,27 +424,40 @@ def check(paths, force_exclude, fmt, target, select, ignore, exit_zero, statisti
               help="With `-` as the path: fix the code read from standard input as this file (its config, its "
                    "imports) and print the fixed code (or the diff) to standard output.")
 @_QUIET
-def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, exit_zero, jobs, config_file, hook,
-        profile, show_fixes, stdin_filename, quiet):
+def fix(paths, force_exclude, form, diff, unsafe_fixes, target, exit_zero, jobs, config_file, hook, profile,
+        show_fixes, stdin_filename, quiet, **kw):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
-    from tracesafe.fixer import call_sites, fix_files, fix_pool, recount
-    from tracesafe.rewriters.engine import FORM_TARGET
-    from tracesafe.runner import _entry_pattern
-
-    _check_flags(select, ignore)
+    sel = _selection(kw)
+    _check_flags(sel)
     if "-" in paths:
         if len(paths) > 1:
             _fail("`-` (standard input) cannot be combined with other paths")
-        _fix_stdin(stdin_filename, config_file, form, diff, unsafe_fixes, select, ignore, target, exit_zero, quiet)
+        _fix_stdin(stdin_filename, config_file, form, diff, unsafe_fixes, sel, target, exit_zero, quiet)
     if stdin_filename:
         _fail("--stdin-filename needs `-` as the path")
+    run = _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook, show_fixes,
+                   quiet, profile)
+    for path, msg in sorted(set(run.errors)):
+        click.echo(f"{path}: error: {msg}", err=True)
+    if run.errors:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FOUND if (run.changed or run.remaining) and not exit_zero else EXIT_OK)
+
+
+def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, target, jobs, config_file, hook,
+             show_fixes, quiet, profile=False) -> FixRun:
+    """`fix` over PATHS: rewrites (or diffs) them, prints the notes and the summary (not with quiet), and
+    returns what changed and what is left. A configuration that does not load stops it before any file."""
+    from tracesafe.fixer import call_sites, fix_files, fix_pool, recount
+    from tracesafe.rewriters.engine import FORM_TARGET
+    from tracesafe.runner import _entry_pattern
     import time
 
     t0 = time.perf_counter()
     phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
     broken: list[tuple[str, str]] = []
     groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
-                             quiet=quiet, config_errors=broken)
+                             quiet=quiet, config_errors=broken, sel=sel)
     if broken:  # no file is rewritten under a configuration that does not load
         for path, msg in sorted(set(broken)):
             click.echo(f"{path}: error: {msg}", err=True)
@@ -351,7 +468,7 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
     fixed: list[tuple[str, tuple]] = []  # (path, codes) of every rewrite applied
     bar = _progress("Fixing", quiet or diff)
     for fc, files in groups:
-        config = _effective(fc, select, ignore, target)
+        config = _effective(fc, sel, target)
         codes = config.codes()
         file_form = form or config.form
         if target is None and "target" not in fc.values:
@@ -409,14 +526,10 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, select, ignore, target, 
         hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
         click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
                    err=True)
-    for path, msg in sorted(set(errors)):
-        click.echo(f"{path}: error: {msg}", err=True)
-    if errors:
-        sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_FOUND if (changed or remaining) and not exit_zero else EXIT_OK)
+    return FixRun(changed, remaining, errors, len(fixed))
 
 
-def _fix_stdin(name, config_file, form, diff, unsafe_fixes, select, ignore, target, exit_zero, quiet) -> None:
+def _fix_stdin(name, config_file, form, diff, unsafe_fixes, sel: Selection, target, exit_zero, quiet) -> None:
     """`fix -`: the buffer on standard input, fixed as the file it stands for (ruff's convention: the fixed
     code on stdout, whether or not it changed; with --diff, the diff). Exits."""
     import difflib
@@ -427,7 +540,7 @@ def _fix_stdin(name, config_file, form, diff, unsafe_fixes, select, ignore, targ
     from tracesafe.rewriters.engine import FORM_TARGET, fix_source
 
     path = name or "-"
-    fc, config = _stdin_config(name, config_file, select, ignore, target)
+    fc, config = _stdin_config(name, config_file, sel, target)
     file_form = form or config.form
     if target is None and "target" not in fc.values:
         config.target = FORM_TARGET[file_form]
@@ -521,6 +634,27 @@ def export_cmd(target, inputs, dynamic, static, init_json, exporter, opset, outp
     if fmt == "json":
         click.echo(ex.report_json(report), nl=False)
     sys.exit(EXIT_OK if report.ok else EXIT_FOUND)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def clean(paths):
+    """Remove the caches (.tracesafe_cache/) in PATHS (default: the current directory) and below."""
+    import shutil
+
+    from tracesafe.discover import _SKIP_DIRS
+
+    removed = 0
+    for root in list(paths) or ["."]:
+        for dirpath, dirnames, _files in os.walk(root):
+            if ".tracesafe_cache" in dirnames:
+                target = os.path.join(dirpath, ".tracesafe_cache")
+                click.echo(f"Removing cache at: {target}", err=True)
+                shutil.rmtree(target, ignore_errors=True)
+                removed += 1
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+    if not removed:
+        click.echo("No cache found.", err=True)
 
 
 @main.command()

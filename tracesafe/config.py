@@ -96,13 +96,18 @@ def validate(table: dict, where: Path) -> None:
         raise ConfigError(f"{where}: form must be one of {', '.join(FORMS)}, not {table['form']!r}")
 
 
-def effective(fc: FileConfig, *, select=None, ignore=None, target=None, form=None) -> Config:
-    """CLI flags (when given) override the file's values."""
+def effective(fc: FileConfig, *, select=None, ignore=None, target=None, form=None, extend_select=None,
+              extend_ignore=None) -> Config:
+    """CLI flags (when given) override the file's values, as ruff's: --select replaces the file's `select`,
+    --extend-select adds to it; --ignore and --extend-ignore add to its `ignore`."""
     v = fc.values
+    chosen = list(select) if select else _opt(v.get("select"))
+    if extend_select and chosen is not None:
+        chosen = list(chosen) + list(extend_select)
     return Config(
         target=target or v.get("target", "trace"),
-        select=list(select) if select else _opt(v.get("select")),
-        ignore=(list(_opt(v.get("ignore")) or []) + list(ignore or [])) or None,
+        select=chosen,
+        ignore=(list(_opt(v.get("ignore")) or []) + list(ignore or []) + list(extend_ignore or [])) or None,
         entry_points=tuple(["forward", *[e for e in _opt(v.get("entry-points")) or [] if e != "forward"]]),
         per_file_ignores={k: _opt(c) or [] for k, c in v.get("per-file-ignores", {}).items()},
         form=form or v.get("form", "flag"),
@@ -141,11 +146,17 @@ class Resolver:
         return self._by_dir[d]
 
 
-def excluded(fc: FileConfig, path: str) -> bool:
-    """Does fc's `exclude` (gitignore-style, relative to fc's directory) cover path?"""
+def excludes(fc: FileConfig, exclude=None, extend_exclude=None) -> list[str]:
+    """fc's `exclude` patterns, or --exclude's in their place, plus --extend-exclude's."""
+    base = list(exclude) if exclude else list(_opt(fc.values.get("exclude")) or [])
+    return base + list(extend_exclude or [])
+
+
+def excluded(fc: FileConfig, path: str, patterns: Optional[list[str]] = None) -> bool:
+    """Does fc's `exclude` (gitignore-style, relative to fc's directory; or `patterns`) cover path?"""
     import pathspec
 
-    patterns = _opt(fc.values.get("exclude")) or []
+    patterns = _opt(fc.values.get("exclude")) or [] if patterns is None else patterns
     if not patterns:
         return False
     try:
