@@ -347,7 +347,8 @@ _MAX_PASSES = 8
 
 
 def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>",
-               codes: Optional[set] = None, config: Optional[Config] = None) -> FixResult:
+               codes: Optional[set] = None, config: Optional[Config] = None,
+               at: Optional[tuple[int, int]] = None) -> FixResult:
     """Rewrite one module's source with one form (only the findings of `codes`, when given), analysed
     with `config` (default: the form's target). Raises SourceError when it does not parse, and ValueError
     for an unknown form. Every pass's result is re-parsed.
@@ -356,6 +357,12 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
     statement fixable (an `if` whose arm held the inner branch), and `fix` must be idempotent."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r} (choose from {', '.join(FORMS)})")
+    if at is not None:
+        # one finding's fix (an editor's quick fix): the plan for the node at (line, column), one pass, then
+        # the pass on the result that proves it parses and finds what is left
+        res = _fix_once(source, form, unsafe_fixes, path, codes, config, at=at)
+        final = _rewritten(res.source, form, unsafe_fixes, path, codes, config, apply=False) if res.applied else res
+        return FixResult(final.source, res.applied, final.skipped_unsafe, final.refused, final.final)
     res = _fix_once(source, form, unsafe_fixes, path, codes, config)
     applied = list(res.applied)
     for _ in range(_MAX_PASSES - 1):
@@ -368,6 +375,20 @@ def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, p
     # the last pass planned on the final text and applied nothing: refusals are where the fixed file has
     # them (the file as written; a first-pass refusal a later rewrite lifted is gone)
     return FixResult(res.source, applied, res.skipped_unsafe, res.refused, res.final)
+
+
+def _position(plans: list[Plan], mod, which: Optional[list[Plan]] = None) -> None:
+    """Set each plan's (line, column): one codegen pass per definition holding one of `which` (default:
+    all), stopped at its last one."""
+    wanted: dict[int, tuple] = {}
+    for p in plans if which is None else which:
+        if p.defn is not None:
+            wanted.setdefault(id(p.defn), (p.defn, set()))[1].add(p.nodes[0])
+    for d, nodes in wanted.values():
+        position_def(d, mod.computed, nodes)
+    for p in plans:
+        t = mod.computed.get(p.nodes[0])
+        p.position = (t[0], t[1] + 1) if t is not None else None
 
 
 def _rewritten(source: str, *args, **kwargs) -> FixResult:
@@ -401,25 +422,20 @@ def _plans(source: str, form: str, path: str, whole: bool, codes: Optional[set] 
 
 
 def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Optional[set] = None,
-              config: Optional[Config] = None, apply: bool = True) -> FixResult:
+              config: Optional[Config] = None, apply: bool = True, at: Optional[tuple[int, int]] = None) -> FixResult:
     # most files have nothing a form can apply: plan on the reached definitions' parse (what `check`
     # does), and parse the whole module, which a rewrite needs, only when something will be applied
     an, mod, plans = _plans(source, form, path, whole=False, codes=codes, config=config)
+    if at is not None:
+        _position(plans, mod)
+        plans = [p for p in plans if p.position == at]
     res = FixResult(source, final=(an, mod))
     applies = apply and any(p.ok and (unsafe_fixes or p.applicability != "unsafe") for p in plans)
     # refusals are reported where the last pass (which applies nothing) finds them: a pass that applies
     # is followed by another, and its positions would go unused
     reported = [] if applies else [p for p in plans if not p.ok or p.applicability == "unsafe"]
-    if reported:
-        # one codegen pass per definition holding a refusal, stopped at its last one
-        wanted: dict[int, tuple] = {}
-        for p in reported:
-            wanted.setdefault(id(p.defn), (p.defn, set()))[1].add(p.nodes[0])
-        for d, nodes in wanted.values():
-            position_def(d, mod.computed, nodes)
-        for p in plans:
-            t = mod.computed.get(p.nodes[0])
-            p.position = (t[0], t[1] + 1) if t is not None else None
+    if reported and at is None:
+        _position(plans, mod, reported)
     todo = []
     for p in sorted(plans, key=lambda p: p.position or (0, 0)):
         if not p.ok:

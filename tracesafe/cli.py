@@ -637,6 +637,16 @@ def export_cmd(target, inputs, dynamic, static, init_json, exporter, opset, outp
 
 
 @main.command()
+def server():
+    """Run the language server over stdio (diagnostics, quick fixes and rule docs in your editor)."""
+    try:
+        from tracesafe.lsp import serve
+    except ImportError as e:
+        _fail(f"the language server needs pygls (pip install 'tracesafe[lsp]'): {e}")
+    serve()
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def clean(paths):
     """Remove the caches (.tracesafe_cache/) in PATHS (default: the current directory) and below."""

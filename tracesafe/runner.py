@@ -202,6 +202,28 @@ class Cache:
             pass  # a read-only tree still gets its results; only the cache is lost
 
 
+def per_file_ignored(f: Finding, config: Config, root=None, real: Optional[str] = None) -> bool:
+    """Does the config's `per-file-ignores` (patterns relative to its directory `root`) drop this finding?"""
+    if not config.per_file_ignores:
+        return False
+    rel = os.path.relpath(real or canonical(f.path), canonical(str(root or os.getcwd())))
+    for pat, codes in config.per_file_ignores.items():
+        if _spec(pat).match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
+                                              for c in codes):
+            return True
+    return False
+
+
+_SPECS: dict[str, pathspec.PathSpec] = {}
+
+
+def _spec(pattern: str) -> pathspec.PathSpec:
+    s = _SPECS.get(pattern)
+    if s is None:
+        s = _SPECS[pattern] = pathspec.GitIgnoreSpec.from_lines([pattern])
+    return s
+
+
 def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
                 prefilter: bool = True, report_only: Optional[set[str]] = None,
                 config_root: Optional[Path] = None, contents: Optional[dict[str, bytes]] = None,
@@ -308,8 +330,6 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
     if cache is not None:
         cache.save()
 
-    pfi = [(pathspec.GitIgnoreSpec.from_lines([pat]), set(codes)) for pat, codes in config.per_file_ignores.items()]
-    pfi_root = canonical(str(config_root or os.getcwd()))
     # each file asked about, by its one name -> as the report spells it; a finding is matched by the name
     # of the file it is in (computed from another cwd, another spelling or another root's reach alike)
     spelled = {canonical(p): norm(p) for p in (report_only if report_only is not None else files)}
@@ -320,11 +340,8 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
         p = spelled.get(real)
         if p is None:
             continue
-        if pfi:
-            rel = os.path.relpath(real, pfi_root)
-            if any(spec.match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
-                                                for c in codes) for spec, codes in pfi):
-                continue
+        if config.per_file_ignores and per_file_ignored(f, config, config_root, real):
+            continue
         g = Finding(p, f.line, f.column, f.end_line, f.end_column, f.code, f.message, f.function, f.fix)
         # the same finding may come from several roots; only the file's own analysis plans its fix, so
         # keep that one whatever order the roots ran in
