@@ -2,8 +2,13 @@
 
 from .rules import RULES, Rule, select_codes
 
-_LAZY = {"Config": "config", "analyze_root": "api", "check_source": "api", "Finding": "finding",
-         "SourceError": "source"}
+_LAZY = {
+    "Config": "config",
+    "analyze_root": "api",
+    "check_source": "api",
+    "Finding": "finding",
+    "SourceError": "source",
+}
 
 
 def __getattr__(name):

@@ -29,8 +29,14 @@ class RootResult:
 Planner = Callable[[Analysis, object, str], dict]
 
 
-def analyze_root(path: str, data: bytes | str, config: Config, project: Optional[Project] = None,
-                 only: Optional[set] = None, plan: Optional[Planner] = None) -> RootResult:
+def analyze_root(
+    path: str,
+    data: bytes | str,
+    config: Config,
+    project: Optional[Project] = None,
+    only: Optional[set] = None,
+    plan: Optional[Planner] = None,
+) -> RootResult:
     """Analyze one file's entry points and what they reach (other files parsed on demand). Findings are
     positioned only for the files in `only` (absolute paths) when it is given."""
     project = project or Project()
@@ -57,8 +63,14 @@ def analyze_root(path: str, data: bytes | str, config: Config, project: Optional
     return RootResult(found, None, project.deps(path))
 
 
-def analyze_source(source: str | bytes, path: str, config: Config, whole: bool = False, in_tree: bool = False,
-                   project: Optional[Project] = None):
+def analyze_source(
+    source: str | bytes,
+    path: str,
+    config: Config,
+    whole: bool = False,
+    in_tree: bool = False,
+    project: Optional[Project] = None,
+):
     """(Analysis, ModuleInfo) for one source string; `whole` parses the whole module with libcst (for
     rewriting it). With `in_tree` and a path that is a file, the source is that file in its package (its
     relative imports and base classes resolve, as in `check`); otherwise a module on its own. Raises
@@ -69,19 +81,24 @@ def analyze_source(source: str | bytes, path: str, config: Config, whole: bool =
     if own:
         mod = project.root_module(path, source, whole)
     else:
-        mod = project.add_module(path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module",
-                                 whole=whole)
+        mod = project.add_module(
+            path, source, modname=os.path.splitext(os.path.basename(path))[0] or "module", whole=whole
+        )
     an = Analysis(project, config.settings())
     an.run(mod)
     return an, mod
 
 
-def check_source(source: str | bytes, path: str = "<string>", config: Optional[Config] = None,
-                 plan: Optional[Planner] = None) -> list[Finding]:
+def check_source(
+    source: str | bytes, path: str = "<string>", config: Optional[Config] = None, plan: Optional[Planner] = None
+) -> list[Finding]:
     """Findings for one source string. Raises SourceError (one-line message) when it does not parse."""
     config = config or Config()
     an, mod = analyze_source(source, path, config)
     codes = config.codes()
     fixes = plan(an, mod, config.form) if plan is not None else {}
-    return [f for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod)
-            if f.code in codes and f.path == path]
+    return [
+        f
+        for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod)
+        if f.code in codes and f.path == path
+    ]

@@ -28,5 +28,12 @@ class Config:
         return Settings(target=self.target, entry_points=tuple(self.entry_points))
 
     def fingerprint(self) -> str:
-        return repr((self.target, self.form, sorted(self.codes()), tuple(self.entry_points),
-                     sorted((k, tuple(v)) for k, v in self.per_file_ignores.items())))
+        return repr(
+            (
+                self.target,
+                self.form,
+                sorted(self.codes()),
+                tuple(self.entry_points),
+                sorted((k, tuple(v)) for k, v in self.per_file_ignores.items()),
+            )
+        )

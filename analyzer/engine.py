@@ -12,15 +12,34 @@ from typing import Iterable, Optional
 
 import libcst as cst
 from libcst.metadata import CodePosition, CodeRange
+
 # libcst has no public codegen state; the position pass subclasses it. pyproject pins the libcst range this
 # is tested on, and CI runs the analyzer's tests on the floor of that range (.ci/run).
 from libcst._nodes.internal import CodegenState
 
 from .finding import Finding
 from . import torchapi as api
-from .infer import Walker, all_params, annotation_kind, is_literal, tensor_uses
-from .kinds import (EMPTY, KLT, KN, KP, KT, KU, N, P, U, Kind, atoms_of, dictof as dictof_kind, fns as fns_kind, join,
-                    iterable, mod as mod_kind, mods as mods_kind, tup)
+from .infer import Walker, all_params, annotation_kind, tensor_uses
+from .kinds import (
+    EMPTY,
+    KLT,
+    KN,
+    KP,
+    KT,
+    KU,
+    N,
+    P,
+    U,
+    Kind,
+    atoms_of,
+    dictof as dictof_kind,
+    fns as fns_kind,
+    join,
+    iterable,
+    mod as mod_kind,
+    mods as mods_kind,
+    tup,
+)
 from .source import canonical
 from .project import _DEFS, NEWLINE, ClassInfo, Def, ModuleInfo, Project, SourceError, ast_dotted, dotted
 from .rules import RULES
@@ -38,6 +57,10 @@ class FuncRef:
 
     @property
     def node(self) -> cst.FunctionDef:
+        return self.defn.node
+
+    def parse(self) -> cst.FunctionDef:
+        """Parse the definition now (SourceError if libcst cannot), rather than on first use."""
         return self.defn.node
 
     @property
@@ -189,8 +212,7 @@ class Analysis:
             for ref in entries:
                 if (ref.cls.qualname in inner) == top_level or ref.key in self.states:
                     continue
-                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.names(ref),
-                                                                           top=True))
+                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.names(ref), top=True))
                 self.queue.append(ref.key)
             while self.queue:
                 self._visit(self.queue.popleft())
@@ -206,8 +228,11 @@ class Analysis:
     def _store_summaries(self) -> None:
         store = self.project.summaries
         for key, st in self.states.items():
-            if isinstance(key[1], frozenset) and key not in store and \
-                    all(isinstance(c[1], frozenset) for c in st.callees):
+            if (
+                isinstance(key[1], frozenset)
+                and key not in store
+                and all(isinstance(c[1], frozenset) for c in st.callees)
+            ):
                 store[key] = st
 
     def _installable(self, key, seen: set) -> bool:
@@ -231,8 +256,20 @@ class Analysis:
         if snap.ref.module.path in self.project.loaded:
             # this root depends on that file as surely as if it had walked it (the cache's and fix's deps)
             self.project.touched.add(snap.ref.module.path)
-        self.states[key] = FuncState(snap.ref, False, snap.params, snap.ret, snap.visits, set(), snap.found,
-                                     snap.returns, snap.envs, snap.operand_kinds, snap.callees, snap.test_kinds)
+        self.states[key] = FuncState(
+            snap.ref,
+            False,
+            snap.params,
+            snap.ret,
+            snap.visits,
+            set(),
+            snap.found,
+            snap.returns,
+            snap.envs,
+            snap.operand_kinds,
+            snap.callees,
+            snap.test_kinds,
+        )
         for c in snap.callees:
             self._install(c)
 
@@ -306,7 +343,7 @@ class Analysis:
         out = self._resolve_call(ref, func)
         if isinstance(out, FuncRef):
             try:
-                out.node
+                out.parse()
             except SourceError:
                 # like an unparsable helper module: unresolved, except in the file being checked
                 if out.module is self.root:
@@ -316,8 +353,12 @@ class Analysis:
 
     def _resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
         mod = ref.module
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
-                and ref.cls is not None:
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value == "self"
+            and ref.cls is not None
+        ):
             name = func.attr.value
             for c in self.project.mro(ref.cls):
                 if name in c.methods:
@@ -325,8 +366,12 @@ class Analysis:
                 if name in _self_attrs(c):
                     return None  # an instance attribute (a submodule) shadows the bases' methods
             return None
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and \
-                dotted(func.value.func) == "super" and ref.cls is not None:
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Call)
+            and dotted(func.value.func) == "super"
+            and ref.cls is not None
+        ):
             name = func.attr.value
             for c in islice(self.project.mro(ref.cls), 1, None):
                 if name in c.methods:
@@ -353,7 +398,7 @@ class Analysis:
 
     def call(self, caller: FuncRef, callee: FuncRef, args) -> Kind:
         try:
-            callee.node
+            callee.parse()
         except SourceError:
             # like an unparsable helper module: unresolved, except in the file being checked
             if callee.module is self.root:
@@ -425,8 +470,11 @@ class Analysis:
         for c in self.project.mro(ci):
             if name in c.methods:
                 return self.call(caller, FuncRef(c.module, c, c.methods[name]), args)
-        if name == "forward" and any(b.startswith("torch.nn.") and b.rsplit(".", 1)[-1] not in _CONTAINERS
-                                     for c in self.project.mro(ci) for b in c.bases):
+        if name == "forward" and any(
+            b.startswith("torch.nn.") and b.rsplit(".", 1)[-1] not in _CONTAINERS
+            for c in self.project.mro(ci)
+            for b in c.bases
+        ):
             return KT
         return KU
 
@@ -459,8 +507,12 @@ class Analysis:
             if not q.startswith(_NOT_TREE):
                 head, _, last = q.rpartition(".")
                 other = self.project.module(head) if head else None
-                if other is not None and other is not mod and last and (last in other.functions or last in other.globals
-                                                                        or last in other.imports):
+                if (
+                    other is not None
+                    and other is not mod
+                    and last
+                    and (last in other.functions or last in other.globals or last in other.imports)
+                ):
                     out = self.name_kind(other, last)
         self._attr_cache[key] = out
         return out
@@ -555,14 +607,25 @@ class Analysis:
         # `-> Optional[Tensor]` under TorchScript is a fixed signature: an ONNX Optional output (opset >= 16)
         declared_optional = self.settings.target == "script" and _optional_tensor(fn.returns)
         if (may_none or falls_off) and values and not declared_optional:
-            for r, k in may_none:
-                what = "returns `None`" if r.value is None or dotted(r.value) == "None" else \
-                    "may return `None`"
-                yield mod, st.ref.defn, r, "TS201", r, \
-                    f"`{fn.name.value}` {what} here and a value elsewhere: ONNX outputs are fixed"
+            for r, _k in may_none:
+                what = "returns `None`" if r.value is None or dotted(r.value) == "None" else "may return `None`"
+                yield (
+                    mod,
+                    st.ref.defn,
+                    r,
+                    "TS201",
+                    r,
+                    f"`{fn.name.value}` {what} here and a value elsewhere: ONNX outputs are fixed",
+                )
             if falls_off:
-                yield mod, st.ref.defn, fn.name, "TS201", fn.name, \
-                    f"`{fn.name.value}` can fall off its end (returning `None`) and returns a value elsewhere"
+                yield (
+                    mod,
+                    st.ref.defn,
+                    fn.name,
+                    "TS201",
+                    fn.name,
+                    f"`{fn.name.value}` can fall off its end (returning `None`) and returns a value elsewhere",
+                )
         shapes = []
         for r, k in values:
             s = _structure(k)
@@ -572,12 +635,31 @@ class Analysis:
             first = shapes[0][1]
             for r, s in shapes:
                 if s != first:
-                    yield mod, st.ref.defn, r, "TS202", r, \
-                        f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed"
+                    yield (
+                        mod,
+                        st.ref.defn,
+                        r,
+                        "TS202",
+                        r,
+                        f"returns {_describe(s)} here but {_describe(first)} elsewhere: ONNX outputs are fixed",
+                    )
 
 
-_PARAM_LAYERS = ("Linear", "LazyLinear", "Bilinear", "Conv", "LazyConv", "Embedding", "LayerNorm", "GroupNorm",
-                 "BatchNorm", "LazyBatchNorm", "InstanceNorm", "RMSNorm", "PReLU")
+_PARAM_LAYERS = (
+    "Linear",
+    "LazyLinear",
+    "Bilinear",
+    "Conv",
+    "LazyConv",
+    "Embedding",
+    "LayerNorm",
+    "GroupNorm",
+    "BatchNorm",
+    "LazyBatchNorm",
+    "InstanceNorm",
+    "RMSNorm",
+    "PReLU",
+)
 
 
 def _param_layer(base: str) -> bool:
@@ -592,8 +674,12 @@ _MODULE_STATE = {"training", "__class__", "__dict__"}
 
 def _optional_tensor(ann) -> bool:
     e = ann.annotation if ann is not None else None
-    return isinstance(e, cst.Subscript) and (dotted(e.value) or "").rsplit(".", 1)[-1] == "Optional" and \
-        len(e.slice) == 1 and (dotted(e.slice[0].slice.value) or "").rsplit(".", 1)[-1] == "Tensor"
+    return (
+        isinstance(e, cst.Subscript)
+        and (dotted(e.value) or "").rsplit(".", 1)[-1] == "Optional"
+        and len(e.slice) == 1
+        and (dotted(e.slice[0].slice.value) or "").rsplit(".", 1)[-1] == "Tensor"
+    )
 
 
 def _structure(k: Kind):
@@ -657,11 +743,20 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
             elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
                 name = ast_dotted(st.value.func) or ""
                 args = st.value.args
-                if name.endswith(("register_buffer", "register_parameter")) and args and \
-                        isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+                if (
+                    name.endswith(("register_buffer", "register_parameter"))
+                    and args
+                    and isinstance(args[0], ast.Constant)
+                    and isinstance(args[0].value, str)
+                ):
                     out[args[0].value] = KT
-                elif name.endswith("add_module") and args and isinstance(args[0], ast.Constant) and \
-                        isinstance(args[0].value, str) and len(args) > 1:
+                elif (
+                    name.endswith("add_module")
+                    and args
+                    and isinstance(args[0], ast.Constant)
+                    and isinstance(args[0].value, str)
+                    and len(args) > 1
+                ):
                     out[args[0].value] = _value_kind(args[1], mod)
             else:
                 for extra in ("body", "orelse", "finalbody"):
@@ -696,8 +791,13 @@ def _local_values(ci: ClassInfo, name: str, seen: set) -> list:
         for n in ast.walk(ci.node):
             if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
                 local.setdefault(n.targets[0].id, []).append(n.value)
-            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "append" and \
-                    isinstance(n.func.value, ast.Name) and len(n.args) == 1:
+            elif (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr == "append"
+                and isinstance(n.func.value, ast.Name)
+                and len(n.args) == 1
+            ):
                 local.setdefault(n.func.value.id, []).append(n.args[0])
         ci._locals = local
     out = []
@@ -748,8 +848,11 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
         return KN if e.value is None else KP
     if isinstance(e, (ast.List, ast.Tuple)) and e.elts and not any(isinstance(x, ast.Starred) for x in e.elts):
         # a Python list of the model (`self.scales = [1.0, 2.0]`): indexing it with a tensor freezes
-        return tup(_value_kind(x, mod, ci) for x in e.elts) if len(e.elts) <= 8 else \
-            iterable(join(*(_value_kind(x, mod, ci) for x in e.elts)))
+        return (
+            tup(_value_kind(x, mod, ci) for x in e.elts)
+            if len(e.elts) <= 8
+            else iterable(join(*(_value_kind(x, mod, ci) for x in e.elts)))
+        )
     if not isinstance(e, ast.Call):
         return KP
     d = ast_dotted(e.func)
@@ -765,10 +868,17 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
         classes: set = set()
         known = True
         for a in e.args:
-            elts = a.elts if isinstance(a, (ast.List, ast.Tuple)) else \
-                [a.elt] if isinstance(a, (ast.ListComp, ast.GeneratorExp)) else \
-                [v for v in a.values] if isinstance(a, ast.Dict) else \
-                [a.value.elt] if isinstance(a, ast.Starred) and isinstance(a.value, ast.ListComp) else [a]
+            elts = (
+                a.elts
+                if isinstance(a, (ast.List, ast.Tuple))
+                else [a.elt]
+                if isinstance(a, (ast.ListComp, ast.GeneratorExp))
+                else [v for v in a.values]
+                if isinstance(a, ast.Dict)
+                else [a.value.elt]
+                if isinstance(a, ast.Starred) and isinstance(a.value, ast.ListComp)
+                else [a]
+            )
             if len(elts) == 1 and isinstance(elts[0], ast.Name) and ci is not None:
                 elts = _local_values(ci, elts[0].id, set())
             for el in elts:
@@ -781,9 +891,17 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
         held = mods_kind(classes) if known and classes else frozenset({("mods", frozenset())})
         # a ModuleDict is looked up by key (a tensor key is a KeyError, not a frozen index), iterated by key
         return dictof_kind(mod_kind(classes) if known and classes else KU) if last == "ModuleDict" else held
-    if q.startswith("torch.nn.") and not q.startswith(("torch.nn.functional.", "torch.nn.init.")) and last[:1].isupper():
+    if (
+        q.startswith("torch.nn.")
+        and not q.startswith(("torch.nn.functional.", "torch.nn.init."))
+        and last[:1].isupper()
+    ):
         return mod_kind({q})
-    if q.startswith("torch.") and not q.startswith(("torch.nn.", "torch.jit", "torch.device")) and not last[:1].isupper():
+    if (
+        q.startswith("torch.")
+        and not q.startswith(("torch.nn.", "torch.jit", "torch.device"))
+        and not last[:1].isupper()
+    ):
         return KT
     if q.startswith("torch."):
         return KP
@@ -897,7 +1015,9 @@ def position_def(d: Def, computed: dict, wanted: Optional[set] = None) -> None:
         state.wanted, state.remaining = wanted, len(wanted)
     if d.tree is d.module.tree:
         # a node of the whole module: its leading lines come first; the class's indentation
-        state.line = d.start - len(node.leading_lines) - (len(node.decorators[0].leading_lines) if node.decorators else 0)
+        state.line = (
+            d.start - len(node.leading_lines) - (len(node.decorators[0].leading_lines) if node.decorators else 0)
+        )
     else:
         state.line = d.start  # parsed from the definition's own first line: no leading lines
     indent = d.indent
@@ -926,8 +1046,11 @@ def suppressed(line_text: str, code: str) -> bool:
     return any(code.startswith(w) for w in wanted)
 
 
-_FILE_NOQA = re.compile(r"^[ \t]*#[ \t]*tracesafe:[ \t]*noqa(?::[ \t]*(?P<codes>[A-Za-z0-9]+(?:[ \t,]+[A-Za-z0-9]+)*))?"
-                        r"[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_FILE_NOQA = re.compile(
+    r"^[ \t]*#[ \t]*tracesafe:[ \t]*noqa(?::[ \t]*(?P<codes>[A-Za-z0-9]+(?:[ \t,]+[A-Za-z0-9]+)*))?"
+    r"[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def file_noqa(text: str) -> Optional[list[str]]:
@@ -944,14 +1067,14 @@ def file_noqa(text: str) -> Optional[list[str]]:
     return found
 
 
-def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None,
-                fixes_for: Optional[ModuleInfo] = None) -> list[Finding]:
+def to_findings(
+    raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None, fixes_for: Optional[ModuleInfo] = None
+) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
     Findings; with `only` (canonical paths), just for those files. `fixes` (node id -> fix field) were
     planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes.
     Positions come from a codegen pass over each reported definition, up to its last reported node."""
-    items = [r for r in raw if target in RULES[r[3]].targets and
-             (only is None or canonical(r[0].path) in only)]
+    items = [r for r in raw if target in RULES[r[3]].targets and (only is None or canonical(r[0].path) in only)]
     by_def: dict[int, tuple[Def, set]] = {}
     for mod, d, node, _code, end, _msg in items:
         if node not in mod.computed or end not in mod.computed:
@@ -971,8 +1094,19 @@ def to_findings(raw, target: str, fixes: Optional[dict] = None, only: Optional[s
             continue
         if suppressed(mod.line_text(rng[0]), code):
             continue
-        out.add(Finding(mod.path, rng[0], rng[1] + 1, erng[2], erng[3] + 1, code, msg, d.qualname,
-                        (fixes or {}).get(id(node)) if code in _FIXABLE and mod is fixes_for else None))
+        out.add(
+            Finding(
+                mod.path,
+                rng[0],
+                rng[1] + 1,
+                erng[2],
+                erng[3] + 1,
+                code,
+                msg,
+                d.qualname,
+                (fixes or {}).get(id(node)) if code in _FIXABLE and mod is fixes_for else None,
+            )
+        )
     # one finding per place and rule: a library function analysed in several contexts may word it twice
     seen, unique = set(), []
     for f in sorted(out, key=lambda f: (f.sort_key(), f.message)):

@@ -30,17 +30,32 @@ class Finding:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "line": self.line, "column": self.column,
-            "end_line": self.end_line, "end_column": self.end_column,
-            "code": self.code, "name": self.name, "severity": self.severity,
-            "message": self.message, "function": self.function,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity,
+            "message": self.message,
+            "function": self.function,
             "fix": dict(self.fix) if self.fix is not None else None,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Finding":
-        return cls(d["path"], d["line"], d["column"], d["end_line"], d["end_column"],
-                   d["code"], d["message"], d["function"], d.get("fix"))
+        return cls(
+            d["path"],
+            d["line"],
+            d["column"],
+            d["end_line"],
+            d["end_column"],
+            d["code"],
+            d["message"],
+            d["function"],
+            d.get("fix"),
+        )
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.code, self.end_line, self.end_column)

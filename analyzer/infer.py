@@ -11,9 +11,41 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import libcst as cst
 
 from . import torchapi as api
-from .kinds import (B0, B1, EMPTY, KB0, KB1, KLT, KN, KP, KS, KST, KT, KU, LT, N, P, S, ST, T, U, Kind, atoms_of, dct, dictof, element,
-                    iterable, is_size, is_tensor, join, known_bool, mod as mod_kind, mods as mods_kind, surely_tensor, traced,
-                    tup, unpack)
+from .kinds import (
+    EMPTY,
+    KB0,
+    KB1,
+    KLT,
+    KN,
+    KP,
+    KS,
+    KST,
+    KT,
+    KU,
+    LT,
+    N,
+    P,
+    S,
+    ST,
+    T,
+    U,
+    Kind,
+    atoms_of,
+    dct,
+    dictof,
+    element,
+    iterable,
+    is_size,
+    is_tensor,
+    join,
+    known_bool,
+    mod as mod_kind,
+    mods as mods_kind,
+    surely_tensor,
+    traced,
+    tup,
+    unpack,
+)
 from .project import dotted
 
 if TYPE_CHECKING:
@@ -21,15 +53,60 @@ if TYPE_CHECKING:
 
 Env = dict  # name -> Kind
 
-_BUILTIN_CONVERT = {"int": "a Python int", "float": "a Python float", "complex": "a Python complex",
-                    "str": "a string", "repr": "a string", "format": "a string", "print": "printed text",
-                    "hash": "a hash", "hex": "a string", "oct": "a string", "chr": "a string"}
-_BUILTIN_ITERATE = {"list", "tuple", "set", "frozenset", "enumerate", "zip", "iter", "sum", "any", "all",
-                    "map", "filter", "reversed", "dict"}
+_BUILTIN_CONVERT = {
+    "int": "a Python int",
+    "float": "a Python float",
+    "complex": "a Python complex",
+    "str": "a string",
+    "repr": "a string",
+    "format": "a string",
+    "print": "printed text",
+    "hash": "a hash",
+    "hex": "a string",
+    "oct": "a string",
+    "chr": "a string",
+}
+_BUILTIN_ITERATE = {
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "enumerate",
+    "zip",
+    "iter",
+    "sum",
+    "any",
+    "all",
+    "map",
+    "filter",
+    "reversed",
+    "dict",
+}
 _BUILTIN_COMPARE = {"min", "max", "sorted"}
-_BUILTIN_PYTHON = {"isinstance", "issubclass", "hasattr", "getattr", "callable", "type", "id", "len",
-                   "range", "setattr", "vars", "dir", "super", "object", "slice", "open", "globals",
-                   "locals", "NotImplementedError", "ValueError", "TypeError", "RuntimeError"}
+_BUILTIN_PYTHON = {
+    "isinstance",
+    "issubclass",
+    "hasattr",
+    "getattr",
+    "callable",
+    "type",
+    "id",
+    "len",
+    "range",
+    "setattr",
+    "vars",
+    "dir",
+    "super",
+    "object",
+    "slice",
+    "open",
+    "globals",
+    "locals",
+    "NotImplementedError",
+    "ValueError",
+    "TypeError",
+    "RuntimeError",
+}
 _LITERAL_NAMES = {"True", "False", "None"}
 _PY_TYPES = frozenset("int float bool str bytes complex list tuple dict set frozenset".split())
 
@@ -49,10 +126,25 @@ def is_literal(e: cst.BaseExpression) -> bool:
     return False
 
 
-_TENSOR_TYPES = frozenset({"torch.Tensor", "torch.FloatTensor", "torch.DoubleTensor", "torch.HalfTensor",
-                           "torch.BFloat16Tensor", "torch.LongTensor", "torch.IntTensor", "torch.ShortTensor",
-                           "torch.ByteTensor", "torch.CharTensor", "torch.BoolTensor", "torch.nn.Parameter",
-                           "torch.nn.parameter.Parameter", "torch.nn.Buffer", "torch.nn.parameter.Buffer"})
+_TENSOR_TYPES = frozenset(
+    {
+        "torch.Tensor",
+        "torch.FloatTensor",
+        "torch.DoubleTensor",
+        "torch.HalfTensor",
+        "torch.BFloat16Tensor",
+        "torch.LongTensor",
+        "torch.IntTensor",
+        "torch.ShortTensor",
+        "torch.ByteTensor",
+        "torch.CharTensor",
+        "torch.BoolTensor",
+        "torch.nn.Parameter",
+        "torch.nn.parameter.Parameter",
+        "torch.nn.Buffer",
+        "torch.nn.parameter.Buffer",
+    }
+)
 _SIZE_TYPES = frozenset({"torch.Size"})
 _TYPING = ("typing.", "typing_extensions.", "collections.abc.")
 _SEQUENCES = frozenset({"List", "list", "Tuple", "tuple", "Sequence", "Iterable", "MutableSequence"})
@@ -81,8 +173,10 @@ def _ann(e: cst.BaseExpression, mod, names, depth: int) -> Optional[Kind]:
     if depth > 4:
         return None
     if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
-        parts = [KN if isinstance(p, cst.Name) and p.value == "None" else _ann(p, mod, names, depth + 1)
-                 for p in (e.left, e.right)]
+        parts = [
+            KN if isinstance(p, cst.Name) and p.value == "None" else _ann(p, mod, names, depth + 1)
+            for p in (e.left, e.right)
+        ]
         return None if any(p is None for p in parts) else join(*parts)
     if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):
         s = e.evaluated_value
@@ -156,9 +250,14 @@ def checks_only(node: cst.If) -> bool:
         return False
     if isinstance(smalls[-1], cst.Raise):
         return True
-    return all(isinstance(sm, cst.Expr) and isinstance(sm.value, cst.Call) and
-               isinstance(sm.value.func, cst.Attribute) and sm.value.func.attr.value in _WARNERS
-               for sm in smalls if not (isinstance(sm, cst.Expr) and isinstance(sm.value, cst.SimpleString)))
+    return all(
+        isinstance(sm, cst.Expr)
+        and isinstance(sm.value, cst.Call)
+        and isinstance(sm.value.func, cst.Attribute)
+        and sm.value.func.attr.value in _WARNERS
+        for sm in smalls
+        if not (isinstance(sm, cst.Expr) and isinstance(sm.value, cst.SimpleString))
+    )
 
 
 def short(module: cst.Module, node: cst.CSTNode, limit: int = 48) -> str:
@@ -220,13 +319,20 @@ class _Break(cst.CSTVisitor):
 
 _SEQUENTIAL = "torch.nn.Sequential"
 _HINTS = frozenset(q.rsplit(".", 1)[-1] for q in api.TORCH_HINTS)
+# tensor methods and torch functions whose positional arguments are sizes
+_SIZE_TAKING = frozenset("view reshape expand repeat new_zeros new_ones new_empty new_full".split())
+_SIZE_TAKING_TORCH = frozenset(f"torch.{f}" for f in "zeros ones empty full rand randn arange".split()) | {
+    "torch.nn.functional.interpolate",
+    "torch.nn.functional.pad",
+}
+_SIZE_POSITIONS = {"full": {0}, "new_full": {0}, "interpolate": {1}, "pad": {1}}  # others: every positional
 
 
 class Walker:
     def __init__(self, analysis: "Analysis", ref: "FuncRef", params: Env, target: str):
         self.an = analysis
         self.ref = ref
-        ref.node  # parsed before the walk: its module gives codegen settings for messages
+        ref.parse()  # before the walk: its module gives codegen settings for messages
         self.module = ref.defn.tree
         self.target = target
         self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
@@ -273,22 +379,43 @@ class Walker:
                 label = "`if`" if what == "check" else "`assert`"
                 value = "a tensor value" if is_tensor(kind) else "a traced size"
                 export = "torch.export cannot export it" if is_tensor(kind) else "torch.export guards on the size"
-                self.report(stmt_node, "TS109", f"{label} tests {value} `{self.src(test)}` only to "
-                            f"{'raise or warn' if what == 'check' else 'assert'}: tracing drops the check, "
-                            f"{export}", end=test)
+                self.report(
+                    stmt_node,
+                    "TS109",
+                    f"{label} tests {value} `{self.src(test)}` only to "
+                    f"{'raise or warn' if what == 'check' else 'assert'}: tracing drops the check, "
+                    f"{export}",
+                    end=test,
+                )
             return
-        code_tensor = {"if": "TS101", "while": "TS102", "ternary": "TS103", "assert": "TS105",
-                       "comprehension-if": "TS104"}[what]
-        label = {"if": "`if`", "while": "`while`", "ternary": "conditional expression",
-                 "assert": "`assert`", "comprehension-if": "comprehension filter"}[what]
+        code_tensor = {
+            "if": "TS101",
+            "while": "TS102",
+            "ternary": "TS103",
+            "assert": "TS105",
+            "comprehension-if": "TS104",
+        }[what]
+        label = {
+            "if": "`if`",
+            "while": "`while`",
+            "ternary": "conditional expression",
+            "assert": "`assert`",
+            "comprehension-if": "comprehension filter",
+        }[what]
         if is_tensor(kind):
-            self.report(stmt_node, code_tensor,
-                        f"{label} tests a tensor value `{self.src(test)}`: tracing freezes the outcome for "
-                        f"the example input", end=test)
+            self.report(
+                stmt_node,
+                code_tensor,
+                f"{label} tests a tensor value `{self.src(test)}`: tracing freezes the outcome for the example input",
+                end=test,
+            )
         elif is_size(kind):
-            self.report(stmt_node, "TS108",
-                        f"{label} tests a traced size `{self.src(test)}`: the branch is frozen for dynamic axes",
-                        end=test)
+            self.report(
+                stmt_node,
+                "TS108",
+                f"{label} tests a traced size `{self.src(test)}`: the branch is frozen for dynamic axes",
+                end=test,
+            )
 
     # ---------------------------------------------------------------- entry
     def run(self) -> Kind:
@@ -379,7 +506,9 @@ class Walker:
         inner = dict(env)
         for p in all_params(fn.params):
             ann = annotation_kind(p.annotation, self.an.names(self.ref))
-            inner[p.name.value] = ann if ann is not None else (KP if p.default is not None and is_literal(p.default) else KT)
+            inner[p.name.value] = (
+                ann if ann is not None else (KP if p.default is not None and is_literal(p.default) else KT)
+            )
         saved = self.returns
         self.returns = []
         if isinstance(fn.body, cst.IndentedBlock):
@@ -494,8 +623,13 @@ class Walker:
         env_t, env_f = dict(env), dict(env)
         negate = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
         call = test.expression if negate else test
-        if not (isinstance(call, cst.Call) and dotted(call.func) == "isinstance" and len(call.args) == 2
-                and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value in env):
+        if not (
+            isinstance(call, cst.Call)
+            and dotted(call.func) == "isinstance"
+            and len(call.args) == 2
+            and isinstance(call.args[0].value, cst.Name)
+            and call.args[0].value.value in env
+        ):
             return env_t, env_f
         name, types = call.args[0].value.value, call.args[1].value
         parts = [e.value for e in types.elements] if isinstance(types, cst.Tuple) else [types]
@@ -546,8 +680,11 @@ class Walker:
         elif isinstance(target, (cst.Tuple, cst.List)):
             elems = [e for e in target.elements]
             if surely_tensor(k):
-                self.report(value if value is not None else target, "TS107",
-                            "unpacking a tensor iterates over it: the number of items is frozen by tracing")
+                self.report(
+                    value if value is not None else target,
+                    "TS107",
+                    "unpacking a tensor iterates over it: the number of items is frozen by tracing",
+                )
             parts = unpack(k, len(elems))
             for el, pk in zip(elems, parts):
                 if isinstance(el, cst.StarredElement):
@@ -620,8 +757,9 @@ class Walker:
         """Evaluate something a `for` iterates over; iterating a tensor is TS107."""
         k = self.ev(node, env)
         if surely_tensor(k):
-            self.report(node, "TS107", f"iterating over tensor `{self.src(node)}`: the number of steps is "
-                        f"frozen by tracing")
+            self.report(
+                node, "TS107", f"iterating over tensor `{self.src(node)}`: the number of steps is frozen by tracing"
+            )
         return k
 
     def ev_Name(self, e: cst.Name, env: Env) -> Kind:
@@ -650,9 +788,12 @@ class Walker:
             if isinstance(part, cst.FormattedStringExpression):
                 k = self.ev(part.expression, env)
                 if traced(k):
-                    self.report(part, "TS106",
-                                f"formatting `{self.src(part.expression)}` converts a "
-                                f"{'tensor' if is_tensor(k) else 'traced size'} to text: frozen by tracing")
+                    self.report(
+                        part,
+                        "TS106",
+                        f"formatting `{self.src(part.expression)}` converts a "
+                        f"{'tensor' if is_tensor(k) else 'traced size'} to text: frozen by tracing",
+                    )
         return KP
 
     def ev_Attribute(self, e: cst.Attribute, env: Env) -> Kind:
@@ -705,8 +846,11 @@ class Walker:
                 v = el.slice.value
                 if isinstance(v, cst.Integer):
                     const_index = int(v.value, 0)
-                elif isinstance(v, cst.UnaryOperation) and isinstance(v.expression, cst.Integer) and \
-                        isinstance(v.operator, cst.Minus):
+                elif (
+                    isinstance(v, cst.UnaryOperation)
+                    and isinstance(v.expression, cst.Integer)
+                    and isinstance(v.operator, cst.Minus)
+                ):
                     const_index = -int(v.expression.value, 0)
             else:
                 is_slice = True
@@ -715,17 +859,31 @@ class Walker:
                         idx_kinds.append(self.ev(part, env))
         # a tensor index into a Python sequence calls Tensor.__index__ (a tensor indexes a tensor in the graph);
         # the tracer freezes it without a warning, ModuleList/Sequential/ParameterList alike
-        if any(is_tensor(k) for k in idx_kinds) and not is_tensor(base) and U not in base and \
-                any(a in (LT, ST) or isinstance(a, tuple) and (a[0] in ("tup", "iter", "mods") or
-                                                              a[0] == "mod" and _SEQUENTIAL in a[1]) for a in base):
-            self.report(e, "TS106",
-                        f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing")
+        if (
+            any(is_tensor(k) for k in idx_kinds)
+            and not is_tensor(base)
+            and U not in base
+            and any(
+                a in (LT, ST)
+                or isinstance(a, tuple)
+                and (a[0] in ("tup", "iter", "mods") or a[0] == "mod" and _SEQUENTIAL in a[1])
+                for a in base
+            )
+        ):
+            self.report(
+                e,
+                "TS106",
+                f"indexing `{self.src(e.value)}` with a tensor converts it to a Python index: frozen by tracing",
+            )
         out = []
         key = e.slice[0].slice.value if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
         if isinstance(key, cst.SimpleString) and isinstance(key.evaluated_value, str):
             per_key = [dict(a[1]).get(key.evaluated_value) for a in base if isinstance(a, tuple) and a[0] == "dkv"]
-            if per_key and all(k is not None for k in per_key) and \
-                    not any(isinstance(a, tuple) and a[0] == "dictof" and a not in _literal_dictofs(base) for a in base):
+            if (
+                per_key
+                and all(k is not None for k in per_key)
+                and not any(isinstance(a, tuple) and a[0] == "dictof" and a not in _literal_dictofs(base) for a in base)
+            ):
                 return join(*per_key)
         for a in base:
             if a == T:
@@ -760,8 +918,12 @@ class Walker:
         if self.target == "dynamo" and isinstance(e.operator, cst.Multiply):
             for seq, n in ((e.left, rk), (e.right, lk)):
                 if isinstance(seq, (cst.List, cst.Tuple)) and is_size(n) and not is_tensor(n):
-                    self.report(e, "TS108", f"`{self.src(e)}` repeats a list a traced number of times: "
-                                f"torch.export builds it for the example's length and pins that axis")
+                    self.report(
+                        e,
+                        "TS108",
+                        f"`{self.src(e)}` repeats a list a traced number of times: "
+                        f"torch.export builds it for the example's length and pins that axis",
+                    )
         return self.binop(e.operator, lk, rk)
 
     def binop(self, op, lk: Kind, rk: Kind) -> Kind:
@@ -772,8 +934,15 @@ class Walker:
             if lk == absorbing or rk == absorbing:
                 return absorbing
             if known_bool(lk) is not None and known_bool(rk) is not None:
-                return KB1 if (known_bool(lk) or known_bool(rk) if isinstance(op, cst.BitOr) else
-                               known_bool(lk) and known_bool(rk)) else KB0
+                return (
+                    KB1
+                    if (
+                        known_bool(lk) or known_bool(rk)
+                        if isinstance(op, cst.BitOr)
+                        else known_bool(lk) and known_bool(rk)
+                    )
+                    else KB0
+                )
         if is_tensor(both):
             return KT
         if is_size(both):
@@ -825,8 +994,13 @@ class Walker:
                     k = join(prev, rk, KS if ST in rk else frozenset())
                     self.coerce(e, frozenset(a for a in k if a in (T, S)), f"`in` test `{self.src(e)}`")
                 result.append(KP)
-            elif ST in prev and ST in rk or (ST in prev or ST in rk) and isinstance(op, (cst.Equal, cst.NotEqual)) \
-                    and not traced(join(prev, rk)):
+            elif (
+                ST in prev
+                and ST in rk
+                or (ST in prev or ST in rk)
+                and isinstance(op, (cst.Equal, cst.NotEqual))
+                and not traced(join(prev, rk))
+            ):
                 # torch.Size comparisons compare traced sizes element by element inside __eq__
                 self.coerce(e, KS, f"comparing shapes `{self.src(e)}`")
                 result.append(KP)
@@ -953,8 +1127,11 @@ class Walker:
 
     # ---------------------------------------------------------------- calls
     def ev_Call(self, e: cst.Call, env: Env) -> Kind:
-        if isinstance(e.func, cst.Attribute) and e.func.attr.value in _HINTS and \
-                self.ref.module.qualify(e.func) in api.TORCH_HINTS:
+        if (
+            isinstance(e.func, cst.Attribute)
+            and e.func.attr.value in _HINTS
+            and self.ref.module.qualify(e.func) in api.TORCH_HINTS
+        ):
             # `torch._check(t.item())`: a value handed straight to a check is a hint for torch.export (a runtime
             # assertion), which computes nothing the graph returns
             for a in e.args:
@@ -965,14 +1142,18 @@ class Walker:
         func = e.func
         fname = dotted(func)
         # builtins first
-        if isinstance(func, cst.Name) and func.value not in env and self.ref.module.imports.get(func.value) is None \
-                and func.value not in self.ref.module.functions and func.value not in self.ref.module.classes:
+        if (
+            isinstance(func, cst.Name)
+            and func.value not in env
+            and self.ref.module.imports.get(func.value) is None
+            and func.value not in self.ref.module.functions
+            and func.value not in self.ref.module.classes
+        ):
             res = self.builtin(e, func.value, args, pos)
             if res is not None:
                 return res
         # method calls on values we know
-        if isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and
-                                                     func.value.value == "self"):
+        if isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and func.value.value == "self"):
             q = self.ref.module.qualify(func)
             if q is None or not q.startswith(("torch.", "math.", "numpy.")) and not self.an.is_tree_name(self.ref, q):
                 recv = self.ev(func.value, env)
@@ -990,8 +1171,12 @@ class Walker:
         if q is not None and q.startswith("math.") and any(traced(k) for k in pos):
             self.report(e, "TS106", f"`{q}()` converts a traced value to a Python float: frozen by tracing")
             return KP
-        if q is not None and q.startswith("numpy.") and fname.split(".")[0] in self.ref.module.imports and \
-                any(traced(k) for k in pos):
+        if (
+            q is not None
+            and q.startswith("numpy.")
+            and fname.split(".")[0] in self.ref.module.imports
+            and any(traced(k) for k in pos)
+        ):
             self.report(e, "TS106", f"`{fname}()` converts a tensor to a NumPy value: frozen by tracing")
             return KP
         # calls into reached code: self.method(...), helpers, imported functions
@@ -1013,9 +1198,15 @@ class Walker:
                 out.append(KU)
             return join(*out)
         # an unknown callable given tensors: its result is opaque (a tensor, a tuple, an output object)
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self" \
-                or any(is_tensor(k) or LT in k or U in k for _, _, k in args) or \
-                isinstance(func, (cst.Subscript, cst.Call)) and args or U in fk:
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value == "self"
+            or any(is_tensor(k) or LT in k or U in k for _, _, k in args)
+            or isinstance(func, (cst.Subscript, cst.Call))
+            and args
+            or U in fk
+        ):
             return KU
         return KP
 
@@ -1029,22 +1220,34 @@ class Walker:
             if name in ("int", "float", "complex") and not pos:
                 return KP
             if traced(anyk):
-                self.report(e, "TS106", f"`{name}()` converts a "
-                            f"{'tensor' if is_tensor(anyk) else 'traced size'} to {_BUILTIN_CONVERT[name]}: "
-                            f"frozen by tracing")
+                self.report(
+                    e,
+                    "TS106",
+                    f"`{name}()` converts a "
+                    f"{'tensor' if is_tensor(anyk) else 'traced size'} to {_BUILTIN_CONVERT[name]}: "
+                    f"frozen by tracing",
+                )
             return KP
         if name == "len":
             if pos and surely_tensor(pos[0]):
-                self.report(e, "TS108", f"`len({self.src(e.args[0].value)})` reads a tensor's first dimension as "
-                            f"a Python int: frozen for dynamic axes (use `.shape[0]`)")
+                self.report(
+                    e,
+                    "TS108",
+                    f"`len({self.src(e.args[0].value)})` reads a tensor's first dimension as "
+                    f"a Python int: frozen for dynamic axes (use `.shape[0]`)",
+                )
             return KP
         if name == "range":
             if any(is_tensor(k) for k in pos):
                 self.report(e, "TS106", "`range()` over a tensor value converts it to a Python int: frozen by tracing")
             elif self.target == "dynamo" and any(is_size(k) for k in pos):
                 # the tracer unrolls it without a word; torch.export turns the length into a constant
-                self.report(e, "TS108", f"`{self.src(e)}` counts to a traced size: torch.export unrolls the loop "
-                            f"(or builds the list) for the example's length and pins that axis")
+                self.report(
+                    e,
+                    "TS108",
+                    f"`{self.src(e)}` counts to a traced size: torch.export unrolls the loop "
+                    f"(or builds the list) for the example's length and pins that axis",
+                )
             return KP
         if name in _BUILTIN_COMPARE:
             if len(pos) == 1:
@@ -1059,10 +1262,14 @@ class Walker:
                 self.coerce(e, frozenset(a for a in anyk if a in (T, S)), f"`{name}()` of `{self.src(e)}`")
             return KP
         if name in _BUILTIN_ITERATE:
-            for (kw, star, k), a in zip(args, e.args):
+            for (kw, _star, k), a in zip(args, e.args):
                 if kw is None and surely_tensor(k):
-                    self.report(e, "TS107", f"`{name}()` iterates over tensor `{self.src(a.value)}`: the number of "
-                                f"items is frozen by tracing")
+                    self.report(
+                        e,
+                        "TS107",
+                        f"`{name}()` iterates over tensor `{self.src(a.value)}`: the number of "
+                        f"items is frozen by tracing",
+                    )
                     break
             if name == "enumerate" and pos:
                 return iterable(tup([KP, element(pos[0])]))
@@ -1095,9 +1302,14 @@ class Walker:
             recv = recv | KT  # only a tensor has this method
         if is_tensor(recv):
             if name in api.CONVERTING_METHODS:
-                self.report(e, "TS106", f"`.{name}()` converts a tensor to {api.CONVERTING_METHODS[name]}: "
-                            f"the value is frozen by tracing")
+                self.report(
+                    e,
+                    "TS106",
+                    f"`.{name}()` converts a tensor to {api.CONVERTING_METHODS[name]}: the value is frozen by tracing",
+                )
                 return KP
+            if name in _SIZE_TAKING:
+                self.tensor_as_size(e, name, args)
             if name == "size":
                 return KS if args else KST
             if name in api.SIZE_RETURNING:
@@ -1120,7 +1332,9 @@ class Walker:
         if LT in recv or any(isinstance(a, tuple) for a in recv):
             if name in ("append", "extend", "insert") and isinstance(e.func, cst.Attribute):
                 return KP
-            if name in ("values", "indices") and (LT in recv or any(isinstance(a, tuple) and a[0] == "tup" for a in recv)):
+            if name in ("values", "indices") and (
+                LT in recv or any(isinstance(a, tuple) and a[0] == "tup" for a in recv)
+            ):
                 return KT
             vals = [a[1] for a in recv if isinstance(a, tuple) and a[0] == "dictof"]
             if vals:
@@ -1129,19 +1343,62 @@ class Walker:
                     # a registry object's own lookup method (`get_interface(name, default)`): any of its
                     # functions, or the one handed in
                     return join(v, *(k for _, _, k in args if atoms_of(k, "fns")))
-                return {"get": join(v, KN), "pop": v, "values": iterable(v), "items": iterable(tup([KP, v])),
-                        "setdefault": v}.get(name, KP)
+                return {
+                    "get": join(v, KN),
+                    "pop": v,
+                    "values": iterable(v),
+                    "items": iterable(tup([KP, v])),
+                    "setdefault": v,
+                }.get(name, KP)
             return None
         return None
 
+    def tensor_as_size(self, e: cst.Call, name: str, args) -> None:
+        """A tensor handed where a size goes (`x.view(b, torch.div(n, 2, rounding_mode="trunc"))`, `torch.zeros(t)`,
+        `F.interpolate(size=t)`): torch.export reads it back as an integer it cannot know (data-dependent).
+        The tracer records it (sizes are traced), so only for the dynamo target."""
+        if self.target != "dynamo":
+            return
+        sizes = _SIZE_POSITIONS.get(name)
+        i = 0
+        for (kw, star, k), a in zip(args, e.args):
+            at = None if kw is not None or star else i
+            i += kw is None and not star
+            is_size_arg = kw in ("size", "pad", "shape") if at is None else (sizes is None or at in sizes)
+            if not star and is_size_arg and surely_tensor(k):
+                self.report(
+                    a.value,
+                    "TS106",
+                    f"`{self.src(a.value)}`, a tensor, is a size of `{name}()`: "
+                    f"torch.export reads it back as a data-dependent integer",
+                )
+
     def torch_call(self, e: cst.Call, q: str, args, pos) -> Kind:
         last = q.rsplit(".", 1)[-1]
-        if q in ("torch.tensor", "torch.as_tensor", "torch.Tensor", "torch.LongTensor", "torch.FloatTensor",
-                 "torch.BoolTensor", "torch.IntTensor") and e.args:
+        if q in _SIZE_TAKING_TORCH:
+            self.tensor_as_size(e, last, args)
+        if q == "torch.div":
+            self.test_kinds[id(e)] = join(*(k for _, _, k in args)) if args else EMPTY  # for the cond form
+        if (
+            q
+            in (
+                "torch.tensor",
+                "torch.as_tensor",
+                "torch.Tensor",
+                "torch.LongTensor",
+                "torch.FloatTensor",
+                "torch.BoolTensor",
+                "torch.IntTensor",
+            )
+            and e.args
+        ):
             a0 = e.args[0].value
             if not is_literal(a0) and e.args[0].keyword is None:
-                self.report(e, "TS106", f"`{q}({self.src(a0)})` records a computed Python value as a constant: "
-                            f"frozen by tracing")
+                self.report(
+                    e,
+                    "TS106",
+                    f"`{q}({self.src(a0)})` records a computed Python value as a constant: frozen by tracing",
+                )
             return KT
         if q in api.GUARDS and self.guard_index is not None:
             return KB1 if api.GUARDS[q][self.guard_index] else KB0
@@ -1192,10 +1449,20 @@ class Walker:
         if p.star_kwarg is not None:
             self.report(p.star_kwarg, "TS301", f"`**{p.star_kwarg.name.value}` is not supported by torch.jit.script")
         for param in all_params(p):
-            if param.default is not None and isinstance(param.default, cst.Name) and param.default.value == "None" \
-                    and (param.annotation is None or N not in (annotation_kind(param.annotation, self.an.names(self.ref)) or KP)):
-                self.report(param, "TS301", f"`{param.name.value}=None` needs an `Optional[...]` annotation for "
-                            f"torch.jit.script")
+            if (
+                param.default is not None
+                and isinstance(param.default, cst.Name)
+                and param.default.value == "None"
+                and (
+                    param.annotation is None
+                    or N not in (annotation_kind(param.annotation, self.an.names(self.ref)) or KP)
+                )
+            ):
+                self.report(
+                    param,
+                    "TS301",
+                    f"`{param.name.value}=None` needs an `Optional[...]` annotation for torch.jit.script",
+                )
 
 
 _USES: dict = {}
@@ -1227,9 +1494,15 @@ def tensor_uses(fn: cst.FunctionDef) -> set[str]:
                     out.add(side.value)
         elif isinstance(n, cst.Subscript):
             # multi-dimensional or None indexing (`mask[:, None]`), which Python sequences do not take
-            if isinstance(n.value, cst.Name) and (len(n.slice) > 1 or any(
-                    isinstance(el.slice, cst.Index) and isinstance(el.slice.value, cst.Name) and
-                    el.slice.value.value == "None" for el in n.slice)):
+            if isinstance(n.value, cst.Name) and (
+                len(n.slice) > 1
+                or any(
+                    isinstance(el.slice, cst.Index)
+                    and isinstance(el.slice.value, cst.Name)
+                    and el.slice.value.value == "None"
+                    for el in n.slice
+                )
+            ):
                 out.add(n.value.value)
         stack.extend(n.children)
     return out

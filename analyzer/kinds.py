@@ -26,13 +26,13 @@ Atoms:
 
 from __future__ import annotations
 
-T = "T"    # a tensor value (data-dependent under tracing)
-S = "S"    # a traced size: x.shape[i], x.size(i), x.numel()
+T = "T"  # a tensor value (data-dependent under tracing)
+S = "S"  # a traced size: x.shape[i], x.size(i), x.numel()
 ST = "ST"  # a sequence of traced sizes: x.shape, x.size()
 LT = "LT"  # a sequence of tensors: x.chunk(2), torch.max(x, dim=1), [a, b]
-N = "N"    # None
-P = "P"    # a plain Python value (or anything we know nothing about)
-U = "U"    # an opaque value: a call result the analysis cannot see into (maybe a tensor, maybe not)
+N = "N"  # None
+P = "P"  # a plain Python value (or anything we know nothing about)
+U = "U"  # an opaque value: a call result the analysis cannot see into (maybe a tensor, maybe not)
 B1 = "B1"  # a Python bool known to be True while exporting under this target
 B0 = "B0"  # ... known to be False
 

@@ -75,8 +75,15 @@ def _parse_ast(text: str) -> ast.Module:
 
 
 # seconds spent per phase in this process (the benchmark's profile; a few perf_counter calls per file)
-PHASES: dict[str, float] = {"modules indexed": 0, "functions parsed": 0, "index (ast)": 0.0, "parse (libcst)": 0.0,
-                            "reach+infer": 0.0, "rules+positions": 0.0, "fix planning": 0.0}
+PHASES: dict[str, float] = {
+    "modules indexed": 0,
+    "functions parsed": 0,
+    "index (ast)": 0.0,
+    "parse (libcst)": 0.0,
+    "reach+infer": 0.0,
+    "rules+positions": 0.0,
+    "fix planning": 0.0,
+}
 
 NEWLINE = re.compile(r"\r\n|\r|\n")  # CPython's line breaks (not str.splitlines(): no \f, \x1c, \u2028)
 
@@ -201,7 +208,7 @@ class ModuleInfo:
         if self._starts is None:
             self._starts = [0] + [m.end() for m in NEWLINE.finditer(self.text)]
         s = self._starts
-        return self.text[s[start - 1]: s[end] if end < len(s) else len(self.text)]
+        return self.text[s[start - 1] : s[end] if end < len(s) else len(self.text)]
 
     def qualify_dotted(self, d: str) -> str:
         head, _, rest = d.partition(".")
@@ -374,8 +381,9 @@ class Project:
         self.parsed: dict = {}  # definition text -> its libcst tree (Def._parse)
         self.overlay = overlay or {}  # canonical path -> bytes standing in for the file on disk
 
-    def add_module(self, path: str, source: str | bytes, modname: Optional[str] = None,
-                   whole: Optional[bool] = None) -> ModuleInfo:
+    def add_module(
+        self, path: str, source: str | bytes, modname: Optional[str] = None, whole: Optional[bool] = None
+    ) -> ModuleInfo:
         t0 = time.perf_counter()
         try:
             text = source_text(source)
@@ -406,8 +414,12 @@ class Project:
         if old is not None:
             _release(old)  # the same file parsed again (as a whole, or with new text)
         self._by_path[path] = info
-        if path in self.loaded or modname not in self._by_mod or self._by_mod[modname] is None or \
-                self._by_mod[modname].path == path:
+        if (
+            path in self.loaded
+            or modname not in self._by_mod
+            or self._by_mod[modname] is None
+            or self._by_mod[modname].path == path
+        ):
             self._by_mod[modname] = info  # a file added again (rewritten by `fix`) replaces its old text
         return info
 

@@ -8,8 +8,9 @@ TARGETS = ("trace", "script", "dynamo")
 
 # A named tuple rather than a dataclass: `dataclasses` pulls in `inspect`, a sixth of the 0.1 s that
 # `tracesafe --version` and `tracesafe rule` may take.
-_RuleBase = namedtuple("_RuleBase", "code name severity summary what why example instead targets forms",
-                       defaults=(("trace", "dynamo"), ()))
+_RuleBase = namedtuple(
+    "_RuleBase", "code name severity summary what why example instead targets forms", defaults=(("trace", "dynamo"), ())
+)
 
 
 class Rule(_RuleBase):
@@ -32,7 +33,9 @@ class Rule(_RuleBase):
 
 _RULES = [
     Rule(
-        "TS101", "tensor-if", "error",
+        "TS101",
+        "tensor-if",
+        "error",
         "`if` whose test depends on a tensor value",
         "Flags an `if` statement whose condition is computed from a tensor value, such as "
         "`if x.sum() > 0:` or `if torch.all(x == 0):`.",
@@ -56,7 +59,9 @@ def forward(self, x):
         forms=("where", "cond"),
     ),
     Rule(
-        "TS102", "tensor-while", "error",
+        "TS102",
+        "tensor-while",
+        "error",
         "`while` whose test depends on a tensor value",
         "Flags a `while` loop whose condition is computed from a tensor value.",
         "The tracer unrolls the loop for the example input: the exported graph always runs the same "
@@ -75,7 +80,9 @@ def forward(self, x):
         forms=("cond",),
     ),
     Rule(
-        "TS103", "tensor-ternary", "error",
+        "TS103",
+        "tensor-ternary",
+        "error",
         "`a if cond else b` with a tensor-valued condition",
         "Flags a conditional expression whose condition is computed from a tensor value.",
         "The condition is converted to a Python `bool` once, while tracing; the exported graph keeps "
@@ -91,7 +98,9 @@ def forward(self, x):
         forms=("where",),
     ),
     Rule(
-        "TS104", "tensor-bool-op", "error",
+        "TS104",
+        "tensor-bool-op",
+        "error",
         "`and`/`or`/`not`/`bool()` coercing a tensor to a Python bool",
         "Flags `and`, `or`, `not`, `bool(...)` and comparisons hidden in `min`/`max`/`sorted`/`in` "
         "that turn a tensor into a Python `bool` outside an `if`/`while` test.",
@@ -108,7 +117,9 @@ def forward(self, x, y):
 """,
     ),
     Rule(
-        "TS105", "tensor-assert", "error",
+        "TS105",
+        "tensor-assert",
+        "error",
         "`assert` on a tensor value",
         "Flags an `assert` whose condition is computed from a tensor value.",
         "The assertion is evaluated once while tracing and disappears from the graph; under "
@@ -126,7 +137,9 @@ def forward(self, x):
         forms=("where", "cond"),  # the assert becomes eager-only: skipped while that exporter runs
     ),
     Rule(
-        "TS106", "tensor-to-python", "error",
+        "TS106",
+        "tensor-to-python",
+        "error",
         "a tensor or traced size converted to a Python value",
         "Flags `int()`, `float()`, `.item()`, `.tolist()`, `.numpy()`, `math.*`, `str()`/f-strings "
         "of tensors, `torch.tensor(<computed value>)`, and tensor-valued indices into Python containers: "
@@ -148,10 +161,11 @@ def forward(self, x):
 """,
     ),
     Rule(
-        "TS107", "tensor-iteration", "error",
+        "TS107",
+        "tensor-iteration",
+        "error",
         "iterating over or unpacking a tensor",
-        "Flags `for v in tensor`, `enumerate(tensor)`, `zip(tensor, ...)`, `list(tensor)` and "
-        "`a, b = tensor`.",
+        "Flags `for v in tensor`, `enumerate(tensor)`, `zip(tensor, ...)`, `list(tensor)` and `a, b = tensor`.",
         "Iteration fixes the number of steps to the example input's first dimension.",
         """
 def forward(self, x):
@@ -163,7 +177,9 @@ def forward(self, x):
 """,
     ),
     Rule(
-        "TS108", "shape-branch", "warning",
+        "TS108",
+        "shape-branch",
+        "warning",
         "control flow on a traced size",
         "Flags `if`/`while`/ternaries/asserts/comparisons on a traced size such as `x.shape[0] > 1`, "
         "`x.size(1) == 3`, `x.numel()`, and `len(tensor)`.",
@@ -188,7 +204,9 @@ def forward(self, x):
         forms=("cond", "where"),  # where: only a size check that raises (it becomes eager-only)
     ),
     Rule(
-        "TS109", "tensor-check", "warning",
+        "TS109",
+        "tensor-check",
+        "warning",
         "a tensor or traced size tested only to raise or warn",
         "Flags an `if` on a tensor value or a traced size whose arm only raises or warns "
         "(`if (ids >= vocab).any(): raise ValueError(...)`), and an `assert` on a traced size "
@@ -219,7 +237,9 @@ def forward(self, ids):
         forms=("where", "cond"),  # where: eager-only while tracing; cond: torch._check under torch.export
     ),
     Rule(
-        "TS201", "optional-return", "error",
+        "TS201",
+        "optional-return",
+        "error",
         "`forward` returns `None` on some paths and tensors on others",
         "Flags the returns of a `forward` method that yields `None` on some paths (an explicit "
         "`return None`, a bare `return`, a variable that may hold `None`, or falling off the end) "
@@ -244,7 +264,9 @@ def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         forms=("flag", "optional"),
     ),
     Rule(
-        "TS202", "inconsistent-returns", "error",
+        "TS202",
+        "inconsistent-returns",
+        "error",
         "return paths of `forward` differ in structure",
         "Flags a `forward` whose returns differ in structure: tuples of different arity, a tensor "
         "on one path and a tuple on another, dicts with different keys.",
@@ -262,7 +284,9 @@ def forward(self, x):
         targets=("trace", "script", "dynamo"),
     ),
     Rule(
-        "TS301", "not-scriptable", "error",
+        "TS301",
+        "not-scriptable",
+        "error",
         "construct that `torch.jit.script` rejects",
         "Under `--target script`, flags constructs that `torch.jit.script` cannot compile: `*args`/"
         "`**kwargs`, a parameter defaulting to `None` without an `Optional[...]` annotation, "

@@ -3,40 +3,69 @@
 from __future__ import annotations
 
 # torch.* / torch.nn.functional.* / tensor methods returning several tensors
-MULTI = frozenset("""
+MULTI = frozenset(
+    """
 chunk split tensor_split split_with_sizes unbind meshgrid broadcast_tensors hsplit vsplit dsplit
 sort topk kthvalue mode aminmax std_mean var_mean unique unique_consecutive frexp lu qr svd eig eigh
 slogdet histogram cummax cummin gradient lstsq lu_factor lu_unpack geqrf triangular_solve
 multi_head_attention_forward max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices
 adaptive_max_pool1d_with_indices adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices
 fractional_max_pool2d_with_indices fractional_max_pool3d_with_indices
-""".split())
+""".split()
+)
 # multi only when a dim argument is given: torch.max(x) is a tensor, torch.max(x, 1) is (values, indices)
 MULTI_WITH_DIM = frozenset("max min median nanmedian".split())
 
 # calls returning plain Python values (no conversion involved)
-PYTHON = frozenset("""
+PYTHON = frozenset(
+    """
 is_tensor is_storage is_floating_point is_complex is_conj is_inference is_grad_enabled
 is_inference_mode_enabled get_default_dtype finfo iinfo device dtype typename
 is_autocast_enabled get_autocast_gpu_dtype get_autocast_dtype are_deterministic_algorithms_enabled
 dim ndimension is_contiguous is_pinned is_shared is_sparse get_device element_size data_ptr stride
 storage_offset nbytes itemsize is_set_to equal allclose has_names type_as_str
 register_hook retain_grad
-""".split())
+""".split()
+)
 # submodules of torch whose calls are not tensor ops
-PYTHON_NAMESPACES = ("torch.cuda", "torch.backends", "torch.distributed", "torch.jit", "torch.onnx",
-                     "torch.compiler", "torch._dynamo", "torch.fx", "torch.utils.data", "torch.hub",
-                     "torch.autograd.profiler", "torch.profiler", "torch.testing", "torch.overrides",
-                     "torch.cpu", "torch.mps", "torch.xpu", "torch.amp", "torch.random")
+PYTHON_NAMESPACES = (
+    "torch.cuda",
+    "torch.backends",
+    "torch.distributed",
+    "torch.jit",
+    "torch.onnx",
+    "torch.compiler",
+    "torch._dynamo",
+    "torch.fx",
+    "torch.utils.data",
+    "torch.hub",
+    "torch.autograd.profiler",
+    "torch.profiler",
+    "torch.testing",
+    "torch.overrides",
+    "torch.cpu",
+    "torch.mps",
+    "torch.xpu",
+    "torch.amp",
+    "torch.random",
+)
 SIZE_RETURNING = frozenset({"numel", "nelement"})
 # tensor methods that convert to Python (TS106) and what they produce
-CONVERTING_METHODS = {"item": "a Python number", "tolist": "a Python list", "numpy": "a NumPy array",
-                      "__index__": "a Python index", "__int__": "a Python int", "__float__": "a Python float",
-                      "__bool__": "a Python bool"}
-NON_TENSOR_ATTRS = frozenset("""
+CONVERTING_METHODS = {
+    "item": "a Python number",
+    "tolist": "a Python list",
+    "numpy": "a NumPy array",
+    "__index__": "a Python index",
+    "__int__": "a Python int",
+    "__float__": "a Python float",
+    "__bool__": "a Python bool",
+}
+NON_TENSOR_ATTRS = frozenset(
+    """
 ndim dtype device requires_grad is_cuda is_cpu is_meta is_quantized is_sparse is_leaf layout names
 is_mkldnn is_nested itemsize nbytes grad_fn output_nr
-""".split())
+""".split()
+)
 TENSOR_ATTRS = frozenset("T mT H mH data grad real imag values indices".split())
 
 # torch's own guards, whose value is known while exporting: name -> value under (trace, dynamo). A
@@ -56,17 +85,26 @@ GUARDS = {
 }
 
 # checks and hints for torch.export: their arguments are evaluated for the check alone
-TORCH_HINTS = frozenset({"torch._check", "torch._check_is_size", "torch._check_with", "torch._check_value",
-                         "torch._check_index", "torch._check_type", "torch._assert", "torch._assert_async",
-                         "torch._check_tensor_all"})
-
-NON_TENSOR_ANNOTATIONS = frozenset(
-    "int float bool str bytes complex dict set Dict Set str None Callable Any".split()
+TORCH_HINTS = frozenset(
+    {
+        "torch._check",
+        "torch._check_is_size",
+        "torch._check_with",
+        "torch._check_value",
+        "torch._check_index",
+        "torch._check_type",
+        "torch._assert",
+        "torch._assert_async",
+        "torch._check_tensor_all",
+    }
 )
+
+NON_TENSOR_ANNOTATIONS = frozenset("int float bool str bytes complex dict set Dict Set str None Callable Any".split())
 
 # public members of torch.Tensor (torch 2.13) minus names Python's own types also have (`index`,
 # `split`, `real`, `count`...): using an opaque value through one of these says it is a tensor
-TENSOR_MEMBERS = frozenset("""
+TENSOR_MEMBERS = frozenset(
+    """
 H T abs abs_ absolute absolute_ acos acos_ acosh acosh_ add_ addbmm addbmm_ addcdiv addcdiv_ addcmul addcmul_
 addmm addmm_ addmv addmv_ addr addr_ adjoint all allclose amax amin aminmax angle any apply_ arccos arccos_
 arccosh arccosh_ arcsin arcsin_ arcsinh arcsinh_ arctan arctan2 arctan2_ arctan_ arctanh arctanh_ argmax
@@ -116,7 +154,8 @@ trace transpose transpose_ triangular_solve tril tril_ triu triu_ true_divide tr
 type_as unbind unflatten unfold uniform_ unique unique_consecutive unsafe_chunk unsafe_split
 unsafe_split_with_sizes unsqueeze unsqueeze_ untyped_storage var vdot view view_as volatile vsplit where xlogy
 xlogy_ xpu zero_
-""".split())
+""".split()
+)
 
 # torch.nn layers whose forward returns a tuple rather than one tensor
 TUPLE_LAYERS = frozenset("RNN LSTM GRU MultiheadAttention".split())

@@ -40,15 +40,23 @@ def oracle(corpus_dir: Path) -> None:
         print(f"oracle: skipped ({SCORE} is not beside the project)")
         return
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "tracesafe", "check", "--format", "json", "--exit-zero",
-                          "--no-cache", "."], cwd=corpus_dir, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tracesafe", "check", "--format", "json", "--exit-zero", "--no-cache", "."],
+        cwd=corpus_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     secs = time.perf_counter() - t
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(out)
     WORK.mkdir(parents=True, exist_ok=True)
     report = WORK / "oracle-report.txt"
-    res = subprocess.run([sys.executable, str(SCORE), "--corpus", str(corpus_dir), "--findings", f.name,
-                          "--report", str(report)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(SCORE), "--corpus", str(corpus_dir), "--findings", f.name, "--report", str(report)],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise SystemExit(f"score.py failed: {res.stderr.strip()[-1000:]}")
     print(f"oracle: transformers 5.24.0, {len(json.loads(out))} findings in {secs:.1f} s")
@@ -72,12 +80,16 @@ def models() -> None:
     ran = r["confirmed"] + len(alarms)
     warned = r["warned"]
     found = warned - len(r["missed"])
-    print(f"real models: transformers {transformers.__version__}, {len(r['traced'])} classes traced "
-          f"({len(r['failed'])} failed to build or trace) in {time.perf_counter() - t:.1f} s")
+    print(
+        f"real models: transformers {transformers.__version__}, {len(r['traced'])} classes traced "
+        f"({len(r['failed'])} failed to build or trace) in {time.perf_counter() - t:.1f} s"
+    )
     print(f"  recall {found / warned if warned else 1:.3f} ({found}/{warned} warned statements flagged)")
-    print(f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
-          f"{r['confirmed'] / (ran - sum(a for a, _ in alarms)) if ran else 1:.3f} without and/or statements "
-          f"({len(alarms)} false alarms, {sum(a for a, _ in alarms)} on and/or statements)")
+    print(
+        f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
+        f"{r['confirmed'] / (ran - sum(a for a, _ in alarms)) if ran else 1:.3f} without and/or statements "
+        f"({len(alarms)} false alarms, {sum(a for a, _ in alarms)} on and/or statements)"
+    )
     for miss in r["missed"]:
         print(f"  miss {miss}")
     for and_or, text in alarms:

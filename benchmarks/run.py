@@ -33,8 +33,7 @@ ROOT = HERE.parent
 WORK = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracesafe-bench"
 WHEEL = "transformers==5.24.0"
 TORCHFIX = "torchfix==0.7.0"
-SUBSET = ["bert", "gpt2", "llama", "t5", "vit", "whisper", "clip", "bart", "roberta", "mistral", "resnet",
-          "wav2vec2"]
+SUBSET = ["bert", "gpt2", "llama", "t5", "vit", "whisper", "clip", "bart", "roberta", "mistral", "resnet", "wav2vec2"]
 
 
 def corpus(dest: Path) -> Path:
@@ -63,7 +62,7 @@ def tracesafe(args: list[str], cwd: Path, env=None):
     profile = {}
     for line in p.stderr.splitlines():
         if line.startswith("profile "):
-            profile = json.loads(line[len("profile "):])
+            profile = json.loads(line[len("profile ") :])
     findings = json.loads(p.stdout)
     digest = hashlib.sha256(json.dumps(findings, sort_keys=True).encode()).hexdigest()[:16]
     errors = sum(1 for line in p.stderr.splitlines() if ": error: " in line)
@@ -117,8 +116,11 @@ def main() -> None:
     base = tree.parent  # run from here so paths read transformers/...
     rows: dict[str, float] = {}
     digests: dict[str, str] = {}
-    print(f"corpus: {tree} ({sum(1 for _ in tree.rglob('*.py'))} files, "
-          f"{sum(f.stat().st_size for f in tree.rglob('*.py')) / 1e6:.1f} MB)", flush=True)
+    print(
+        f"corpus: {tree} ({sum(1 for _ in tree.rglob('*.py'))} files, "
+        f"{sum(f.stat().st_size for f in tree.rglob('*.py')) / 1e6:.1f} MB)",
+        flush=True,
+    )
 
     compile_bytecode()
     floor, nfiles = parse_floor(tree)
@@ -155,8 +157,23 @@ def main() -> None:
     FORMS = ("flag", "where", "cond")
     checks = [cold_check()]
     for form in FORMS:
-        fsecs, p = timed([sys.executable, "-m", "tracesafe", "fix", "--diff", "--unsafe-fixes", "--jobs", "2",
-                          "--form", form, "--profile", "transformers"], base)
+        fsecs, p = timed(
+            [
+                sys.executable,
+                "-m",
+                "tracesafe",
+                "fix",
+                "--diff",
+                "--unsafe-fixes",
+                "--jobs",
+                "2",
+                "--form",
+                form,
+                "--profile",
+                "transformers",
+            ],
+            base,
+        )
         if p.returncode not in (0, 1):
             raise SystemExit(f"fix --form {form} failed ({p.returncode}): {p.stderr[-2000:]}")
         summary = next((line for line in p.stderr.splitlines() if line.startswith("Would fix")), "")
@@ -173,8 +190,11 @@ def main() -> None:
         env_dir = torchfix_env()
         tf_secs, p = timed([str(env_dir / "bin" / "torchfix"), *subset], base)
         rows["TorchFix 0.7.0 subset"] = tf_secs
-        print(f"subset: tracesafe {secs:.1f} s, TorchFix {tf_secs:.1f} s (exit {p.returncode}, "
-              f"{len(p.stdout.splitlines())} lines)", flush=True)
+        print(
+            f"subset: tracesafe {secs:.1f} s, TorchFix {tf_secs:.1f} s (exit {p.returncode}, "
+            f"{len(p.stdout.splitlines())} lines)",
+            flush=True,
+        )
 
     seed = ROOT / "fixtures" / "seed_formatting.py"
     one, p = timed([sys.executable, "-X", "importtime", "-m", "tracesafe", "check", "--no-cache", str(seed)], ROOT)
@@ -200,12 +220,17 @@ def main() -> None:
         "python -c 'import libcst'": median_of([sys.executable, "-c", "import libcst"], ROOT),
         "tracesafe --version": median_of([sys.executable, "-m", "tracesafe", "--version"], ROOT),
         "tracesafe rule TS101": median_of([sys.executable, "-m", "tracesafe", "rule", "TS101"], ROOT),
-        "check one file, cold": median_of([sys.executable, "-m", "tracesafe", "check", "--no-cache", "m.py"],
-                                          startup_dir),
+        "check one file, cold": median_of(
+            [sys.executable, "-m", "tracesafe", "check", "--no-cache", "m.py"], startup_dir
+        ),
         "check one file, cached": median_of([sys.executable, "-m", "tracesafe", "check", "m.py"], startup_dir),
     }
-    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "tracesafe", "check", "m.py"], cwd=startup_dir,
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tracesafe", "check", "m.py"],
+        cwd=startup_dir,
+        capture_output=True,
+        text=True,
+    )
     cached_libcst = any(line.rstrip().endswith(" libcst") for line in p.stderr.splitlines())
 
     print("\n== results (wall seconds, one run) ==")
@@ -213,31 +238,50 @@ def main() -> None:
         print(f"  {k:<40} {v:8.2f}")
     print("\n== ratios ==")
     ratio = lambda a, b: rows[a] / rows[b]  # noqa: E731
-    print(f"  cold 1 job / libcst parse floor:  {ratio('tracesafe cold, 1 job', 'libcst parse_module, every file'):.2f}x"
-          "  (target <= 1.0, stretch 0.5)")
-    print(f"  1 job / 2 jobs (speed-up):         {ratio('tracesafe cold, 1 job', 'tracesafe cold, 2 jobs'):.2f}x"
-          "  (target >= 1.6)")
-    print(f"  warm / cold 2 jobs:                {100 * ratio('tracesafe warm cache', 'tracesafe cold, 2 jobs'):.1f}%"
-          "  (target <= 5%)")
+    print(
+        f"  cold 1 job / libcst parse floor:  {ratio('tracesafe cold, 1 job', 'libcst parse_module, every file'):.2f}x"
+        "  (target <= 1.0, stretch 0.5)"
+    )
+    print(
+        f"  1 job / 2 jobs (speed-up):         {ratio('tracesafe cold, 1 job', 'tracesafe cold, 2 jobs'):.2f}x"
+        "  (target >= 1.6)"
+    )
+    print(
+        f"  warm / cold 2 jobs:                {100 * ratio('tracesafe warm cache', 'tracesafe cold, 2 jobs'):.1f}%"
+        "  (target <= 5%)"
+    )
     for form in FORMS:
-        print(f"  fix --form {form} / the cold checks around it, 2 jobs: "
-              f"{ratio(f'fix --diff --form {form}, 2 jobs', f'cold checks around fix --form {form} (mean)'):.2f}x"
-              "  (target <= 1.5)")
-    print("  fix, all forms / the cold checks around them:  "
-          f"{sum(rows[f'fix --diff --form {f}, 2 jobs'] for f in FORMS) / sum(rows[f'cold checks around fix --form {f} (mean)'] for f in FORMS):.2f}x")
+        print(
+            f"  fix --form {form} / the cold checks around it, 2 jobs: "
+            f"{ratio(f'fix --diff --form {form}, 2 jobs', f'cold checks around fix --form {form} (mean)'):.2f}x"
+            "  (target <= 1.5)"
+        )
+    around = sum(rows[f"cold checks around fix --form {f} (mean)"] for f in FORMS)
+    print(
+        "  fix, all forms / the cold checks around them:  "
+        f"{sum(rows[f'fix --diff --form {f}, 2 jobs'] for f in FORMS) / around:.2f}x"
+    )
     if "TorchFix 0.7.0 subset" in rows:
-        print(f"  TorchFix / tracesafe on subset:    "
-              f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)")
-    print(f"  one-file check (median of 7):      {one:.2f} s, torch imported: {torch_imported}"
-          "  (target < 0.5 s, no torch)")
+        print(
+            f"  TorchFix / tracesafe on subset:    "
+            f"{ratio('TorchFix 0.7.0 subset', 'tracesafe subset, 1 job'):.1f}x  (target >= 10)"
+        )
+    print(
+        f"  one-file check (median of 7):      {one:.2f} s, torch imported: {torch_imported}"
+        "  (target < 0.5 s, no torch)"
+    )
     base, lib = start["python -c pass"], start["python -c 'import libcst'"]
     print("\n== start-up (median of 7; seconds, and beyond `python -c pass` / beyond `import libcst`) ==")
     for k, v in start.items():
         print(f"  {k:<28} {v:6.3f}  +{v - base:6.3f}  {v - lib:+7.3f}")
-    print(f"  targets: --version, rule < 0.1 s; one file <= 0.15 s beyond import libcst; cached: no libcst "
-          f"(imported: {cached_libcst})")
-    print(f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
-          f"{len(set(digests.values())) == 1} {digests}")
+    print(
+        f"  targets: --version, rule < 0.1 s; one file <= 0.15 s beyond import libcst; cached: no libcst "
+        f"(imported: {cached_libcst})"
+    )
+    print(
+        f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
+        f"{len(set(digests.values())) == 1} {digests}"
+    )
     print("\n== per-phase profile, cold 1 job (seconds; parse includes helpers parsed on demand) ==")
     for k, v in profile1.items():
         print(f"  {k:<20} {v:8.2f}")

@@ -32,17 +32,25 @@ class Plan:
         return self.reason is None
 
 
-_PURE_METHODS = frozenset("""
+_PURE_METHODS = frozenset(
+    """
 abs neg exp log log1p expm1 sqrt rsqrt sigmoid tanh relu gelu silu softmax log_softmax clamp clamp_min
 clamp_max clone detach float double half int long bool to mean sum amax amin max min pow mul add sub div
 square sign floor ceil round t transpose permute reshape view flatten unsqueeze squeeze contiguous
 nan_to_num isnan isinf isfinite any all logical_not logical_and logical_or zeros_like ones_like full_like
 masked_fill where norm std var cumsum type_as expand_as expand
-""".split())
-_PURE_TORCH = frozenset("torch." + m for m in _PURE_METHODS) | frozenset(
-    f"torch.nn.functional.{m}" for m in "relu gelu silu softmax log_softmax normalize layer_norm sigmoid tanh".split()
-) | frozenset({"torch.zeros_like", "torch.ones_like", "torch.full_like", "torch.where", "torch.maximum",
-               "torch.minimum"})
+""".split()
+)
+_PURE_TORCH = (
+    frozenset("torch." + m for m in _PURE_METHODS)
+    | frozenset(
+        f"torch.nn.functional.{m}"
+        for m in "relu gelu silu softmax log_softmax normalize layer_norm sigmoid tanh".split()
+    )
+    | frozenset(
+        {"torch.zeros_like", "torch.ones_like", "torch.full_like", "torch.where", "torch.maximum", "torch.minimum"}
+    )
+)
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -89,8 +97,9 @@ def is_pure(e: cst.BaseExpression, qualify) -> bool:
     return False
 
 
-_BOOL_METHODS = frozenset("any all isnan isinf isfinite logical_not logical_and logical_or eq ne lt le gt ge "
-                          "isclose equal bool".split())
+_BOOL_METHODS = frozenset(
+    "any all isnan isinf isfinite logical_not logical_and logical_or eq ne lt le gt ge isclose equal bool".split()
+)
 
 
 def as_bool_tensor(test: cst.BaseExpression) -> cst.BaseExpression:
@@ -98,8 +107,9 @@ def as_bool_tensor(test: cst.BaseExpression) -> cst.BaseExpression:
     inner = test
     while isinstance(inner, cst.UnaryOperation) and isinstance(inner.operator, cst.BitInvert):
         inner = inner.expression
-    if isinstance(inner, cst.Comparison) and not any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.In, cst.NotIn))
-                                                     for c in inner.comparisons):
+    if isinstance(inner, cst.Comparison) and not any(
+        isinstance(c.operator, (cst.Is, cst.IsNot, cst.In, cst.NotIn)) for c in inner.comparisons
+    ):
         return test.with_changes(lpar=[], rpar=[]) if test is inner else test
     if isinstance(inner, cst.Call):
         f = inner.func
@@ -155,12 +165,14 @@ def number(e: cst.BaseExpression) -> bool:
 
 
 # operations whose result has their first operand's (or receiver's) shape
-_ELEMENTWISE = frozenset("""
+_ELEMENTWISE = frozenset(
+    """
 abs neg negative relu relu6 sigmoid tanh exp exp2 expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sign
 floor ceil round trunc frac sin cos tan clamp clamp_min clamp_max clip float half double bfloat16 int long bool
 to type_as nan_to_num masked_fill softmax log_softmax gelu silu elu leaky_relu softplus mish hardtanh dropout
 zeros_like ones_like full_like empty_like rand_like randn_like clone detach contiguous pow
-""".split())
+""".split()
+)
 
 
 def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
@@ -200,9 +212,15 @@ def _scalar(e: cst.BaseExpression) -> bool:
     """A number or a size: broadcasting with it keeps the other operand's shape."""
     if number(e):
         return True
-    return isinstance(e, cst.Subscript) and isinstance(e.value, cst.Attribute) and e.value.attr.value == "shape" \
-        or isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value == "size" and e.args
-
+    return (
+        isinstance(e, cst.Subscript)
+        and isinstance(e.value, cst.Attribute)
+        and e.value.attr.value == "shape"
+        or isinstance(e, cst.Call)
+        and isinstance(e.func, cst.Attribute)
+        and e.func.attr.value == "size"
+        and e.args
+    )
 
 
 def call(func: str, *args: cst.BaseExpression) -> cst.Call:
@@ -216,8 +234,11 @@ def _imports_torch_anywhere(tree: cst.Module) -> bool:
     while stack:  # statements only (a visitor would walk every expression of the module)
         n = stack.pop()
         if isinstance(n, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
-            if any(isinstance(s, cst.Import) and any(dotted(a.name) in ("torch", "torch.nn") and a.asname is None
-                                                     for a in s.names) for s in n.body):
+            if any(
+                isinstance(s, cst.Import)
+                and any(dotted(a.name) in ("torch", "torch.nn") and a.asname is None for a in s.names)
+                for s in n.body
+            ):
                 return True
         elif not isinstance(n, cst.FunctionDef):  # an import inside a function binds torch there only
             stack.extend(ch for ch in n.children if isinstance(ch, (cst.SimpleStatementLine, *BLOCKS)))
@@ -225,8 +246,15 @@ def _imports_torch_anywhere(tree: cst.Module) -> bool:
 
 
 # what holds statements: a statement-level walk descends through these, never into expressions
-BLOCKS = (cst.BaseSuite, cst.BaseCompoundStatement, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally,
-          cst.MatchCase)
+BLOCKS = (
+    cst.BaseSuite,
+    cst.BaseCompoundStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
 
 
 def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
@@ -239,9 +267,18 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
             for s in stmt.body:
                 if isinstance(s, cst.Import):
                     for a in s.names:
-                        if dotted(a.name) == "torch" and a.asname is None or dotted(a.name) == "torch.nn" and a.asname is None:
+                        if (
+                            dotted(a.name) == "torch"
+                            and a.asname is None
+                            or dotted(a.name) == "torch.nn"
+                            and a.asname is None
+                        ):
                             have_torch = True
-                elif isinstance(s, cst.ImportFrom) and dotted(s.module) == "typing" and not isinstance(s.names, cst.ImportStar):
+                elif (
+                    isinstance(s, cst.ImportFrom)
+                    and dotted(s.module) == "typing"
+                    and not isinstance(s.names, cst.ImportStar)
+                ):
                     typing_names |= {dotted(a.name) for a in s.names if a.asname is None}
     new_lines = []
     if ("torch", None) in needed and not have_torch:
@@ -250,9 +287,14 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
     body = list(tree.body)
     if wanted:
         for idx, stmt in enumerate(body):  # extend an existing `from typing import ...` line
-            if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and \
-                    isinstance(stmt.body[0], cst.ImportFrom) and dotted(stmt.body[0].module) == "typing" and \
-                    not isinstance(stmt.body[0].names, cst.ImportStar) and not stmt.body[0].relative:
+            if (
+                isinstance(stmt, cst.SimpleStatementLine)
+                and len(stmt.body) == 1
+                and isinstance(stmt.body[0], cst.ImportFrom)
+                and dotted(stmt.body[0].module) == "typing"
+                and not isinstance(stmt.body[0].names, cst.ImportStar)
+                and not stmt.body[0].relative
+            ):
                 imp = stmt.body[0]
                 names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in imp.names]
                 names += [cst.ImportAlias(cst.Name(n)) for n in wanted]
@@ -267,9 +309,16 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
     i = 0
     while i < len(body):
         s = body[i]
-        if isinstance(s, cst.SimpleStatementLine) and len(s.body) == 1 and (
-                isinstance(s.body[0], cst.Expr) and isinstance(s.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
-                or isinstance(s.body[0], cst.ImportFrom) and dotted(s.body[0].module) == "__future__"):
+        if (
+            isinstance(s, cst.SimpleStatementLine)
+            and len(s.body) == 1
+            and (
+                isinstance(s.body[0], cst.Expr)
+                and isinstance(s.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+                or isinstance(s.body[0], cst.ImportFrom)
+                and dotted(s.body[0].module) == "__future__"
+            )
+        ):
             i += 1
             continue
         break
@@ -294,7 +343,9 @@ def annotate_params(fn: cst.FunctionDef) -> tuple[cst.Parameters, set]:
                 imports.add(("typing", "Optional"))
                 new = p.with_changes(annotation=cst.Annotation(cst.parse_expression("Optional[torch.Tensor]")))
         mapping[id(p)] = new
-    ps = fn.params.with_changes(posonly_params=[mapping[id(p)] for p in fn.params.posonly_params],
-                                params=[mapping[id(p)] for p in fn.params.params],
-                                kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params])
+    ps = fn.params.with_changes(
+        posonly_params=[mapping[id(p)] for p in fn.params.posonly_params],
+        params=[mapping[id(p)] for p in fn.params.params],
+        kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params],
+    )
     return ps, imports

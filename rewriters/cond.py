@@ -24,11 +24,13 @@ from .common import Plan, as_bool_tensor, chain, child_nodes, is_pure, tensor_an
 FORM = "cond"
 
 # methods whose result may share storage with their receiver: returning one from an arm is aliasing
-_VIEWS = frozenset("""
+_VIEWS = frozenset(
+    """
 view view_as reshape reshape_as t T mT H transpose permute swapaxes swapdims movedim squeeze unsqueeze
 flatten unflatten expand expand_as narrow select diagonal detach contiguous as_strided unfold real imag
 chunk split unbind split_with_sizes tensor_split to type type_as float double half int long bool
-""".split())
+""".split()
+)
 
 
 class Refuse(Exception):
@@ -43,8 +45,9 @@ def _returns_tensors(kind, n: Optional[int]) -> bool:
     """kind is one tensor (n is None) or an n-tuple of tensors."""
     if n is None:
         return _is_tensor(kind)
-    return len(kind) == 1 and all(isinstance(a, tuple) and a[0] == "tup" and len(a[1]) == n
-                                  and all(_is_tensor(k) for k in a[1]) for a in kind)
+    return len(kind) == 1 and all(
+        isinstance(a, tuple) and a[0] == "tup" and len(a[1]) == n and all(_is_tensor(k) for k in a[1]) for a in kind
+    )
 
 
 class _Reads(cst.CSTVisitor):
@@ -181,11 +184,21 @@ class Arm:
         return all(is_pure(v, qualify) for v in self.values)
 
 
-_BINOP = {cst.AddAssign: cst.Add(), cst.SubtractAssign: cst.Subtract(), cst.MultiplyAssign: cst.Multiply(),
-          cst.DivideAssign: cst.Divide(), cst.FloorDivideAssign: cst.FloorDivide(), cst.ModuloAssign: cst.Modulo(),
-          cst.PowerAssign: cst.Power(), cst.MatrixMultiplyAssign: cst.MatrixMultiply(),
-          cst.BitAndAssign: cst.BitAnd(), cst.BitOrAssign: cst.BitOr(), cst.BitXorAssign: cst.BitXor(),
-          cst.LeftShiftAssign: cst.LeftShift(), cst.RightShiftAssign: cst.RightShift()}
+_BINOP = {
+    cst.AddAssign: cst.Add(),
+    cst.SubtractAssign: cst.Subtract(),
+    cst.MultiplyAssign: cst.Multiply(),
+    cst.DivideAssign: cst.Divide(),
+    cst.FloorDivideAssign: cst.FloorDivide(),
+    cst.ModuloAssign: cst.Modulo(),
+    cst.PowerAssign: cst.Power(),
+    cst.MatrixMultiplyAssign: cst.MatrixMultiply(),
+    cst.BitAndAssign: cst.BitAnd(),
+    cst.BitOrAssign: cst.BitOr(),
+    cst.BitXorAssign: cst.BitXor(),
+    cst.LeftShiftAssign: cst.LeftShift(),
+    cst.RightShiftAssign: cst.RightShift(),
+}
 
 
 def _target_refusal(target) -> Refuse:
@@ -205,8 +218,12 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
             f = n.func
             if isinstance(f, cst.Attribute) and f.attr.value.endswith("_") and not f.attr.value.startswith("_"):
                 found.append(f.attr.value)
-            if any(a.keyword is not None and a.keyword.value == "inplace" and not
-                   (isinstance(a.value, cst.Name) and a.value.value == "False") for a in n.args):
+            if any(
+                a.keyword is not None
+                and a.keyword.value == "inplace"
+                and not (isinstance(a.value, cst.Name) and a.value.value == "False")
+                for a in n.args
+            ):
                 found.append("inplace=")
 
         def visit_Lambda(self, n):
@@ -270,15 +287,20 @@ class Names:
             k += 1
 
 
-def _local_fn(name: str, params: list[str], stmts: list, ret: cst.BaseExpression, like: Optional[cst.BaseSuite],
-              leading_lines=()) -> cst.FunctionDef:
+def _local_fn(
+    name: str, params: list[str], stmts: list, ret: cst.BaseExpression, like: Optional[cst.BaseSuite], leading_lines=()
+) -> cst.FunctionDef:
     body_stmts = list(stmts) + [cst.SimpleStatementLine([cst.Return(ret)])]
     if isinstance(like, cst.IndentedBlock):
         body = like.with_changes(body=body_stmts, footer=[])
     else:
         body = cst.IndentedBlock(body_stmts)
-    return cst.FunctionDef(cst.Name(name), cst.Parameters([cst.Param(cst.Name(p)) for p in params]), body,
-                           leading_lines=list(leading_lines))
+    return cst.FunctionDef(
+        cst.Name(name),
+        cst.Parameters([cst.Param(cst.Name(p)) for p in params]),
+        body,
+        leading_lines=list(leading_lines),
+    )
 
 
 def _tuple(items: list[cst.BaseExpression], parens: bool = True) -> cst.Tuple:
@@ -328,8 +350,17 @@ def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
     return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
 
 
-def plan_if(stmts: list, i: int, fn: cst.FunctionDef, envs: tuple, ret_kinds: dict, names: Names,
-            qualify, code: str, operand_kinds: Optional[dict] = None) -> Plan:
+def plan_if(
+    stmts: list,
+    i: int,
+    fn: cst.FunctionDef,
+    envs: tuple,
+    ret_kinds: dict,
+    names: Names,
+    qualify,
+    code: str,
+    operand_kinds: Optional[dict] = None,
+) -> Plan:
     node: cst.If = stmts[i]
     try:
         return _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds or {})
@@ -401,8 +432,9 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
         target = _pack([cst.Name(v) for v in outputs])
         last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
     safe = exact and a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
-    return Plan(FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe",
-                imports={("torch", None)})
+    return Plan(
+        FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe", imports={("torch", None)}
+    )
 
 
 def plan_while(node: cst.While, fn: cst.FunctionDef, envs: tuple, names: Names, qualify) -> Plan:
@@ -428,15 +460,19 @@ def _plan_while(node: cst.While, fn, envs, names: Names, qualify) -> Plan:
     if not carried:
         raise Refuse("the loop changes no tensor")
     for v in carried:
-        if not _is_tensor(env_before.get(v, frozenset())) or body_env is None or not _is_tensor(body_env.get(v, frozenset())):
+        if (
+            not _is_tensor(env_before.get(v, frozenset()))
+            or body_env is None
+            or not _is_tensor(body_env.get(v, frozenset()))
+        ):
             raise Refuse(f"`{v}` in the loop state is not a tensor (torch.while_loop carries tensors)")
     c_name, b_name = names.fresh("cond_fn", "body_fn")
     c_fn = _local_fn(c_name, carried, [], pred, None, node.leading_lines)
-    b_fn = _local_fn(b_name, carried, body.stmts, _tuple([body.output(v) for v in carried], parens=len(carried) == 1),
-                     node.body)
+    b_fn = _local_fn(
+        b_name, carried, body.stmts, _tuple([body.output(v) for v in carried], parens=len(carried) == 1), node.body
+    )
     call = _call("torch.while_loop", cst.Name(c_name), cst.Name(b_name), _tuple([cst.Name(v) for v in carried]))
     target = _tuple([cst.Name(v) for v in carried], parens=len(carried) == 1)
     last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
     # the loop state must keep shape and dtype across iterations: no static check proves it
     return Plan(FORM, {"TS102"}, [node], [node], [c_fn, b_fn, last], "unsafe", imports={("torch", None)})
-

@@ -13,8 +13,9 @@ from tracesafe.analyzer.engine import Analysis, position_def
 from tracesafe.analyzer.project import Project, SourceError, parse_source
 from tracesafe.analyzer.rules import RULES
 
-from . import FORMS, cond, flag, guard, optional, where
+from . import FORMS, cond, flag, guard, optional, sizes, where
 from .common import BLOCKS, Plan, child_nodes, ensure_imports
+
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
 
@@ -62,17 +63,25 @@ def _builders(ci) -> list[str]:
 def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     plans: list[Plan] = []
     fn, qualify = st.ref.node, mod.qualify
-    none_returns = [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] \
-        if st.entry else []
+    none_returns = (
+        [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] if st.entry else []
+    )
     if form in ("flag", "optional"):
         callers = sorted({an.states[c].ref.qualname for c in st.callers if c in an.states})
         if none_returns and form == "flag" and not callers and st.ref.cls is not None:
             callers = [f"{b}.__init__" for b in _builders(st.ref.cls)]
         if none_returns and form == "flag" and callers:
             # a submodule's forward: its caller would receive (value, flag) where it expects the value
-            plans.append(Plan(form, {"TS201"}, none_returns, reason=f"a submodule (`{callers[0]}` uses it): its caller "
-                                                                    f"would receive `(value, flag)`; fix the model it "
-                                                                    f"is part of"))
+            plans.append(
+                Plan(
+                    form,
+                    {"TS201"},
+                    none_returns,
+                    reason=f"a submodule (`{callers[0]}` uses it): its caller "
+                    f"would receive `(value, flag)`; fix the model it "
+                    f"is part of",
+                )
+            )
         elif none_returns and form == "flag":
             plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, none_returns, qualify))
         elif none_returns:
@@ -96,9 +105,16 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                     continue
                 # names bound on the paths reaching the `if`, from the flow-sensitive analysis
                 before = st.envs[id(node)][0] if id(node) in st.envs else {}
-                plans.append(_Deferred(form, code, node, partial(where.plan_if, defined=set(before),
-                                                                 qualify=qualify, kinds=st.test_kinds,
-                                                                 env_before=before)))
+                plans.append(
+                    _Deferred(
+                        form,
+                        code,
+                        node,
+                        partial(
+                            where.plan_if, defined=set(before), qualify=qualify, kinds=st.test_kinds, env_before=before
+                        ),
+                    )
+                )
     elif form == "cond" and found:
         names = cond.Names(fn)  # a walk of the whole function: only where there is something to plan
         ret_kinds = {id(r): k for r, k in st.returns}
@@ -108,16 +124,42 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
             elif guard.applies(code, node):
                 if isinstance(node, cst.Assert) and lines is None:
-                    lines = {id(sm): s for stmts in _statement_lists(fn) for s in stmts
-                             if isinstance(s, cst.SimpleStatementLine) for sm in s.body}
-                plans.append(guard.plan_guard(form, code, node, (lines or {}).get(id(node)),
-                                              {**st.test_kinds, **st.operand_kinds}, qualify))
+                    lines = {
+                        id(sm): s
+                        for stmts in _statement_lists(fn)
+                        for s in stmts
+                        if isinstance(s, cst.SimpleStatementLine)
+                        for sm in s.body
+                    }
+                plans.append(
+                    guard.plan_guard(
+                        form, code, node, (lines or {}).get(id(node)), {**st.test_kinds, **st.operand_kinds}, qualify
+                    )
+                )
             elif code in ("TS101", "TS108") and isinstance(node, cst.If) and id(node) in st.envs:
-                plans.append(_Deferred(form, code, node, partial(
-                    cond.plan_if, fn=fn, envs=st.envs[id(node)], ret_kinds=ret_kinds, names=names,
-                    qualify=qualify, code=code, operand_kinds=st.operand_kinds)))
+                plans.append(
+                    _Deferred(
+                        form,
+                        code,
+                        node,
+                        partial(
+                            cond.plan_if,
+                            fn=fn,
+                            envs=st.envs[id(node)],
+                            ret_kinds=ret_kinds,
+                            names=names,
+                            qualify=qualify,
+                            code=code,
+                            operand_kinds=st.operand_kinds,
+                        ),
+                    )
+                )
             elif code == "TS102" and isinstance(node, cst.While) and id(node) in st.envs:
                 plans.append(cond.plan_while(node, fn, st.envs[id(node)], names, qualify))
+            elif code == "TS106" and isinstance(node, cst.Call):
+                p = sizes.plan_div(node, st.test_kinds, qualify) or sizes.plan_tensor_of_range(node, qualify)
+                if p is not None:
+                    plans.append(p)
     if form in ("where", "cond"):
         # every finding the form's exporter still counts gets a reason, the ones no rewrite addresses too
         target = FORM_TARGET[form]
@@ -134,17 +176,24 @@ def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
     exporter = "torch.export" if form == "cond" else "the tracer"
     if code == "TS106":
         what = "cannot guard on it" if form == "cond" else "records the example's value"
-        return (f"a conversion to a Python value: {exporter} {what}; keep it a tensor "
-                f"(or, for torch.export, declare a size with torch._check_is_size)")
+        return (
+            f"a conversion to a Python value: {exporter} {what}; keep it a tensor "
+            f"(or, for torch.export, declare a size with torch._check_is_size)"
+        )
     if code == "TS107":
         return "iterating a tensor: the number of steps is the example's; vectorise it (or use torch.scan)"
     if code == "TS104":
         return "`and`/`or`/`not`/`bool()` on a tensor outside a test: use torch.logical_and/logical_or/logical_not"
-    if code == "TS108" and (isinstance(node, (cst.For, cst.While, cst.CompFor, cst.BinaryOperation)) or
-                            isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and
-                            node.func.value == "range"):
-        return (f"a Python loop or list over a traced length: {exporter} unrolls it for the example's length; "
-                f"vectorise it (torch.arange, broadcasting; or torch.scan / torch.while_loop for a recurrence)")
+    if code == "TS108" and (
+        isinstance(node, (cst.For, cst.While, cst.CompFor, cst.BinaryOperation))
+        or isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Name)
+        and node.func.value == "range"
+    ):
+        return (
+            f"a Python loop or list over a traced length: {exporter} unrolls it for the example's length; "
+            f"vectorise it (torch.arange, broadcasting; or torch.scan / torch.while_loop for a recurrence)"
+        )
     if code == "TS108":
         return f"a traced size used as a Python value: {exporter} fixes it to the example's length"
     if code == "TS202":
@@ -212,8 +261,12 @@ def resolve_plans(plans: list[Plan]) -> list[Plan]:
                     r.defn = pending[id(s)].defn
     # only an `elif` is an `if` outside a statement list: left unresolved, it would count as applied
     # while changing nothing (and send `fix` round its passes again)
-    return [resolved.get(id(p.nodes[0]), Plan(p.form, p.codes, p.nodes, reason=ELIF, defn=p.defn))
-            if isinstance(p, _Deferred) else p for p in plans]
+    return [
+        resolved.get(id(p.nodes[0]), Plan(p.form, p.codes, p.nodes, reason=ELIF, defn=p.defn))
+        if isinstance(p, _Deferred)
+        else p
+        for p in plans
+    ]
 
 
 def _statement_lists(fn: cst.FunctionDef):
@@ -346,9 +399,16 @@ def _has_imports(mod, needed: set) -> bool:
 _MAX_PASSES = 8
 
 
-def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>",
-               codes: Optional[set] = None, config: Optional[Config] = None,
-               at: Optional[tuple[int, int]] = None) -> FixResult:
+def fix_source(
+    source: str,
+    form: str = "flag",
+    *,
+    unsafe_fixes: bool = False,
+    path: str = "<string>",
+    codes: Optional[set] = None,
+    config: Optional[Config] = None,
+    at: Optional[tuple[int, int]] = None,
+) -> FixResult:
     """Rewrite one module's source with one form (only the findings of `codes`, when given), analysed
     with `config` (default: the form's target). Raises SourceError when it does not parse, and ValueError
     for an unknown form. Every pass's result is re-parsed.
@@ -410,19 +470,29 @@ def new_run() -> None:
     _SHARED = Project()
 
 
-def _plans(source: str, form: str, path: str, whole: bool, codes: Optional[set] = None,
-           config: Optional[Config] = None):
+def _plans(
+    source: str, form: str, path: str, whole: bool, codes: Optional[set] = None, config: Optional[Config] = None
+):
     _SHARED.touched = set()  # the helper files this analysis reads (a fixed file's dependencies)
-    an, mod = analyze_source(source, path, config or Config(target=FORM_TARGET[form]), whole=whole, in_tree=True,
-                             project=_SHARED)
+    an, mod = analyze_source(
+        source, path, config or Config(target=FORM_TARGET[form]), whole=whole, in_tree=True, project=_SHARED
+    )
     plans = plan_analysis(an, mod, form)
     if codes is not None:
         plans = [p for p in plans if p.codes & codes]  # a rule the user did not select is not fixed
     return an, mod, resolve_plans(plans)
 
 
-def _fix_once(source: str, form: str, unsafe_fixes: bool, path: str, codes: Optional[set] = None,
-              config: Optional[Config] = None, apply: bool = True, at: Optional[tuple[int, int]] = None) -> FixResult:
+def _fix_once(
+    source: str,
+    form: str,
+    unsafe_fixes: bool,
+    path: str,
+    codes: Optional[set] = None,
+    config: Optional[Config] = None,
+    apply: bool = True,
+    at: Optional[tuple[int, int]] = None,
+) -> FixResult:
     # most files have nothing a form can apply: plan on the reached definitions' parse (what `check`
     # does), and parse the whole module, which a rewrite needs, only when something will be applied
     an, mod, plans = _plans(source, form, path, whole=False, codes=codes, config=config)

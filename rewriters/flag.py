@@ -94,8 +94,9 @@ def _expr(code: str) -> cst.BaseExpression:
 _FULL_REDUCTIONS = frozenset("sum mean amax amin max min prod norm std var median nansum nanmean logsumexp".split())
 
 
-def _placeholders(fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str],
-                  qualify) -> list[str]:
+def _placeholders(
+    fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str], qualify
+) -> list[str]:
     """One placeholder per output element, shaped like the value it stands for where that follows from the
     code: an elementwise function of an unchanged tensor parameter gives `torch.zeros_like(param)`, a full
     reduction of one gives a 0-d `param.new_zeros(())`. Elsewhere (a layer's output, a slice) the shape is
@@ -134,8 +135,13 @@ def _like(e: cst.BaseExpression, params: set, qualify) -> Optional[str]:
     base = shape_base(e, qualify)
     if base in params:
         return f"torch.zeros_like({base})"
-    if isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value in _FULL_REDUCTIONS \
-            and not e.args and shape_base(e.func.value, qualify) in params:
+    if (
+        isinstance(e, cst.Call)
+        and isinstance(e.func, cst.Attribute)
+        and e.func.attr.value in _FULL_REDUCTIONS
+        and not e.args
+        and shape_base(e.func.value, qualify) in params
+    ):
         return f"{shape_base(e.func.value, qualify)}.new_zeros(())"
     return None
 
@@ -201,8 +207,9 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         for st in block.body:
             if isinstance(st, cst.SimpleStatementLine):
                 for sm in st.body:
-                    if isinstance(sm, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == var
-                                                          for t in sm.targets):
+                    if isinstance(sm, cst.Assign) and any(
+                        isinstance(t.target, cst.Name) and t.target.value == var for t in sm.targets
+                    ):
                         if len(sm.targets) != 1:
                             return None
                         last = _is_none(sm.value)
@@ -219,9 +226,13 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         def visit_IndentedBlock(self, node):
             body = list(node.body)
             for i, st in enumerate(body[1:], 1):
-                if not (isinstance(st, cst.SimpleStatementLine) and len(st.body) == 1 and
-                        isinstance(st.body[0], cst.Return) and isinstance(st.body[0].value, cst.Name)
-                        and st.body[0].value.value in none_vars):
+                if not (
+                    isinstance(st, cst.SimpleStatementLine)
+                    and len(st.body) == 1
+                    and isinstance(st.body[0], cst.Return)
+                    and isinstance(st.body[0].value, cst.Name)
+                    and st.body[0].value.value in none_vars
+                ):
                     continue
                 prev, var = body[i - 1], st.body[0].value.value
                 if isinstance(prev, cst.If) and isinstance(prev.orelse, cst.Else):
@@ -241,9 +252,15 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         # the wrong arm's value.
         out = []
         for st in block.body:
-            if is_none and isinstance(st, cst.SimpleStatementLine) and len(st.body) == 1 and \
-                    isinstance(st.body[0], cst.Assign) and _is_none(st.body[0].value) and \
-                    isinstance(st.body[0].targets[0].target, cst.Name) and st.body[0].targets[0].target.value == var:
+            if (
+                is_none
+                and isinstance(st, cst.SimpleStatementLine)
+                and len(st.body) == 1
+                and isinstance(st.body[0], cst.Assign)
+                and _is_none(st.body[0].value)
+                and isinstance(st.body[0].targets[0].target, cst.Name)
+                and st.body[0].targets[0].target.value == var
+            ):
                 ret = cst.parse_statement(f"return {absent}\n")
                 out.append(ret.with_changes(leading_lines=st.leading_lines, trailing_whitespace=st.trailing_whitespace))
                 break
@@ -261,8 +278,9 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
             if id(orig) not in tails:
                 return new
             var, _, a, b = tails[id(orig)]
-            return new.with_changes(body=arm(new.body, var, a),
-                                    orelse=new.orelse.with_changes(body=arm(new.orelse.body, var, b)))
+            return new.with_changes(
+                body=arm(new.body, var, a), orelse=new.orelse.with_changes(body=arm(new.orelse.body, var, b))
+            )
 
         def leave_SimpleStatementLine(self, orig, new):
             if id(orig) in dropped:
@@ -271,8 +289,10 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
 
         def leave_Return(self, orig, new):
             if _is_none(orig.value):
-                return new.with_changes(value=_expr(f"({absent})").with_changes(lpar=[], rpar=[]),
-                                        whitespace_after_return=cst.SimpleWhitespace(" "))
+                return new.with_changes(
+                    value=_expr(f"({absent})").with_changes(lpar=[], rpar=[]),
+                    whitespace_after_return=cst.SimpleWhitespace(" "),
+                )
             flag = cst.Element(_expr("torch.tensor(False)"))
             if isinstance(orig.value, cst.Tuple):
                 return new.with_changes(value=new.value.with_changes(elements=list(new.value.elements) + [flag]))

@@ -25,7 +25,7 @@ import libcst as cst
 from tracesafe.analyzer.infer import checks_only
 from tracesafe.analyzer.kinds import is_size, is_tensor
 
-from .common import Plan, as_bool_tensor, chain, is_pure, paren, tensor_and
+from .common import Plan, chain, is_pure, paren, tensor_and
 
 TRACE_GUARD = "torch.jit.is_tracing"
 COMPILING = "torch.compiler.is_compiling"
@@ -40,11 +40,19 @@ def raises_only(node: cst.If) -> bool:
 def applies(code: str, node) -> bool:
     """The finding is a check (TS109: an `if` on a tensor or size whose arm only raises or warns, an `assert`
     on a size), or an `assert` on a tensor (TS105)."""
-    return code == "TS109" and isinstance(node, (cst.If, cst.Assert)) or code == "TS105" and isinstance(node, cst.Assert)
+    return (
+        code == "TS109" and isinstance(node, (cst.If, cst.Assert)) or code == "TS105" and isinstance(node, cst.Assert)
+    )
 
 
-def plan_guard(form: str, code: str, node: cst.If | cst.Assert, line: Optional[cst.SimpleStatementLine] = None,
-               kinds: Optional[dict] = None, qualify=None) -> Plan:
+def plan_guard(
+    form: str,
+    code: str,
+    node: cst.If | cst.Assert,
+    line: Optional[cst.SimpleStatementLine] = None,
+    kinds: Optional[dict] = None,
+    qualify=None,
+) -> Plan:
     if form == "cond" and isinstance(node, cst.If) and not raises_only(node):
         # a warning: nothing to keep in the exported program, which cannot warn; eager warns as before
         return _plan_eager_only(form, code, node, COMPILING)
@@ -61,8 +69,11 @@ def _plan_eager_only(form: str, code: str, node: cst.If | cst.Assert, guard: str
     torch.jit.is_tracing() or t, msg` (or another exporter's guard)."""
     test = node.test
     keeps = cst.And if isinstance(node, cst.If) else cst.Or  # the operator `G and`/`G or` binds within
-    if isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not test.lpar and \
-            not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, (cst.And, keeps))):
+    if (
+        isinstance(test, (cst.BooleanOperation, cst.IfExp, cst.Lambda))
+        and not test.lpar
+        and not (isinstance(test, cst.BooleanOperation) and isinstance(test.operator, (cst.And, keeps)))
+    ):
         test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     running = cst.Call(cst.parse_expression(guard or TRACE_GUARD))
     if isinstance(node, cst.If):
@@ -76,8 +87,14 @@ class _Refuse(Exception):
     pass
 
 
-_INVERSE = {cst.Equal: cst.NotEqual, cst.NotEqual: cst.Equal, cst.LessThan: cst.GreaterThanEqual,
-            cst.GreaterThanEqual: cst.LessThan, cst.GreaterThan: cst.LessThanEqual, cst.LessThanEqual: cst.GreaterThan}
+_INVERSE = {
+    cst.Equal: cst.NotEqual,
+    cst.NotEqual: cst.Equal,
+    cst.LessThan: cst.GreaterThanEqual,
+    cst.GreaterThanEqual: cst.LessThan,
+    cst.GreaterThan: cst.LessThanEqual,
+    cst.LessThanEqual: cst.GreaterThan,
+}
 
 
 def _size_holds(test: cst.BaseExpression, negate: bool) -> cst.BaseExpression:
@@ -95,8 +112,9 @@ def _size_holds(test: cst.BaseExpression, negate: bool) -> cst.BaseExpression:
         return test.with_changes(comparisons=[target.with_changes(operator=_INVERSE[type(target.operator)]())])
     if isinstance(test, cst.BooleanOperation):
         raise _Refuse("`and`/`or` between size tests: split it into one check per condition")
-    return cst.Comparison(paren(test), [cst.ComparisonTarget(cst.Equal() if negate else cst.NotEqual(),
-                                                             cst.Integer("0"))])
+    return cst.Comparison(
+        paren(test), [cst.ComparisonTarget(cst.Equal() if negate else cst.NotEqual(), cst.Integer("0"))]
+    )
 
 
 def _checks(parts: list, kinds: dict, negate: bool, op: type, qualify) -> list[cst.Call]:
@@ -106,8 +124,10 @@ def _checks(parts: list, kinds: dict, negate: bool, op: type, qualify) -> list[c
         # not (a or b) is `not a` and `not b`; (a and b) is `a` and `b`: one check each
         return [cst.Call(cst.parse_expression("torch._check"), [cst.Arg(_size_holds(p, negate))]) for p in parts]
     if any(sizes):
-        raise _Refuse("size tests joined with tensor tests, or `and`/`or` between size tests: split it into one "
-                      "check per condition")
+        raise _Refuse(
+            "size tests joined with tensor tests, or `and`/`or` between size tests: split it into one "
+            "check per condition"
+        )
     if not all(is_pure(p, qualify) for p in parts[1:]):
         raise _Refuse("tensor tests after the first have side effects (all of them would run)")
     pred = tensor_and(parts, op)
@@ -116,14 +136,20 @@ def _checks(parts: list, kinds: dict, negate: bool, op: type, qualify) -> list[c
     # `.item()` of the 0-d test inside torch._check: an unbacked bool torch.export keeps as a runtime
     # assertion, and the ONNX exporter converts (measured, torch 2.13: torch._check_tensor_all exports, but its
     # aten._is_all_true has no ONNX function)
-    return [cst.Call(cst.parse_expression("torch._check"),
-                     [cst.Arg(cst.Call(cst.Attribute(paren(pred), cst.Name("item")), []))])]
+    return [
+        cst.Call(
+            cst.parse_expression("torch._check"), [cst.Arg(cst.Call(cst.Attribute(paren(pred), cst.Name("item")), []))]
+        )
+    ]
 
 
 def _plan_check(code: str, node, line, kinds: dict, qualify) -> Plan:
     test = node.test
-    op = cst.Or if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or) and \
-        not test.lpar else cst.And
+    op = (
+        cst.Or
+        if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or) and not test.lpar
+        else cst.And
+    )
     operands = chain(test, op)
     if any(id(o) not in kinds for o in operands):
         raise _Refuse("`and` in the condition of a check whose operands were not all analysed")
@@ -146,21 +172,24 @@ def _plan_check(code: str, node, line, kinds: dict, qualify) -> Plan:
                 guard = cst.BooleanOperation(guard, cst.And(), p)
             body = cst.If(guard, cst.IndentedBlock([body]))
         keep = node.with_changes(orelse=None, leading_lines=[])
-        new = cst.If(running, cst.IndentedBlock([body]), orelse=cst.If(keep.test, keep.body),
-                     leading_lines=node.leading_lines)
+        new = cst.If(
+            running, cst.IndentedBlock([body]), orelse=cst.If(keep.test, keep.body), leading_lines=node.leading_lines
+        )
         after = list(node.orelse.body.body) if isinstance(node.orelse, cst.Else) else []
         if isinstance(node.orelse, cst.If):
             raise _Refuse("an `elif` after a check: rewrite the chain as nested `if` statements first")
         # the arm always raises: an `else` is the code after the `if`
         old = [node] if after else node
-        return Plan("cond", {code}, [node], old, [new, *after] if after else new, "safe",
-                    imports={("torch", None)})
+        return Plan("cond", {code}, [node], old, [new, *after] if after else new, "safe", imports={("torch", None)})
     if line is None or len(line.body) != 1:
         raise _Refuse("an `assert` sharing its line with other statements")
     if python:
         raise _Refuse("an `assert` mixing Python and tensor tests: split it")
     checks = _checks(traced, kinds, negate=False, op=op, qualify=qualify)
-    new = cst.If(running, cst.IndentedBlock([cst.SimpleStatementLine([cst.Expr(c) for c in checks])]),
-                 orelse=cst.Else(cst.IndentedBlock([line.with_changes(leading_lines=[])])),
-                 leading_lines=line.leading_lines)
+    new = cst.If(
+        running,
+        cst.IndentedBlock([cst.SimpleStatementLine([cst.Expr(c) for c in checks])]),
+        orelse=cst.Else(cst.IndentedBlock([line.with_changes(leading_lines=[])])),
+        leading_lines=line.leading_lines,
+    )
     return Plan("cond", {code}, [node], line, new, "safe", imports={("torch", None)})

@@ -33,6 +33,7 @@ def plan_optional(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list
     if isinstance(body, cst.IndentedBlock) and not terminates(body.body):
         # TorchScript wants every path of an Optional-returning function to say what it returns
         body = body.with_changes(body=[*body.body, cst.parse_statement("return None\n")])
-    new_fn = fn.with_changes(params=ps, body=body,
-                             returns=cst.Annotation(cst.parse_expression("Optional[torch.Tensor]")))
+    new_fn = fn.with_changes(
+        params=ps, body=body, returns=cst.Annotation(cst.parse_expression("Optional[torch.Tensor]"))
+    )
     return Plan(FORM, {"TS201"}, nodes, fn, new_fn, "safe", imports=imports)

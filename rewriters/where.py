@@ -55,8 +55,9 @@ def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
     if not all(is_pure(o, qualify) for o in operands[moved:]):
         return "`and`/`or` with side effects after the tensor test (cannot reorder or join with `&`)"
     python = [o for o, t in zip(operands, traced) if not t]
-    return _Split(op, join_tests(python, op) if python else None,
-                  tensor_and([o for o, t in zip(operands, traced) if t], op))
+    return _Split(
+        op, join_tests(python, op) if python else None, tensor_and([o for o, t in zip(operands, traced) if t], op)
+    )
 
 
 def _surely_tensor(kind) -> bool:
@@ -84,8 +85,28 @@ def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict, qual
 
 
 # calls that turn their argument into a Python value: a `torch.where` fed to them keeps the hazard
-_PYTHON_CONSUMERS = {"range", "int", "float", "bool", "len", "str", "list", "tuple", "min", "max", "round",
-                     "enumerate", "zip", "sorted", "sum", "any", "all", "iter", "print", "format"}
+_PYTHON_CONSUMERS = {
+    "range",
+    "int",
+    "float",
+    "bool",
+    "len",
+    "str",
+    "list",
+    "tuple",
+    "min",
+    "max",
+    "round",
+    "enumerate",
+    "zip",
+    "sorted",
+    "sum",
+    "any",
+    "all",
+    "iter",
+    "print",
+    "format",
+}
 
 
 def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
@@ -97,9 +118,13 @@ def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
         return f"the value goes to `{p.func.value}()`"
     if isinstance(p, (cst.Index, cst.Slice)):
         return "the value is used as an index"
-    if isinstance(p, (cst.If, cst.While, cst.IfExp)) and getattr(p, "test", None) is child or \
-            isinstance(p, (cst.BooleanOperation, cst.FormattedStringExpression)) or \
-            isinstance(p, cst.UnaryOperation) and isinstance(p.operator, cst.Not):
+    if (
+        isinstance(p, (cst.If, cst.While, cst.IfExp))
+        and getattr(p, "test", None) is child
+        or isinstance(p, (cst.BooleanOperation, cst.FormattedStringExpression))
+        or isinstance(p, cst.UnaryOperation)
+        and isinstance(p.operator, cst.Not)
+    ):
         return "the value is tested or formatted by Python"
     return None
 
@@ -165,8 +190,13 @@ def _reads(e: cst.CSTNode) -> set[str]:
 
 
 def _single_return(block: cst.BaseSuite) -> Optional[cst.Return]:
-    if isinstance(block, cst.IndentedBlock) and len(block.body) == 1 and isinstance(block.body[0], cst.SimpleStatementLine) \
-            and len(block.body[0].body) == 1 and isinstance(block.body[0].body[0], cst.Return):
+    if (
+        isinstance(block, cst.IndentedBlock)
+        and len(block.body) == 1
+        and isinstance(block.body[0], cst.SimpleStatementLine)
+        and len(block.body[0].body) == 1
+        and isinstance(block.body[0].body[0], cst.Return)
+    ):
         return block.body[0].body[0]
     return None
 
@@ -175,8 +205,11 @@ def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cs
     if isinstance(a, cst.Tuple) or isinstance(b, cst.Tuple):
         if not (isinstance(a, cst.Tuple) and isinstance(b, cst.Tuple) and len(a.elements) == len(b.elements)):
             return None
-        return cst.Tuple([cst.Element(call("torch.where", c, x.value, y.value))
-                          for x, y in zip(a.elements, b.elements)], lpar=[], rpar=[])
+        return cst.Tuple(
+            [cst.Element(call("torch.where", c, x.value, y.value)) for x, y in zip(a.elements, b.elements)],
+            lpar=[],
+            rpar=[],
+        )
     if isinstance(a, cst.Name) and a.value == "None" or isinstance(b, cst.Name) and b.value == "None":
         return None
     return call("torch.where", c, a, b)
@@ -196,8 +229,9 @@ def _tuple_kinds(k, n: int) -> list:
     return list(tups[0][1]) if len(tups) == 1 and len(k) == 1 else [None] * n
 
 
-def plan_if(stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None,
-            env_before: Optional[dict] = None) -> Plan:
+def plan_if(
+    stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None, env_before: Optional[dict] = None
+) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
     node: cst.If = stmts[i]
     if isinstance(node.orelse, cst.If):
@@ -228,15 +262,25 @@ def _under_python_test(plan: Plan, node: cst.If, split: _Split) -> Plan:
         out = [node.with_changes(test=split.python), *new]
         old = plan.old
     else:
-        other = node.orelse.with_changes(body=node.orelse.body.with_changes(body=new)) if node.orelse is not None \
+        other = (
+            node.orelse.with_changes(body=node.orelse.body.with_changes(body=new))
+            if node.orelse is not None
             else cst.Else(cst.IndentedBlock(new))
+        )
         out = [node.with_changes(test=split.python, orelse=other)]
         old = [node]
     return Plan(FORM, plan.codes, plan.nodes, old, out, plan.applicability, imports=plan.imports)
 
 
-def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qualify, kinds: Optional[dict],
-             env_before: Optional[dict]) -> Plan:
+def _plan_if(
+    stmts: list,
+    i: int,
+    c: cst.BaseExpression,
+    defined: set[str],
+    qualify,
+    kinds: Optional[dict],
+    env_before: Optional[dict],
+) -> Plan:
     node: cst.If = stmts[i]
     fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
     ret_a = _single_return(node.body)
@@ -246,8 +290,13 @@ def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qual
             consumed = [node]
         else:
             nxt = stmts[i + 1] if i + 1 < len(stmts) else None
-            ret_b = nxt.body[0] if isinstance(nxt, cst.SimpleStatementLine) and len(nxt.body) == 1 and \
-                isinstance(nxt.body[0], cst.Return) else None
+            ret_b = (
+                nxt.body[0]
+                if isinstance(nxt, cst.SimpleStatementLine)
+                and len(nxt.body) == 1
+                and isinstance(nxt.body[0], cst.Return)
+                else None
+            )
             consumed = [node, nxt]
         if ret_b is None or ret_a.value is None or ret_b.value is None:
             return fail("arms return differently")
@@ -255,7 +304,9 @@ def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qual
         if value is None:
             return fail("arms of different output structure or `None`")
         if kinds is not None:
-            for a, ka, b, kb in _pairs(ret_a.value, kinds.get(id(ret_a.value)), ret_b.value, kinds.get(id(ret_b.value))):
+            for a, ka, b, kb in _pairs(
+                ret_a.value, kinds.get(id(ret_a.value)), ret_b.value, kinds.get(id(ret_b.value))
+            ):
                 problem = _arm_problem(a, b, {id(a): ka, id(b): kb}, qualify)
                 if problem:
                     return fail(problem)
@@ -288,14 +339,22 @@ def _plan_if(stmts: list, i: int, c: cst.BaseExpression, defined: set[str], qual
         cond_expr = cst.Name(tmp)
     for name, value in body:
         other = other_map[name]
-        if isinstance(value, cst.Name) and value.value == "None" or isinstance(other, cst.Name) and other.value == "None":
+        if (
+            isinstance(value, cst.Name)
+            and value.value == "None"
+            or isinstance(other, cst.Name)
+            and other.value == "None"
+        ):
             return fail("an arm assigns `None`")
         if kinds is not None:
             k_other = kinds.get(id(other)) if id(other) in kinds else (env_before or {}).get(name)
             problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other}, qualify)
             if problem:
                 return fail(problem)
-        lines.append(cst.SimpleStatementLine(
-            [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]))
+        lines.append(
+            cst.SimpleStatementLine(
+                [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]
+            )
+        )
     lines[0] = lines[0].with_changes(leading_lines=node.leading_lines)
     return Plan(FORM, {"TS101"}, [node], [node], lines, "safe" if safe else "unsafe", imports={("torch", None)})

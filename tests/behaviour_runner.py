@@ -5,7 +5,8 @@
 Runs in its own interpreter: PYTHONPATH decides which copy of transformers it imports (the original or a
 fixed one). For each model type: the class built from a tiny random config (fixed seed), a forward pass,
 for a causal LM a prefill plus one cached decode step, and a torch.jit.trace of the forward pass with its
-TracerWarning sites counted, and a torch.export of it. Everything lands in OUT_FILE (torch.save) keyed by model type; a model that
+TracerWarning sites counted, and a torch.export of it. Everything lands in OUT_FILE (torch.save) keyed by
+model type; a model that
 does not build or run here records its error instead (the test compares only what ran before the fix).
 With CHANGED_LINES_JSON ({path relative to the transformers package: [line, ...]}: the lines a fix wrote),
 each model records how many of those lines its forward pass and decode step ran (`ran_changed`): a model
@@ -136,7 +137,7 @@ def _where(e: BaseException) -> str | None:
         for fs in traceback.extract_tb(e.__traceback__):
             f = str(Path(fs.filename).resolve())
             if f.startswith(root):
-                best = f"{f[len(root):]}:{fs.lineno}"
+                best = f"{f[len(root) :]}:{fs.lineno}"
         e = e.__cause__ or e.__context__
     return best
 
@@ -152,8 +153,7 @@ def export_dynamic(model, x: dict, family: str) -> dict:
 
     names = list(x)
     wrapped = traceable(model, names)
-    axes = {n: {0: "batch", **({SEQ_AXIS[n]: "seq"} if n in SEQ_AXIS and family != "vision" else {})}
-            for n in names}
+    axes = {n: {0: "batch", **({SEQ_AXIS[n]: "seq"} if n in SEQ_AXIS and family != "vision" else {})} for n in names}
     shapes = (tuple({a: torch.export.Dim.DYNAMIC for a in axes[n]} for n in names),)  # forward(*args)
     slots = [Slot(n, False, spec_of(x[n], n), dims=axes[n]) for n in names]
     import transformers
@@ -165,7 +165,7 @@ def export_dynamic(model, x: dict, family: str) -> dict:
         while fr is not None:
             f = fr.f_code.co_filename
             if f.startswith(root):
-                return (f[len(root):], fr.f_lineno)
+                return (f[len(root) :], fr.f_lineno)
             fr = fr.f_back
         return None
 
@@ -201,22 +201,26 @@ def _program_parity(ep, wrapped, x: dict, axes: dict) -> str:
             return torch.ones(shape, dtype=t.dtype)
         return torch.randint(int(t.min()), int(t.max()) + 1, shape, generator=g, dtype=t.dtype)
 
-    for label, args in (("example", tuple(x.values())), ("new batch and sequence",
-                                                        tuple(grown(n, t) for n, t in x.items()))):
+    for label, args in (
+        ("example", tuple(x.values())),
+        ("new batch and sequence", tuple(grown(n, t) for n, t in x.items())),
+    ):
         try:
             got = ep.module()(*args)
         except Exception as e:  # noqa: BLE001
             return f"{label}: the program raised {type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
         want = wrapped(*args)
-        if len(got) != len(want) or any(a.shape != b.shape or not torch.allclose(a.float(), b.float(), rtol=1e-4,
-                                                                                 atol=1e-5, equal_nan=True)
-                                        for a, b in zip(got, want)):
+        if len(got) != len(want) or any(
+            a.shape != b.shape or not torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5, equal_nan=True)
+            for a, b in zip(got, want)
+        ):
             return f"{label}: outputs differ from eager"
     return "ok"
 
 
-def run_one(model_type: str, changed: dict | None = None, dynamic_export: bool = False,
-            coverage_only: bool = False) -> dict:
+def run_one(
+    model_type: str, changed: dict | None = None, dynamic_export: bool = False, coverage_only: bool = False
+) -> dict:
     cls, family, generative = pick(model_type)
     cfg = tiny_config(model_type)
     if family == "text" and getattr(cfg, "is_encoder_decoder", False):

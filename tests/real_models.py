@@ -11,49 +11,136 @@ from __future__ import annotations
 # (model class, family). The family decides the inputs.
 SAMPLE = [
     # text encoders
-    ("BertModel", "text"), ("RobertaModel", "text"), ("AlbertModel", "text"), ("DistilBertModel", "text"),
-    ("ElectraModel", "text"), ("DebertaV2Model", "text"), ("XLMRobertaModel", "text"),
-    ("ModernBertModel", "text"), ("BigBirdModel", "text"), ("FNetModel", "text"),
+    ("BertModel", "text"),
+    ("RobertaModel", "text"),
+    ("AlbertModel", "text"),
+    ("DistilBertModel", "text"),
+    ("ElectraModel", "text"),
+    ("DebertaV2Model", "text"),
+    ("XLMRobertaModel", "text"),
+    ("ModernBertModel", "text"),
+    ("BigBirdModel", "text"),
+    ("FNetModel", "text"),
     # text decoders
-    ("GPT2Model", "text"), ("LlamaModel", "text"), ("MistralModel", "text"), ("Qwen2Model", "text"),
-    ("GemmaModel", "text"), ("Gemma2Model", "text"), ("Phi3Model", "text"), ("OPTModel", "text"),
-    ("GPTNeoXModel", "text"), ("BloomModel", "text"), ("FalconModel", "text"), ("CodeGenModel", "text"),
-    ("GPTJModel", "text"), ("StableLmModel", "text"), ("OlmoModel", "text"), ("CohereModel", "text"),
+    ("GPT2Model", "text"),
+    ("LlamaModel", "text"),
+    ("MistralModel", "text"),
+    ("Qwen2Model", "text"),
+    ("GemmaModel", "text"),
+    ("Gemma2Model", "text"),
+    ("Phi3Model", "text"),
+    ("OPTModel", "text"),
+    ("GPTNeoXModel", "text"),
+    ("BloomModel", "text"),
+    ("FalconModel", "text"),
+    ("CodeGenModel", "text"),
+    ("GPTJModel", "text"),
+    ("StableLmModel", "text"),
+    ("OlmoModel", "text"),
+    ("CohereModel", "text"),
     # encoder-decoders
-    ("T5Model", "seq2seq"), ("BartModel", "seq2seq"), ("PegasusModel", "seq2seq"), ("MarianModel", "seq2seq"),
+    ("T5Model", "seq2seq"),
+    ("BartModel", "seq2seq"),
+    ("PegasusModel", "seq2seq"),
+    ("MarianModel", "seq2seq"),
     ("LongT5Model", "seq2seq"),
     # mixture of experts
-    ("MixtralModel", "text"), ("Qwen2MoeModel", "text"), ("OlmoeModel", "text"), ("SwitchTransformersModel", "seq2seq"),
+    ("MixtralModel", "text"),
+    ("Qwen2MoeModel", "text"),
+    ("OlmoeModel", "text"),
+    ("SwitchTransformersModel", "seq2seq"),
     # state space / recurrent
-    ("MambaModel", "text"), ("Mamba2Model", "text"), ("FalconMambaModel", "text"), ("RwkvModel", "text"),
+    ("MambaModel", "text"),
+    ("Mamba2Model", "text"),
+    ("FalconMambaModel", "text"),
+    ("RwkvModel", "text"),
     # vision
-    ("ViTModel", "vision"), ("DeiTModel", "vision"), ("ConvNextModel", "vision"), ("SwinModel", "vision"),
-    ("ResNetModel", "vision"), ("BeitModel", "vision"), ("Dinov2Model", "vision"), ("SegformerModel", "vision"),
-    ("MobileViTModel", "vision"), ("PoolFormerModel", "vision"), ("Swinv2Model", "vision"),
+    ("ViTModel", "vision"),
+    ("DeiTModel", "vision"),
+    ("ConvNextModel", "vision"),
+    ("SwinModel", "vision"),
+    ("ResNetModel", "vision"),
+    ("BeitModel", "vision"),
+    ("Dinov2Model", "vision"),
+    ("SegformerModel", "vision"),
+    ("MobileViTModel", "vision"),
+    ("PoolFormerModel", "vision"),
+    ("Swinv2Model", "vision"),
     # audio
-    ("Wav2Vec2Model", "audio"), ("HubertModel", "audio"), ("WavLMModel", "audio"), ("ASTModel", "spectrogram"),
+    ("Wav2Vec2Model", "audio"),
+    ("HubertModel", "audio"),
+    ("WavLMModel", "audio"),
+    ("ASTModel", "spectrogram"),
     # detection
-    ("RTDetrModel", "detection"), ("YolosModel", "vision"),
+    ("RTDetrModel", "detection"),
+    ("YolosModel", "vision"),
 ]
 
 _INT = {
-    "hidden_size": 32, "d_model": 32, "n_embd": 32, "embed_dim": 32, "n_embed": 32, "dim": 32, "emb_dim": 32,
-    "intermediate_size": 64, "d_ff": 64, "n_inner": 64, "ffn_dim": 64, "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64, "hidden_dim": 64, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,
-    "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2, "n_layers": 2, "encoder_layers": 2,
-    "decoder_layers": 2, "num_decoder_layers": 2,
-    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4, "num_heads": 4,
-    "num_key_value_heads": 2, "d_kv": 8, "head_dim": 8, "attention_head_size": 8,
-    "num_local_experts": 4, "num_experts": 4, "num_experts_per_tok": 2, "expert_capacity": 8,
-    "embedding_size": 32, "projection_dim": 32, "time_step_rank": 8, "state_size": 8, "conv_kernel": 4,
-    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "rotary_dim": 8,
-    "attention_hidden_size": 32, "max_position_embeddings": 128, "n_positions": 128, "block_size": 8,
-    "num_random_blocks": 2, "num_queries": 10, "encoder_layers_": 2, "num_channels": 3,
+    "hidden_size": 32,
+    "d_model": 32,
+    "n_embd": 32,
+    "embed_dim": 32,
+    "n_embed": 32,
+    "dim": 32,
+    "emb_dim": 32,
+    "intermediate_size": 64,
+    "d_ff": 64,
+    "n_inner": 64,
+    "ffn_dim": 64,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "hidden_dim": 64,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "n_layer": 2,
+    "num_layers": 2,
+    "n_layers": 2,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "num_decoder_layers": 2,
+    "num_attention_heads": 4,
+    "n_head": 4,
+    "n_heads": 4,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "num_heads": 4,
+    "num_key_value_heads": 2,
+    "d_kv": 8,
+    "head_dim": 8,
+    "attention_head_size": 8,
+    "num_local_experts": 4,
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "expert_capacity": 8,
+    "embedding_size": 32,
+    "projection_dim": 32,
+    "time_step_rank": 8,
+    "state_size": 8,
+    "conv_kernel": 4,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "rotary_dim": 8,
+    "attention_hidden_size": 32,
+    "max_position_embeddings": 128,
+    "n_positions": 128,
+    "block_size": 8,
+    "num_random_blocks": 2,
+    "num_queries": 10,
+    "encoder_layers_": 2,
+    "num_channels": 3,
 }
-_LIST = {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "num_heads": [2, 2, 2, 2],
-         "conv_dim": [16, 16], "conv_stride": [5, 2], "conv_kernel": [10, 3],
-         "embed_dims": [8, 16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 24, 32]}
+_LIST = {
+    "hidden_sizes": [8, 16, 24, 32],
+    "depths": [1, 1, 1, 1],
+    "num_heads": [2, 2, 2, 2],
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 2],
+    "conv_kernel": [10, 3],
+    "embed_dims": [8, 16, 24, 32],
+    "neck_hidden_sizes": [8, 8, 16, 16, 24, 24, 32],
+}
 
 
 def tiny_config(model_type: str):
@@ -76,8 +163,15 @@ def shrink(cfg) -> None:
             setattr(cfg, name, _INT[name])
         elif isinstance(value, (list, tuple)) and name in _LIST and value and all(isinstance(v, int) for v in value):
             small = _LIST[name]
-            setattr(cfg, name, (small * len(value))[: len(value)] if name == "depths" or name == "num_heads" else
-                    small[: len(value)] if len(small) >= len(value) else small + small[-1:] * (len(value) - len(small)))
+            setattr(
+                cfg,
+                name,
+                (small * len(value))[: len(value)]
+                if name == "depths" or name == "num_heads"
+                else small[: len(value)]
+                if len(small) >= len(value)
+                else small + small[-1:] * (len(value) - len(small)),
+            )
     if isinstance(vars(cfg).get("layer_types"), list):
         n = getattr(cfg, "num_hidden_layers", None)
         if isinstance(n, int):
@@ -222,8 +316,9 @@ def measure(sample=SAMPLE, jobs: int = 2) -> dict:
                 model = build(name)
                 x = inputs(model, family)
             with torch.no_grad():
-                w, e = trace_truth(traceable(model, list(x)), tuple(x.values()), files, direct_only=True,
-                                   external=external)
+                w, e = trace_truth(
+                    traceable(model, list(x)), tuple(x.values()), files, direct_only=True, external=external
+                )
         except Exception as exc:  # a model that does not build or trace here says nothing either way
             failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
             continue
@@ -268,6 +363,6 @@ def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lamb
             if (a, b) in heads or any(a <= ln <= b for ln in external.get(fn, ())):
                 confirmed += 1
             else:
-                text = " ".join(ln.strip() for ln in lines[a - 1:b])
+                text = " ".join(ln.strip() for ln in lines[a - 1 : b])
                 alarms.append((bool(re.search(r"\b(and|or)\b", text)), f"{rel}:{a} {code} {text[:100]}"))
     return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms}

@@ -21,6 +21,7 @@ CASES = [  # (input fixture, form)
     ("rewrites/cond_gates.py", "where"),
     ("rewrites/python_tests.py", "where"),
     ("rewrites/python_tests.py", "cond"),
+    ("rewrites/sizes.py", "cond"),
 ]
 REFUSALS = FIXTURES / "rewrites" / "refusals.py"
 
@@ -30,8 +31,11 @@ def refusal_lines(source: str, form: str) -> str:
     written, so the golden shows what they point at)."""
     res = fix_source(source, form, unsafe_fixes=True)
     lines = res.source.splitlines()
-    return "".join(f"{p.position[0]}:{p.position[1]} {'/'.join(sorted(p.codes))} {p.reason} || "
-                   f"{lines[p.position[0] - 1].strip()}\n" for p in res.refused)
+    return "".join(
+        f"{p.position[0]}:{p.position[1]} {'/'.join(sorted(p.codes))} {p.reason} || "
+        f"{lines[p.position[0] - 1].strip()}\n"
+        for p in res.refused
+    )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,13 @@ def project(tmp_path_factory):
     return str(root)
 
 
-STEP = st.tuples(st.sampled_from(["check", "fix"]), st.sampled_from(CWDS), st.sampled_from(SPELLINGS),
-                 st.booleans(), st.integers(0, 2))
+STEP = st.tuples(
+    st.sampled_from(["check", "fix"]),
+    st.sampled_from(CWDS),
+    st.sampled_from(SPELLINGS),
+    st.booleans(),
+    st.integers(0, 2),
+)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -87,8 +92,11 @@ def test_cached_runs_answer_as_no_cache_from_any_directory_and_spelling(project,
                 f.write(HELPERS[helper_unsafe])
             os.chdir(os.path.join(project, cwd))
             paths = _spell(spelling, cwd, project)
-            args = ["check", "--jobs", str(jobs)] if command == "check" else \
-                ["fix", "--diff", "--unsafe-fixes", "--jobs", str(jobs)]
+            args = (
+                ["check", "--jobs", str(jobs)]
+                if command == "check"
+                else ["fix", "--diff", "--unsafe-fixes", "--jobs", str(jobs)]
+            )
             got = _run(args + paths)
             if command == "check":
                 assert got == _run(["check", "--no-cache"] + args[1:] + paths), (cwd, paths)

@@ -47,18 +47,31 @@ def test_sarif_validates_and_carries_the_registry(run_in):
     run_ = doc["runs"][0]
     rules = run_["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules][:3] == ["TS101", "TS102", "TS103"]
-    assert all(r["shortDescription"]["text"] and r["fullDescription"]["text"] and "## What it does" in r["help"]["text"]
-               for r in rules)
+    assert all(
+        r["shortDescription"]["text"] and r["fullDescription"]["text"] and "## What it does" in r["help"]["text"]
+        for r in rules
+    )
     res = run_["results"]
-    seed = [x for x in res if x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-            == "fixtures/seed_formatting.py"]
-    assert [(x["ruleId"], x["locations"][0]["physicalLocation"]["region"]["startLine"],
-             x["locations"][0]["physicalLocation"]["region"]["startColumn"]) for x in seed] == [("TS101", 11, 9),
-                                                                                                ("TS201", 17, 9)]
+    seed = [
+        x
+        for x in res
+        if x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "fixtures/seed_formatting.py"
+    ]
+    assert [
+        (
+            x["ruleId"],
+            x["locations"][0]["physicalLocation"]["region"]["startLine"],
+            x["locations"][0]["physicalLocation"]["region"]["startColumn"],
+        )
+        for x in seed
+    ] == [("TS101", 11, 9), ("TS201", 17, 9)]
     assert all(rules[x["ruleIndex"]]["id"] == x["ruleId"] for x in res)
     fixed = [x for x in seed if "fixes" in x]
-    assert fixed and "return torch.zeros_like(input_tensor), torch.tensor(True)" in \
-        fixed[0]["fixes"][0]["artifactChanges"][0]["replacements"][0]["insertedContent"]["text"]
+    assert (
+        fixed
+        and "return torch.zeros_like(input_tensor), torch.tensor(True)"
+        in fixed[0]["fixes"][0]["artifactChanges"][0]["replacements"][0]["insertedContent"]["text"]
+    )
 
 
 def test_sarif_gives_each_file_one_edit(run_in):
@@ -69,8 +82,13 @@ def test_sarif_gives_each_file_one_edit(run_in):
     (run_in / "m.py").write_text(src + "\n\n" + second.split("\n\n\n", 1)[1], encoding="utf-8")
     results = sarif_of("m.py")["runs"][0]["results"]
     assert sum(1 for x in results if x["ruleId"] == "TS201") == 2
-    edits = [(c["artifactLocation"]["uri"], r["deletedRegion"]) for x in results for fx in x.get("fixes", [])
-             for c in fx["artifactChanges"] for r in c["replacements"]]
+    edits = [
+        (c["artifactLocation"]["uri"], r["deletedRegion"])
+        for x in results
+        for fx in x.get("fixes", [])
+        for c in fx["artifactChanges"]
+        for r in c["replacements"]
+    ]
     assert len(edits) == 1, edits
     text = next(fx["description"]["text"] for x in results for fx in x.get("fixes", []))
     assert "2 fixable finding(s)" in text and "--unsafe-fixes" in text
@@ -98,8 +116,10 @@ def test_github_escapes_properties_and_newlines():
     from tracesafe.report import github
 
     f = Finding("a,b:c.py", 1, 2, 1, 5, "TS101", "50% of\nit", "M.forward")
-    assert github([f]) == "::error file=a%2Cb%3Ac.py,line=1,col=2,endLine=1,endColumn=5,title=tracesafe (TS101)::" \
-                          "50%25 of%0Ait\n"
+    assert (
+        github([f]) == "::error file=a%2Cb%3Ac.py,line=1,col=2,endLine=1,endColumn=5,title=tracesafe (TS101)::"
+        "50%25 of%0Ait\n"
+    )
 
 
 def test_statistics_and_output_file(run_in):
@@ -116,23 +136,28 @@ def test_statistics_and_output_file(run_in):
 
 
 def test_rules_doc_is_generated_from_the_registry():
-    assert (ROOT / "docs" / "rules.md").read_text(encoding="utf-8") == rules_markdown(), \
+    assert (ROOT / "docs" / "rules.md").read_text(encoding="utf-8") == rules_markdown(), (
         "docs/rules.md is stale: run `python -m tracesafe.docsgen > docs/rules.md`"
+    )
     assert "## TS101 tensor-if" in rules_markdown() and "### Use instead" in rules_markdown()
 
 
-BAD_IF = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-          "        if x.sum() > 0:\n            return x\n        return -x\n")
-BAD_ITEM = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-            "        return x * x.sum().item()\n")
+BAD_IF = (
+    "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+    "        if x.sum() > 0:\n            return x\n        return -x\n"
+)
+BAD_ITEM = (
+    "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x * x.sum().item()\n"
+)
 
 
 def test_each_file_uses_its_nearest_config(run_in):
     (run_in / "pyproject.toml").write_text("[tool.tracesafe]\nignore = ['TS106']\n", encoding="utf-8")
     sub = run_in / "sub"
     sub.mkdir()
-    (sub / "pyproject.toml").write_text("[tool.tracesafe]\nignore = ['TS101']\nexclude = ['skipped.py']\n",
-                                        encoding="utf-8")
+    (sub / "pyproject.toml").write_text(
+        "[tool.tracesafe]\nignore = ['TS101']\nexclude = ['skipped.py']\n", encoding="utf-8"
+    )
     for d in (run_in, sub):
         (d / "a.py").write_text(BAD_IF, encoding="utf-8")
         (d / "b.py").write_text(BAD_ITEM, encoding="utf-8")
@@ -164,9 +189,19 @@ def test_hook_mode_checks_exactly_the_given_files(run_in):
 
 
 def _git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@t"})
+    subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
 
 
 def _guide_pre_commit_config() -> str:
@@ -192,16 +227,27 @@ def test_the_guides_pre_commit_config_works(tmp_path):
     _git(repo, "init", "-q")
     (repo / ".pre-commit-config.yaml").write_text(config, encoding="utf-8")
     (repo / "bad.py").write_text(BAD_IF, encoding="utf-8")
-    (repo / "clean.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                                   "        return x * 2\n", encoding="utf-8")
-    (repo / "gate.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                                  "        return x * 2 if x.sum() > 0 else -x\n", encoding="utf-8")
+    (repo / "clean.py").write_text(
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x * 2\n",
+        encoding="utf-8",
+    )
+    (repo / "gate.py").write_text(
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        return x * 2 if x.sum() > 0 else -x\n",
+        encoding="utf-8",
+    )
     _git(repo, "add", ".")
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "PRE_COMMIT_COLOR": "never"}
 
     def hook(hook_id, *files):
-        return subprocess.run([sys.executable, "-m", "pre_commit", "run", hook_id, "--files", *files], cwd=repo,
-                              env=env, capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "pre_commit", "run", hook_id, "--files", *files],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     p = hook("tracesafe-check", "bad.py")
     assert p.returncode == 1 and "bad.py:5:9: TS101" in p.stdout, p.stdout + p.stderr

@@ -61,17 +61,30 @@ def test_json_shape(run_in):
     write(run_in / "m.py", BAD_IF)
     r = run("check", "--format", "json", "m.py")
     data = json.loads(r.stdout)
-    assert data == [{
-        "path": "m.py", "line": 6, "column": 9, "end_line": 6, "end_column": 23,
-        "code": "TS101", "name": "tensor-if", "severity": "error",
-        "message": data[0]["message"], "function": "M.forward", "fix": None,
-    }]
+    assert data == [
+        {
+            "path": "m.py",
+            "line": 6,
+            "column": 9,
+            "end_line": 6,
+            "end_column": 23,
+            "code": "TS101",
+            "name": "tensor-if",
+            "severity": "error",
+            "message": data[0]["message"],
+            "function": "M.forward",
+            "fix": None,
+        }
+    ]
     assert "x.sum() > 0" in data[0]["message"]
 
 
 def test_select_ignore_prefix_and_all(run_in):
     write(run_in / "m.py", BAD_IF.replace("return x", "return x, int(x.max())"))
-    codes = lambda *a: sorted(f["code"] for f in json.loads(run("check", "--format", "json", *a, "m.py").stdout))
+
+    def codes(*a):
+        return sorted(f["code"] for f in json.loads(run("check", "--format", "json", *a, "m.py").stdout))
+
     assert codes() == ["TS101", "TS106"]
     assert codes("--select", "TS106") == ["TS106"]
     assert codes("--ignore", "TS10") == []
@@ -93,7 +106,7 @@ def test_parse_error_is_one_line_and_others_still_checked(run_in):
     r = run("check", ".")
     assert r.exit_code == 2
     assert "b_model.py:6:9: TS101" in r.stdout
-    errs = [l for l in r.stderr.splitlines() if "a_broken.py" in l]
+    errs = [ln for ln in r.stderr.splitlines() if "a_broken.py" in ln]
     assert len(errs) == 1 and "syntax error" in errs[0] and "Traceback" not in r.stderr
 
 
@@ -103,7 +116,7 @@ def test_sorted_deterministic_output(run_in):
     out1 = run("check", "--no-cache", ".").stdout
     out2 = run("check", "--no-cache", "--jobs", "2", ".").stdout
     assert out1 == out2
-    keys = [(l.split(":")[0], int(l.split(":")[1])) for l in out1.splitlines()]
+    keys = [(ln.split(":")[0], int(ln.split(":")[1])) for ln in out1.splitlines()]
     assert keys == sorted(keys) and len(keys) == 6
 
 
@@ -114,7 +127,7 @@ def test_gitignore_and_exclude(run_in):
     write(run_in / "src" / "m.py", BAD_IF)
     write(run_in / "pyproject.toml", '[tool.tracesafe]\nexclude = ["vendor/"]\n')
     r = run("check", ".")
-    assert [l.split(":")[0] for l in r.stdout.splitlines()] == [os.path.join("src", "m.py")]
+    assert [ln.split(":")[0] for ln in r.stdout.splitlines()] == [os.path.join("src", "m.py")]
 
 
 def test_noqa(run_in):
@@ -127,19 +140,22 @@ def test_noqa(run_in):
 def test_pyproject_config(run_in):
     write(run_in / "m.py", BAD_IF.replace("return x", "return int(x.max())"))
     write(run_in / "pyproject.toml", '[tool.tracesafe]\nignore = ["TS106"]\n')
-    assert [l.split()[1] for l in run("check", "m.py").stdout.splitlines()] == ["TS101"]
+    assert [ln.split()[1] for ln in run("check", "m.py").stdout.splitlines()] == ["TS101"]
     write(run_in / "pyproject.toml", '[tool.tracesafe]\nper-file-ignores = { "m.py" = ["TS1"] }\n')
     assert run("check", "m.py").exit_code == 0
     write(run_in / "pyproject.toml", '[tool.tracesafe]\ntarget = "script"\n')
     assert run("check", "m.py").exit_code == 0
 
 
-@pytest.mark.parametrize("content,needle", [
-    ('[tool.tracesafe]\nselekt = ["TS1"]\n', "unknown key"),
-    ('[tool.tracesafe\n', "invalid TOML"),
-    ('[tool.tracesafe]\ntarget = "onnx"\n', "target must be"),
-    ('[tool.tracesafe]\nselect = ["TS999"]\n', "unknown rule"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('[tool.tracesafe]\nselekt = ["TS1"]\n', "unknown key"),
+        ("[tool.tracesafe\n", "invalid TOML"),
+        ('[tool.tracesafe]\ntarget = "onnx"\n', "target must be"),
+        ('[tool.tracesafe]\nselect = ["TS999"]\n', "unknown rule"),
+    ],
+)
 def test_broken_config_is_one_line_exit_2(run_in, content, needle):
     write(run_in / "m.py", CLEAN)
     write(run_in / "pyproject.toml", content)
@@ -164,8 +180,11 @@ def test_rule_command():
 
 def test_cache_reuses_and_invalidates_on_helper_change(run_in):
     write(run_in / "helpers.py", "def gate(v):\n    return v\n")
-    write(run_in / "model.py", "import torch.nn as nn\nfrom helpers import gate\n\nclass M(nn.Module):\n"
-                               "    def forward(self, x):\n        return gate(x)\n")
+    write(
+        run_in / "model.py",
+        "import torch.nn as nn\nfrom helpers import gate\n\nclass M(nn.Module):\n"
+        "    def forward(self, x):\n        return gate(x)\n",
+    )
     assert run("check", ".").exit_code == 0
     assert (run_in / ".tracesafe_cache").is_dir()
     write(run_in / "helpers.py", "def gate(v):\n    return v.item()\n")
@@ -179,17 +198,25 @@ def test_cache_invalidates_on_a_helper_checked_before_it(run_in):
     """A root that reads a module another root of the same process analysed first depends on it like on a
     helper parsed on demand: when that module changes, the root's cached findings are not reused."""
     write(run_in / "pkg" / "__init__.py", "")
-    write(run_in / "pkg" / "a_gate.py", "import torch.nn as nn\n\nclass Gate(nn.Module):\n"
-                                        "    def forward(self, x):\n        return x * 2\n")
-    write(run_in / "pkg" / "b_net.py", "import torch.nn as nn\nfrom .a_gate import Gate\n\nclass Net(nn.Module):\n"
-                                       "    def __init__(self):\n        super().__init__()\n        self.gate = Gate()\n\n"
-                                       "    def forward(self, x):\n        y = self.gate(x)\n        if y:\n"
-                                       "            y = y - 1\n        return y\n")
+    write(
+        run_in / "pkg" / "a_gate.py",
+        "import torch.nn as nn\n\nclass Gate(nn.Module):\n    def forward(self, x):\n        return x * 2\n",
+    )
+    write(
+        run_in / "pkg" / "b_net.py",
+        "import torch.nn as nn\nfrom .a_gate import Gate\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.gate = Gate()\n\n"
+        "    def forward(self, x):\n        y = self.gate(x)\n        if y:\n"
+        "            y = y - 1\n        return y\n",
+    )
     r = run("check", "--jobs", "1", "pkg")
     assert r.exit_code == 1 and os.path.join("pkg", "b_net.py") + ":11:9: TS101" in r.stdout
     # the gate now returns a Python bool: Net's `if` no longer tests a tensor
-    write(run_in / "pkg" / "a_gate.py", "import torch.nn as nn\n\nclass Gate(nn.Module):\n"
-                                        "    def forward(self, x):\n        return x.sum().item() > 0\n")
+    write(
+        run_in / "pkg" / "a_gate.py",
+        "import torch.nn as nn\n\nclass Gate(nn.Module):\n"
+        "    def forward(self, x):\n        return x.sum().item() > 0\n",
+    )
     cached = run("check", "--jobs", "1", "pkg")
     assert cached.stdout == run("check", "--no-cache", "--jobs", "1", "pkg").stdout
     assert "b_net.py" not in cached.stdout and "a_gate.py:5:16: TS106" in cached.stdout
@@ -197,15 +224,19 @@ def test_cache_invalidates_on_a_helper_checked_before_it(run_in):
 
 def _assert_never_imported(code: str, prefixes: tuple) -> None:
     """Run code in a fresh interpreter, then fail if a module under one of prefixes was imported."""
-    code += (f"\nbad = sorted(m for m in sys.modules if m.startswith({prefixes!r}))\n"
-             "print(bad[:5])\nsys.exit(1 if bad else 0)\n")
+    code += (
+        f"\nbad = sorted(m for m in sys.modules if m.startswith({prefixes!r}))\n"
+        "print(bad[:5])\nsys.exit(1 if bad else 0)\n"
+    )
     p = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def _cli(args: list, exit_code: int) -> str:
-    return ("from click.testing import CliRunner\nfrom tracesafe.cli import main\n"
-            f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == {exit_code}, r.output")
+    return (
+        "from click.testing import CliRunner\nfrom tracesafe.cli import main\n"
+        f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == {exit_code}, r.output"
+    )
 
 
 @pytest.mark.parametrize("args", [["check", "--no-cache"], ["fix", "--diff", "--form", "cond", "--unsafe-fixes"]])
@@ -215,8 +246,9 @@ def test_check_and_fix_never_import_torch(args):
 
 def test_python_dash_m_entry(tmp_path):
     f = write(tmp_path / "m.py", BAD_IF)
-    p = subprocess.run([sys.executable, "-m", "tracesafe", "check", "--no-cache", str(f)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "tracesafe", "check", "--no-cache", str(f)], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "TS101" in p.stdout
 
 
@@ -273,15 +305,19 @@ def test_the_console_entry_answers_like_the_click_application(args, capsys):
 @pytest.mark.parametrize("args", [["--version"], ["rule", "TS101"], ["rule"]])
 def test_the_console_entry_starts_without_click(args):
     """Start-up (issue 14): `--version` and `rule` import neither click nor libcst."""
-    _assert_never_imported(f"from tracesafe.entry import main\nassert main({args!r}) == 0",
-                           ("click", "libcst", "torch"))
+    _assert_never_imported(
+        f"from tracesafe.entry import main\nassert main({args!r}) == 0", ("click", "libcst", "torch")
+    )
 
 
 def test_the_console_entry_hands_the_rest_to_click(tmp_path):
     f = write(tmp_path / "m.py", BAD_IF)
     for args in (["rule", "--help"], ["--help"], ["check", "--no-cache", str(f)]):
-        p = subprocess.run([sys.executable, "-c", "import sys\nfrom tracesafe.entry import main\n"
-                            f"sys.exit(main({args!r}))"], capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-c", f"import sys\nfrom tracesafe.entry import main\nsys.exit(main({args!r}))"],
+            capture_output=True,
+            text=True,
+        )
         expected = 1 if args[0] == "check" else 0
         assert p.returncode == expected and ("Usage:" in p.stdout or "TS101" in p.stdout), p.stderr
 
@@ -290,27 +326,38 @@ def test_a_cached_file_answers_without_libcst(tmp_path):
     """A pre-commit run over files whose content hash is cached reads the cache and reports, never loading
     the analysis (libcst is most of a cold start); a changed file loads it and is analysed again."""
     f = write(tmp_path / "m.py", BAD_IF)
-    first = subprocess.run([sys.executable, "-m", "tracesafe", "check", str(f)], cwd=tmp_path, capture_output=True,
-                           text=True)
+    first = subprocess.run(
+        [sys.executable, "-m", "tracesafe", "check", str(f)], cwd=tmp_path, capture_output=True, text=True
+    )
     run_it = f"import os\nos.chdir({str(tmp_path)!r})\n" + _cli(["check", str(f)], 1)
-    _assert_never_imported(run_it + f"\nassert r.stdout == {first.stdout!r}, r.stdout",
-                           ("libcst", "tracesafe.analyzer.project", "tracesafe.rewriters.engine"))
+    _assert_never_imported(
+        run_it + f"\nassert r.stdout == {first.stdout!r}, r.stdout",
+        ("libcst", "tracesafe.analyzer.project", "tracesafe.rewriters.engine"),
+    )
     write(f, BAD_IF.replace("x * 2", "x * 3"))
-    p = subprocess.run([sys.executable, "-c", "import sys\n" + run_it + "\nassert 'libcst' in sys.modules"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + run_it + "\nassert 'libcst' in sys.modules"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_the_analyzer_stands_alone():
     """The analyzer reports and never imports a rewriter: whether a finding is fixable is the shell's
     question (tracesafe.check_source and the runner pass the rewriters' planner)."""
-    _assert_never_imported(f"from tracesafe.analyzer import check_source\nfs = check_source({BAD_IF!r}, 'm.py')\n"
-                           "assert [f.code for f in fs] == ['TS101'] and fs[0].fix is None, fs",
-                           ("tracesafe.rewriters",))
+    _assert_never_imported(
+        f"from tracesafe.analyzer import check_source\nfs = check_source({BAD_IF!r}, 'm.py')\n"
+        "assert [f.code for f in fs] == ['TS101'] and fs[0].fix is None, fs",
+        ("tracesafe.rewriters",),
+    )
     import tracesafe
 
-    (f,) = tracesafe.check_source(BAD_IF.replace("return x\n        return -x", "return x * 2\n        return x"),
-                                  "m.py", tracesafe.Config(form="where"))
+    (f,) = tracesafe.check_source(
+        BAD_IF.replace("return x\n        return -x", "return x * 2\n        return x"),
+        "m.py",
+        tracesafe.Config(form="where"),
+    )
     assert f.fix == {"form": "where", "applicability": "safe"}
 
 
@@ -346,12 +393,17 @@ def test_copied_definitions_are_reported_at_their_own_lines(run_in):
     write(run_in / "pkg" / "__init__.py", "")
     write(run_in / "pkg" / "a.py", COPIED)
     write(run_in / "pkg" / "b.py", "\n\n# shifted\n" + COPIED)
-    write(run_in / "pkg" / "c.py", "from .b import helper\nimport torch.nn as nn\n\n\nclass C(nn.Module):\n"
-          "    def forward(self, x):\n        return helper(x)\n")
-    together = json.loads(run("check", "--no-cache", "--jobs", "1", "--format", "json", "--exit-zero",
-                              "pkg").stdout)
-    alone = [f for name in ("a", "b", "c") for f in json.loads(
-        run("check", "--no-cache", "--format", "json", "--exit-zero", f"pkg/{name}.py").stdout)]
+    write(
+        run_in / "pkg" / "c.py",
+        "from .b import helper\nimport torch.nn as nn\n\n\nclass C(nn.Module):\n"
+        "    def forward(self, x):\n        return helper(x)\n",
+    )
+    together = json.loads(run("check", "--no-cache", "--jobs", "1", "--format", "json", "--exit-zero", "pkg").stdout)
+    alone = [
+        f
+        for name in ("a", "b", "c")
+        for f in json.loads(run("check", "--no-cache", "--format", "json", "--exit-zero", f"pkg/{name}.py").stdout)
+    ]
     assert together == alone
     lines = {(f["path"].replace(os.sep, "/"), f["line"]) for f in together}
     assert {("pkg/a.py", 7), ("pkg/a.py", 9), ("pkg/a.py", 14), ("pkg/a.py", 21)} <= lines
@@ -393,12 +445,17 @@ def test_color(run_in, monkeypatch):
 
 
 def test_fix_show_fixes(run_in):
-    write(run_in / "m.py", "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                           "        if x.sum() > 0:\n            y = x * 2\n        else:\n            y = -x\n"
-                           "        return y if x.mean() > 1 else -y\n")
+    write(
+        run_in / "m.py",
+        "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        if x.sum() > 0:\n            y = x * 2\n        else:\n            y = -x\n"
+        "        return y if x.mean() > 1 else -y\n",
+    )
     r = run("fix", "--form", "where", "--show-fixes", "m.py")
-    assert "Fixed 2 finding(s):\n- m.py:\n    1 \u00d7 TS101 (tensor-if)\n    1 \u00d7 TS103 (tensor-ternary)\n" \
-        in r.stderr, r.stderr
+    assert (
+        "Fixed 2 finding(s):\n- m.py:\n    1 \u00d7 TS101 (tensor-if)\n    1 \u00d7 TS103 (tensor-ternary)\n"
+        in r.stderr
+    ), r.stderr
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path):
@@ -440,7 +497,9 @@ def test_a_roots_findings_do_not_depend_on_the_roots_before_it(run_in):
     from tracesafe.analyzer.project import Project
 
     write(run_in / "pkg" / "__init__.py", "")
-    write(run_in / "pkg" / "lib.py", textwrap.dedent("""
+    write(
+        run_in / "pkg" / "lib.py",
+        textwrap.dedent("""
         import torch
 
         def h(x, y, z=None):
@@ -452,15 +511,19 @@ def test_a_roots_findings_do_not_depend_on_the_roots_before_it(run_in):
 
         def g(a, b):
             return a if b else -a
-    """))
+    """),
+    )
     # six contexts of h where `y` is a Python value, then a size and a tensor: past the cap of six, those
     # two share one joined state; a root must get that whether or not earlier roots left summaries
     six = ["x, 1", "x.shape, 1", "x.shape[0], 1", "(x, x), 1", "None, 1", "3, 1"]
     bodies = [six + ["x, x.shape[0]", "x, x.sum()"], six[:3], six[3:] + ["x, x.shape[0]"], six[::2]]
     for i, body in enumerate(bodies):
         calls = "\n".join(f"        y = h({a})" for a in body)
-        write(run_in / "pkg" / f"m{i}.py", f"import torch.nn as nn\nfrom .lib import h\n\n\nclass M{i}(nn.Module):\n"
-                                           f"    def forward(self, x):\n{calls}\n        return x\n")
+        write(
+            run_in / "pkg" / f"m{i}.py",
+            f"import torch.nn as nn\nfrom .lib import h\n\n\nclass M{i}(nn.Module):\n"
+            f"    def forward(self, x):\n{calls}\n        return x\n",
+        )
     roots = [f"pkg/m{i}.py" for i in range(4)]
 
     def run_order(order):
@@ -479,14 +542,14 @@ def test_statistics_in_json_and_refused_for_sarif(run_in):
     write(run_in / "bad.py", BAD_IF)
     r = run("check", "--no-cache", "--statistics", "--format", "json", "bad.py")
     assert r.exit_code == 1
-    assert json.loads(r.stdout) == [{"code": "TS101", "name": "tensor-if", "count": 1, "fixable": 0,
-                                     "unsafe_fixable": 0}]
+    assert json.loads(r.stdout) == [
+        {"code": "TS101", "name": "tensor-if", "count": 1, "fixable": 0, "unsafe_fixable": 0}
+    ]
     r = run("check", "--no-cache", "--statistics", "--format", "sarif", "bad.py")
     assert r.exit_code == 2 and "--statistics" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_fix_reads_standard_input_like_ruff(run_in, monkeypatch):
-    import io
 
     seed = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
     r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "-", "--stdin-filename", "models/net.py"], input=seed)
@@ -494,8 +557,9 @@ def test_fix_reads_standard_input_like_ruff(run_in, monkeypatch):
     assert "torch.tensor(True)" in r.stdout and r.stdout.startswith('"""The seed tutorial')
     assert "Fixed 1 file(s); 0 finding(s) remain for the script exporter." in r.stderr
     compile(r.stdout, "net.py", "exec")
-    again = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "-", "--stdin-filename", "models/net.py"],
-                               input=r.stdout)
+    again = CliRunner().invoke(
+        main, ["fix", "--unsafe-fixes", "-", "--stdin-filename", "models/net.py"], input=r.stdout
+    )
     assert again.exit_code == 0 and again.stdout == r.stdout  # nothing left to fix: the same code back
     diff = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "--diff", "-", "--stdin-filename", "net.py"], input=seed)
     assert diff.stdout.startswith("--- a/net.py\n+++ b/net.py\n")

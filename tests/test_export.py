@@ -55,9 +55,15 @@ def test_seed_after_fix_passes_with_the_script_exporter_on_both_branches(tmp_pat
     assert set(branch["sides"]) == {"true", "false"} and branch["parity"] == {"true": True, "false": True}
 
 
-@pytest.mark.parametrize("cls,inputs", [
-    ("MaskedScores", ["3x4", "3x4"]), ("DetectionGate", ["3x4", "3"]), ("CenterBatch", ["3x4"]),
-    ("Renormalize", ["3x4"])])
+@pytest.mark.parametrize(
+    "cls,inputs",
+    [
+        ("MaskedScores", ["3x4", "3x4"]),
+        ("DetectionGate", ["3x4", "3"]),
+        ("CenterBatch", ["3x4"]),
+        ("Renormalize", ["3x4"]),
+    ],
+)
 @pytest.mark.parametrize("form", ["cond", "where"])
 def test_cond_and_where_rewrites_pass_with_dynamo(cls, inputs, form):
     path = FIXTURES / "rewrites" / f"cond_gates.{form}.py"
@@ -92,21 +98,25 @@ def test_python_api():
     from tracesafe.export import export as run_export
     from tracesafe.export import parse_input
 
-    rep = run_export(f"{FIXTURES / 'rewrites' / 'where_gates.where.py'}:SignedResidual", [parse_input("2x3")],
-                     exporter="dynamo")
+    rep = run_export(
+        f"{FIXTURES / 'rewrites' / 'where_gates.where.py'}:SignedResidual", [parse_input("2x3")], exporter="dynamo"
+    )
     assert rep.ok and rep.exporter == "dynamo" and rep.opset == 18
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["missing.py:M", "--input", "2"], "missing.py: no such file"),
-    ([f"{SEED}:Nope", "--input", "2"], "no class 'Nope'"),
-    ([f"{SEED}:FormattingLayer", "--input", "2y3"], "a shape is sizes joined by `x`"),
-    ([f"{SEED}:FormattingLayer", "--input", "2x3:float99"], "unknown dtype"),
-    ([f"{SEED}:FormattingLayer", "--input", "2x3", "--input", "2x3"], "takes 1 positional input(s)"),
-    ([f"{SEED}:FormattingLayer"], "at least one --input"),
-    ([f"{SEED}", "--input", "2x3"], "expected FILE.py:NAME"),
-    ([f"{SEED}:FormattingLayer", "--input", "2x3", "--init", "{bad"], "--init: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["missing.py:M", "--input", "2"], "missing.py: no such file"),
+        ([f"{SEED}:Nope", "--input", "2"], "no class 'Nope'"),
+        ([f"{SEED}:FormattingLayer", "--input", "2y3"], "a shape is sizes joined by `x`"),
+        ([f"{SEED}:FormattingLayer", "--input", "2x3:float99"], "unknown dtype"),
+        ([f"{SEED}:FormattingLayer", "--input", "2x3", "--input", "2x3"], "takes 1 positional input(s)"),
+        ([f"{SEED}:FormattingLayer"], "at least one --input"),
+        ([f"{SEED}", "--input", "2x3"], "expected FILE.py:NAME"),
+        ([f"{SEED}:FormattingLayer", "--input", "2x3", "--init", "{bad"], "--init: not valid JSON"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, needle):
     r = CliRunner().invoke(main, ["export", *args])
     assert r.exit_code == 2, r.output
@@ -115,16 +125,19 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
 
 def test_constructor_needing_arguments(tmp_path):
     f = tmp_path / "needs.py"
-    f.write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self, dim):\n"
-                 "        super().__init__()\n        self.lin = nn.Linear(dim, dim)\n\n"
-                 "    def forward(self, x):\n        return self.lin(x)\n", encoding="utf-8")
+    f.write_text(
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self, dim):\n"
+        "        super().__init__()\n        self.lin = nn.Linear(dim, dim)\n\n"
+        "    def forward(self, x):\n        return self.lin(x)\n",
+        encoding="utf-8",
+    )
     r = CliRunner().invoke(main, ["export", f"{f}:M", "--input", "2x4"])
     assert r.exit_code == 2 and "cannot construct M" in r.stderr and "--init" in r.stderr
     r = CliRunner().invoke(main, ["export", f"{f}:M", "--input", "2x4", "--init", '{"dim": 4}'])
     assert r.exit_code == 0, r.stdout
 
 
-MISMATCH = '''import torch
+MISMATCH = """import torch
 import torch.nn as nn
 
 
@@ -136,7 +149,7 @@ class Mismatch(nn.Module):
     def forward(self, x):
         y = x * 2
         return self.proj(y)
-'''
+"""
 
 
 def test_an_exporter_error_keeps_its_own_cause(tmp_path):
@@ -152,13 +165,14 @@ def test_an_exporter_error_keeps_its_own_cause(tmp_path):
 
 
 def test_output_into_a_missing_directory_is_a_usage_error(tmp_path):
-    r = CliRunner().invoke(main, ["export", f"{SEED}:FormattingLayer", "--input", "2x3",
-                                  "-o", str(tmp_path / "nope" / "m.onnx")])
+    r = CliRunner().invoke(
+        main, ["export", f"{SEED}:FormattingLayer", "--input", "2x3", "-o", str(tmp_path / "nope" / "m.onnx")]
+    )
     assert r.exit_code == 2
     assert "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-ENDLESS = '''import torch
+ENDLESS = """import torch
 import torch.nn as nn
 
 
@@ -167,7 +181,7 @@ class Grow(nn.Module):
         while x.abs().sum() < 100:
             x = x * 2 + 1
         return x
-'''
+"""
 
 
 def test_a_model_that_never_ends_on_an_input_fails_naming_it(tmp_path):
@@ -202,7 +216,7 @@ def test_text_is_streamed_as_it_happens():
     assert r.stdout == rep.text()
 
 
-PLACEHOLDER = '''import torch
+PLACEHOLDER = """import torch
 import torch.nn as nn
 from typing import Tuple
 
@@ -216,7 +230,7 @@ class Head(nn.Module):
         if torch.all(x == 0):
             return torch.zeros_like(x), torch.tensor(True)
         return self.proj(x), torch.tensor(False)
-'''
+"""
 
 
 def test_an_output_shaped_differently_on_each_branch_fails(tmp_path):
@@ -234,7 +248,7 @@ def test_an_output_shaped_differently_on_each_branch_fails(tmp_path):
     assert r.exit_code == 0 and rep["signature"] == "fixed", rep
 
 
-ENERGY = '''import torch
+ENERGY = """import torch
 import torch.nn as nn
 
 
@@ -243,7 +257,7 @@ class Energy(nn.Module):
         if torch.all(x == 0):
             return None
         return (x * x).mean()
-'''
+"""
 
 
 def test_flag_placeholder_takes_the_shape_of_the_output_it_stands_for(tmp_path):
@@ -265,14 +279,14 @@ def _write(tmp_path, rel: str, text: str):
     return p
 
 
-DICT_OUT = '''import torch
+DICT_OUT = """import torch
 import torch.nn as nn
 
 
 class DictOut(nn.Module):
     def forward(self, x):
         return {"b": x * 2, "a": (x + 1, None), "c": None}
-'''
+"""
 
 
 def test_stdout_carries_the_report_only(tmp_path):
@@ -291,19 +305,22 @@ def test_stdout_carries_the_report_only(tmp_path):
     assert step["status"] == "failed" and "Torch IR graph at exception" in step["output"]
     assert len(step["output"].splitlines()) <= 12
     text = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
-    assert text.stdout.startswith(f"{src.name}:DictOut: export with `script`") and "prim::Constant" not in \
-        text.stdout.split("printed:")[0] and text.stderr == ""
+    assert (
+        text.stdout.startswith(f"{src.name}:DictOut: export with `script`")
+        and "prim::Constant" not in text.stdout.split("printed:")[0]
+        and text.stderr == ""
+    )
 
 
-LAYERS = '''import torch
+LAYERS = """import torch
 
 
 def gate(x):
     if x.sum() > 0:
         return x * 2
     return x - 1
-'''
-NET = '''import torch
+"""
+NET = """import torch
 import torch.nn as nn
 
 from ..layers import gate
@@ -313,7 +330,7 @@ class Net(nn.Module):
     def forward(self, x):
         y = x + 1
         return gate(y)
-'''
+"""
 
 
 def _pkg(tmp_path):
@@ -333,8 +350,9 @@ def test_an_error_in_a_helper_module_is_reported_there_with_checks_rule(tmp_path
     r, rep = export(f"{net}:Net", "--input", "2x3", "--exporter", "dynamo")
     assert r.exit_code == 1 and not rep["exported"]
     assert rep["error_location"] == os.path.join("mypkg", "layers.py") + ":5"
-    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == \
-        [(os.path.join("mypkg", "layers.py"), 5, "TS101")]
+    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == [
+        (os.path.join("mypkg", "layers.py"), 5, "TS101")
+    ]
     try:
         torch.export.export(_load_net(tmp_path)(), (torch.randn(2, 3),), strict=False)
     except Exception as e:  # the exporter's own first line, whole
@@ -360,14 +378,15 @@ def test_branch_coverage_reaches_the_helper_modules(tmp_path, monkeypatch):
     net = _pkg(tmp_path)
     r, rep = export(f"{net}:Net", "--input", "2x3", "--exporter", "trace")
     assert r.exit_code == 1  # the frozen branch: parity fails on one side
-    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == \
-        [(os.path.join("mypkg", "layers.py"), 5, "TS101")]
+    assert [(f["path"], f["line"], f["code"]) for f in rep["findings"]] == [
+        (os.path.join("mypkg", "layers.py"), 5, "TS101")
+    ]
     (branch,) = rep["branches"]
     assert branch["path"] == os.path.join("mypkg", "layers.py") and branch["line"] == 5
     assert set(branch["sides"]) == {"true", "false"} and False in branch["parity"].values()
 
 
-PAIR = '''import torch
+PAIR = """import torch
 import torch.nn as nn
 
 
@@ -387,7 +406,7 @@ class Varies(nn.Module):
         if x.sum() > 0:
             return x * 2, None
         return x * 2, x + 1
-'''
+"""
 
 
 @pytest.mark.parametrize("exporter", ["trace", "dynamo"])
@@ -411,7 +430,7 @@ def test_a_none_that_varies_with_the_input_stays_a_mismatch(tmp_path):
     assert bad and all("None" in c["detail"] for c in bad)
 
 
-SLOW_EXPORT = '''import time
+SLOW_EXPORT = """import time
 
 import torch
 import torch.nn as nn
@@ -422,7 +441,7 @@ class SlowToExport(nn.Module):
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             time.sleep(5)
         return x * 2
-'''
+"""
 
 
 @pytest.mark.parametrize("exporter", ["trace", "dynamo"])
@@ -433,16 +452,20 @@ def test_a_step_that_runs_out_of_time_says_so(tmp_path, exporter):
     assert r.exit_code == 1 and not rep["ok"]
     assert rep["timed_out"] == "the export did not finish within 1 s" and rep["error"] is None
     assert not any("did not export" in n for n in rep["notes"])
-    assert rep["cases"] and all(c["match"] is None and c["detail"] == "not run: the export timed out"
-                                for c in rep["cases"])
+    assert rep["cases"] and all(
+        c["match"] is None and c["detail"] == "not run: the export timed out" for c in rep["cases"]
+    )
     assert [s["status"] for s in rep["steps"]] == ["timed out"]
-    text = CliRunner().invoke(main, ["export", f"{src}:SlowToExport", "--input", "2x3", "--exporter", exporter,
-                                     "--timeout", "1"]).stdout
+    text = (
+        CliRunner()
+        .invoke(main, ["export", f"{src}:SlowToExport", "--input", "2x3", "--exporter", exporter, "--timeout", "1"])
+        .stdout
+    )
     assert "export TIMED OUT: the export did not finish within 1 s" in text and "FAILED" not in text
     assert "onnx not run: the export timed out" in text
 
 
-FACTORY = '''import torch
+FACTORY = """import torch
 import torch.nn as nn
 
 
@@ -478,14 +501,24 @@ def tagger_with_inputs():
 
 def pinned():
     return Pinned()
-'''
+"""
 
 
 def test_a_factory_with_keyword_inputs_and_named_dynamic_dimensions(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path, "factories.py", FACTORY)
-    args = ["--input", "input_ids=2x16:int64[0,50)", "--input", "attention_mask=2x16:float32[0,1]",
-            "--dynamic", "batch=0", "--dynamic", "seq=1", "--exporter", "dynamo"]
+    args = [
+        "--input",
+        "input_ids=2x16:int64[0,50)",
+        "--input",
+        "attention_mask=2x16:float32[0,1]",
+        "--dynamic",
+        "batch=0",
+        "--dynamic",
+        "seq=1",
+        "--exporter",
+        "dynamo",
+    ]
     r, rep = export("factories.py:tagger", *args)
     assert r.exit_code == 0, r.stdout
     assert rep["dynamic"] == ["batch", "seq"] and not rep["pinned"]
@@ -494,8 +527,9 @@ def test_a_factory_with_keyword_inputs_and_named_dynamic_dimensions(tmp_path, mo
     assert len(rep["outputs"]) == 2  # logits, hidden: a dict flattened by field
     # the factory's own example inputs, and a constant keyword input; the target as a module name
     monkeypatch.syspath_prepend(str(tmp_path))
-    r, rep = export("factories:tagger_with_inputs", "--dynamic", "batch=0", "--dynamic", "seq=1",
-                    "--exporter", "dynamo")
+    r, rep = export(
+        "factories:tagger_with_inputs", "--dynamic", "batch=0", "--dynamic", "seq=1", "--exporter", "dynamo"
+    )
     assert r.exit_code == 0, r.stdout
     assert rep["cases"][0]["name"] == "example" and any("return_dict=False" in n for n in rep["notes"])
     assert len(rep["outputs"]) == 1
@@ -504,8 +538,17 @@ def test_a_factory_with_keyword_inputs_and_named_dynamic_dimensions(tmp_path, mo
 def test_an_export_pinned_to_one_length_fails_naming_the_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path, "factories.py", FACTORY)
-    r, rep = export("factories.py:pinned", "--input", "input_ids=2x16:int64[0,50)", "--dynamic", "batch=0",
-                    "--dynamic", "seq=1", "--exporter", "dynamo")
+    r, rep = export(
+        "factories.py:pinned",
+        "--input",
+        "input_ids=2x16:int64[0,50)",
+        "--dynamic",
+        "batch=0",
+        "--dynamic",
+        "seq=1",
+        "--exporter",
+        "dynamo",
+    )
     assert r.exit_code == 1 and not rep["ok"] and rep["exported"]
     assert rep["pinned"] == {"seq": 16} and rep["pinned_at"] == {"seq": "factories.py:21"}
     assert rep["dynamic"] == ["batch", "seq"]

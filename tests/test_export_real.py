@@ -29,9 +29,19 @@ def export(*args):
 
 
 def test_a_transformers_model_from_a_factory_with_keyword_inputs_exports_with_dynamic_batch_and_sequence():
-    r, rep = export(f"{FACTORIES}:tiny_llama", "--input", "input_ids=2x8:int64[0,99)",
-                    "--input", "attention_mask=2x8:int64[1,2)", "--dynamic", "batch=0", "--dynamic", "seq=1",
-                    "--exporter", "dynamo")
+    r, rep = export(
+        f"{FACTORIES}:tiny_llama",
+        "--input",
+        "input_ids=2x8:int64[0,99)",
+        "--input",
+        "attention_mask=2x8:int64[1,2)",
+        "--dynamic",
+        "batch=0",
+        "--dynamic",
+        "seq=1",
+        "--exporter",
+        "dynamo",
+    )
     assert r.exit_code == 0, r.stdout
     assert rep["ok"] and rep["dynamic"] == ["batch", "seq"] and not rep["pinned"]
     matched = {c["name"] for c in rep["cases"] if c["match"]}
@@ -42,16 +52,28 @@ def test_a_transformers_model_from_a_factory_with_keyword_inputs_exports_with_dy
 
 
 def test_a_factory_that_gives_its_example_inputs():
-    r, rep = export(f"{FACTORIES}:tiny_llama_with_inputs", "--dynamic", "batch=0", "--dynamic", "seq=1",
-                    "--exporter", "dynamo")
+    r, rep = export(
+        f"{FACTORIES}:tiny_llama_with_inputs", "--dynamic", "batch=0", "--dynamic", "seq=1", "--exporter", "dynamo"
+    )
     assert r.exit_code == 0, r.stdout
     assert rep["cases"][0] == {**rep["cases"][0], "name": "example", "match": True}
     assert any("use_cache=False" in n for n in rep["notes"])
 
 
 def test_an_export_pinned_to_the_configured_image_size_fails():
-    r, rep = export(f"{FACTORIES}:tiny_vit", "--input", "pixel_values=2x3x32x32", "--dynamic", "batch=0",
-                    "--dynamic", "height=2", "--dynamic", "width=3", "--exporter", "dynamo")
+    r, rep = export(
+        f"{FACTORIES}:tiny_vit",
+        "--input",
+        "pixel_values=2x3x32x32",
+        "--dynamic",
+        "batch=0",
+        "--dynamic",
+        "height=2",
+        "--dynamic",
+        "width=3",
+        "--exporter",
+        "dynamo",
+    )
     assert r.exit_code == 1 and not rep["ok"] and rep["exported"]
     assert rep["pinned"] == {"height": 32, "width": 32}
     at = rep["pinned_at"]["height"]

@@ -21,8 +21,12 @@ from tracesafe.rewriters.engine import FORM_TARGET, FORMS, fix_source
 from conftest import FIXTURES
 from regen_rewrites import CASES, REFUSALS, refusal_lines
 
-FORM_CODES = {"flag": {"TS201"}, "optional": {"TS201"}, "where": {"TS101", "TS103"},
-              "cond": {"TS101", "TS102", "TS108"}}
+FORM_CODES = {
+    "flag": {"TS201"},
+    "optional": {"TS201"},
+    "where": {"TS101", "TS103"},
+    "cond": {"TS101", "TS102", "TS108"},
+}
 
 
 @pytest.mark.parametrize("rel,form", CASES, ids=[f"{r}:{f}" for r, f in CASES])
@@ -69,7 +73,8 @@ def test_top_level_fix_source_returns_the_text():
 
     src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
     assert tracesafe.fix_source(src, "optional") == (FIXTURES / "rewrites" / "seed_formatting.optional.py").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="unknown form"):
         tracesafe.fix_source(src, "nope")
 
@@ -81,20 +86,26 @@ def test_unsafe_fixes_need_the_flag():
 
 
 def test_refusals_say_why():
-    src = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-           "        for i in range(3):\n            if x.sum() > i:\n                return None\n        return x\n")
+    src = (
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        for i in range(3):\n            if x.sum() > i:\n                return None\n        return x\n"
+    )
     res = fix_source(src, "flag", unsafe_fixes=True)
     assert res.source == src and "loop" in res.refused[0].reason
-    src2 = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-            "        if x.sum() > 0:\n            self.count = 1\n            y = x\n        else:\n            y = -x\n"
-            "        return y\n")
+    src2 = (
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        if x.sum() > 0:\n            self.count = 1\n            y = x\n        else:\n            y = -x\n"
+        "        return y\n"
+    )
     res = fix_source(src2, "where", unsafe_fixes=True)
     assert res.source == src2 and res.refused[0].reason == "arms do more than assign tensors"
 
 
 def test_where_safety():
-    src = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, idx):\n"
-           "        y = x[idx] if x.sum() > 0 else x\n        z = x * 2 if x.sum() > 0 else -x\n        return y + z\n")
+    src = (
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, idx):\n"
+        "        y = x[idx] if x.sum() > 0 else x\n        z = x * 2 if x.sum() > 0 else -x\n        return y + z\n"
+    )
     res = fix_source(src, "where")
     assert "torch.where(x.sum() > 0, x * 2, -x)" in res.source  # pure arms: safe
     assert "x[idx] if x.sum() > 0 else x" in res.source  # indexing may raise: unsafe, skipped
@@ -102,24 +113,31 @@ def test_where_safety():
     assert "import torch\n" in res.source  # the import the fix needs was added
 
 
-@pytest.mark.parametrize("ret,placeholder", [
-    ("x * 2", "torch.zeros_like(x)"),  # elementwise of the parameter: its shape
-    ("(x * x).mean()", "x.new_zeros(())"),  # a full reduction: 0-d
-    ("torch.relu(y), x.sum()", "torch.zeros_like(y), x.new_zeros(())"),  # per element of a tuple
-    ("self.proj(y)", "torch.zeros_like(x)"),  # a layer's output: unknown, the first tensor parameter
-    ("x.float() * 2", "torch.zeros_like(x)"),  # a cast: another dtype, not derived either
-])
+@pytest.mark.parametrize(
+    "ret,placeholder",
+    [
+        ("x * 2", "torch.zeros_like(x)"),  # elementwise of the parameter: its shape
+        ("(x * x).mean()", "x.new_zeros(())"),  # a full reduction: 0-d
+        ("torch.relu(y), x.sum()", "torch.zeros_like(y), x.new_zeros(())"),  # per element of a tuple
+        ("self.proj(y)", "torch.zeros_like(x)"),  # a layer's output: unknown, the first tensor parameter
+        ("x.float() * 2", "torch.zeros_like(x)"),  # a cast: another dtype, not derived either
+    ],
+)
 def test_flag_placeholder_is_shaped_like_the_output(ret, placeholder):
-    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
-           "        super().__init__()\n        self.proj = nn.Linear(3, 5)\n\n    def forward(self, x, y):\n"
-           f"        if torch.all(x == 0):\n            return None\n        return {ret}\n")
+    src = (
+        "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.proj = nn.Linear(3, 5)\n\n    def forward(self, x, y):\n"
+        f"        if torch.all(x == 0):\n            return None\n        return {ret}\n"
+    )
     res = fix_source(src, "flag", unsafe_fixes=True)
     assert f"return {placeholder}, torch.tensor(True)" in res.source, res.source
 
 
 def test_truthiness_is_not_zero():
-    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-           "        s = x.sum()\n        return x if s else -x\n")
+    src = (
+        "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        s = x.sum()\n        return x if s else -x\n"
+    )
     assert "torch.where(s != 0, x, -x)" in fix_source(src, "where").source
 
 
@@ -165,8 +183,10 @@ def test_python_tests_and_raising_checks_export_with_the_forms_exporter(tmp_path
     orig = _load(FIXTURES / "rewrites" / "python_tests.py", f"pt_orig_{form}")
     path = FIXTURES / "rewrites" / f"python_tests.{form}.py"
     new = _load(path, f"pt_new_{form}")
-    left = {f.function.split(".")[0] for f in check_source(path.read_text(encoding="utf-8"), "m.py",
-                                                            Config(target=FORM_TARGET[form]))}
+    left = {
+        f.function.split(".")[0]
+        for f in check_source(path.read_text(encoding="utf-8"), "m.py", Config(target=FORM_TARGET[form]))
+    }
     assert left == ({"GatedScale"} if form == "cond" else set())  # cond leaves ternaries to `where`
     for cls, make, _dyn in orig.EXPORT_CASES:
         if cls in left:
@@ -204,8 +224,15 @@ def test_seed_flag_form_scripts_and_exports_an_if(tmp_path):
     mod = _load(target, "seed_fixed")
     scripted = torch.jit.script(mod.FormattingLayer().eval())
     out = tmp_path / "seed.onnx"
-    torch.onnx.export(scripted, (torch.zeros(2, 3),), str(out), dynamo=False, opset_version=17,
-                      input_names=["input_tensor"], output_names=["formatted", "is_none"])
+    torch.onnx.export(
+        scripted,
+        (torch.zeros(2, 3),),
+        str(out),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_tensor"],
+        output_names=["formatted", "is_none"],
+    )
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
     assert "If" in {n.op_type for n in model.graph.node}
@@ -222,7 +249,11 @@ def test_cli_diff_writes_nothing(run_in):
     src = (FIXTURES / "seed_formatting.py").read_text(encoding="utf-8")
     f.write_text(src, encoding="utf-8")
     r = CliRunner().invoke(main, ["fix", "--diff", "--unsafe-fixes", "m.py"])
-    assert r.exit_code == 1 and r.stdout.startswith("--- a/m.py") and "+            return torch.zeros_like(input_tensor), torch.tensor(True)" in r.stdout
+    assert (
+        r.exit_code == 1
+        and r.stdout.startswith("--- a/m.py")
+        and "+            return torch.zeros_like(input_tensor), torch.tensor(True)" in r.stdout
+    )
     assert f.read_text(encoding="utf-8") == src
 
 
@@ -244,8 +275,9 @@ def test_cli_leaves_unparsable_files_and_fixes_the_rest(run_in):
 
 
 def test_cli_exit_zero_when_nothing_to_do(run_in):
-    (run_in / "m.py").write_text("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                                 "        return x\n", encoding="utf-8")
+    (run_in / "m.py").write_text(
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x\n", encoding="utf-8"
+    )
     assert CliRunner().invoke(main, ["fix", "m.py"]).exit_code == 0
 
 
@@ -254,7 +286,9 @@ def test_cli_lists_call_sites_of_changed_forward(run_in):
     (run_in / "net.py").write_text(
         "import torch.nn as nn\nfrom layer import FormattingLayer\n\nclass Net(nn.Module):\n"
         "    def __init__(self):\n        super().__init__()\n        self.fmt = FormattingLayer()\n\n"
-        "    def forward(self, x):\n        out = self.fmt(x)\n        return x\n", encoding="utf-8")
+        "    def forward(self, x):\n        out = self.fmt(x)\n        return x\n",
+        encoding="utf-8",
+    )
     r = CliRunner().invoke(main, ["fix", "--unsafe-fixes", "."])
     assert "net.py:10: calls FormattingLayer.forward" in r.stderr
 
@@ -318,6 +352,34 @@ def test_cond_keeps_a_check_in_the_exported_program(tmp_path):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("cls,original_exports", [("Chunks", True), ("ReversedPositions", False)])
+def test_cond_keeps_size_arithmetic_symbolic(cls, original_exports):
+    """A tensor of a Python range pins the sequence length under torch.export (batch and sequence
+    Dim.DYNAMIC); the rewrite exports, and its program equals eager on another batch and sequence length.
+    (torch 2.13 also exports this simple torch.div of sizes; in Longformer's attention it does not.) Eager
+    outputs are identical."""
+    torch = pytest.importorskip("torch")
+    orig = _load(FIXTURES / "rewrites" / "sizes.py", "sz_orig")
+    new = _load(FIXTURES / "rewrites" / "sizes.cond.py", "sz_new")
+    make, other = next((m, o) for c, m, o in orig.EXPORT_CASES if c == cls)
+    a, b = getattr(orig, cls)().eval(), getattr(new, cls)().eval()
+    for args in (make(), other()):
+        torch.testing.assert_close(b(*args), a(*args), rtol=0, atol=0)
+    dyn = ({0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC},)
+
+    def exports(m) -> bool:
+        try:
+            ep = torch.export.export(m, make(), dynamic_shapes=dyn, strict=False)
+            args = other()
+            torch.testing.assert_close(ep.module()(*args), a(*args))
+            return True
+        except Exception:  # noqa: BLE001 - failing to export, or a program pinned to the example
+            return False
+
+    assert exports(a) == original_exports and exports(b)
+
+
+@pytest.mark.torch
 def test_optional_form_scripts_and_exports_an_optional_output(tmp_path):
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -325,8 +387,9 @@ def test_optional_form_scripts_and_exports_an_optional_output(tmp_path):
     mod = _load(FIXTURES / "rewrites" / "seed_formatting.optional.py", "seed_optional")
     scripted = torch.jit.script(mod.FormattingLayer().eval())
     out = tmp_path / "seed.onnx"
-    torch.onnx.export(scripted, (torch.ones(2, 3),), str(out), dynamo=False, opset_version=16,
-                      input_names=["x"], output_names=["y"])
+    torch.onnx.export(
+        scripted, (torch.ones(2, 3),), str(out), dynamo=False, opset_version=16, input_names=["x"], output_names=["y"]
+    )
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
     assert model.graph.output[0].type.HasField("optional_type")
@@ -379,14 +442,17 @@ def test_cond_keeps_python_tests_short_circuiting():
     """`and`/`or`: Python tests stay Python and go first (a `None` is never touched; one written after a
     tensor test moves only when both are side-effect free), tensor and size tests are joined with `&`/`|`;
     that evaluates every one of them, so the fix is safe only when the later ones are side-effect free."""
-    src = ("import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x, y, r=None, todo: list = []):\n"
-           "        if r is not None and r.sum() > 0:\n            x = x + r\n"
-           "        if self.gate and x.sum() > 0 and y.any():\n            x = x * 2\n"
-           "        if x.sum() > 0 or y.mean() < 0:\n            x = -x\n"
-           "        if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:\n            x = x - 1\n"
-           "        if x.sum() > 0 and self.gate:\n            x = x + 1\n"
-           "        if x.sum() > 0 and todo.pop():\n            x = x + 2\n"
-           "        return x\n")
+    src = (
+        "import torch\nimport torch.nn as nn\n\nclass M(nn.Module):\n"
+        "    def forward(self, x, y, r=None, todo: list = []):\n"
+        "        if r is not None and r.sum() > 0:\n            x = x + r\n"
+        "        if self.gate and x.sum() > 0 and y.any():\n            x = x * 2\n"
+        "        if x.sum() > 0 or y.mean() < 0:\n            x = -x\n"
+        "        if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:\n            x = x - 1\n"
+        "        if x.sum() > 0 and self.gate:\n            x = x + 1\n"
+        "        if x.sum() > 0 and todo.pop():\n            x = x + 2\n"
+        "        return x\n"
+    )
     res = fix_source(src, "cond", unsafe_fixes=True)
     assert "torch.cond(r is not None and r.sum() > 0, " in res.source
     assert "torch.cond(bool(self.gate) and (x.sum() > 0) & y.any(), " in res.source
@@ -397,12 +463,14 @@ def test_cond_keeps_python_tests_short_circuiting():
     assert "torch.cond((x.sum() > 0) | (y.mean() < 0), " in safe.source  # pure later tests
     assert "torch.cond(bool(self.gate)" in safe.source  # `y.any()` is pure too
     # indexing is not; positions are the fixed source's
-    assert [_line(safe.source, p) for p in safe.skipped_unsafe] == [
-        "if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:"]
+    assert [_line(safe.source, p) for p in safe.skipped_unsafe] == ["if x.sum() > 0 and torch.sigmoid(x)[0, 0] > 0.5:"]
     assert "torch.cond(bool(self.gate) and x.sum() > 0, " in res.source  # moved: both pure
     assert [(_line(res.source, p), p.reason) for p in res.refused] == [
-        ("if x.sum() > 0 and todo.pop():",
-         "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)")]
+        (
+            "if x.sum() > 0 and todo.pop():",
+            "a Python test after a tensor test in `and`/`or` (side effects: cannot reorder)",
+        )
+    ]
 
 
 def test_cond_name_counts_equal_a_libcst_visitor_on_every_fixture():
@@ -454,7 +522,7 @@ def test_child_nodes_are_libcsts_children_on_every_fixture():
 
 
 def _line(source: str, plan) -> str:
-    return source.splitlines()[plan.position[0] - 1][plan.position[1] - 1:]
+    return source.splitlines()[plan.position[0] - 1][plan.position[1] - 1 :]
 
 
 @pytest.mark.torch
@@ -467,14 +535,14 @@ def test_cond_short_circuit_never_touches_none():
     torch.testing.assert_close(new.GatedResidual()(x, None), x)
 
 
-WHERE_MODULE = '''import torch
+WHERE_MODULE = """import torch
 import torch.nn as nn
 
 
 class M(nn.Module):
     def forward(self, x, flag: bool = False, n=None):
 {body}
-'''
+"""
 
 
 def _where(body: str, source: str = WHERE_MODULE):
@@ -482,17 +550,24 @@ def _where(body: str, source: str = WHERE_MODULE):
     return res, [p.reason for p in res.refused]
 
 
-@pytest.mark.parametrize("body,reason", [
-    # torch.where rejects a None arm: `state if cond else None` must stay as it is
-    ("        y = x * 2 if x.sum() > 0 else None\n        return y", "an arm may be `None`"),
-    ("        z = None\n        y = x if x.sum() > 0 else z\n        return y", "an arm may be `None`"),
-    # a Python value that happens to be truthy is not a tensor condition
-    ("        c = x.sum() > 0 if flag else flag\n        y = x if c else -x\n        return y",
-     "the condition is not provably a tensor"),
-    # the value goes back to Python: torch.where would keep the hazard and only slow it down
-    ("        for i in range(x.shape[0] if x.sum() > 0 else 1):\n            x = x + 1\n        return x",
-     "the value goes to `range()`"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        # torch.where rejects a None arm: `state if cond else None` must stay as it is
+        ("        y = x * 2 if x.sum() > 0 else None\n        return y", "an arm may be `None`"),
+        ("        z = None\n        y = x if x.sum() > 0 else z\n        return y", "an arm may be `None`"),
+        # a Python value that happens to be truthy is not a tensor condition
+        (
+            "        c = x.sum() > 0 if flag else flag\n        y = x if c else -x\n        return y",
+            "the condition is not provably a tensor",
+        ),
+        # the value goes back to Python: torch.where would keep the hazard and only slow it down
+        (
+            "        for i in range(x.shape[0] if x.sum() > 0 else 1):\n            x = x + 1\n        return x",
+            "the value goes to `range()`",
+        ),
+    ],
+)
 def test_where_refuses_what_would_change_behaviour_or_keep_the_hazard(body, reason):
     res, reasons = _where(body)
     assert reason in reasons, reasons
@@ -507,46 +582,60 @@ def test_where_rewrites_a_provable_tensor_condition():
 
 
 def test_fix_keeps_a_conditional_torch_import_conditional():
-    src = ('try:\n    import torch\nexcept ImportError:\n    torch = None\nimport torch.nn as nn\n\n\n'
-           'class M(nn.Module):\n    def forward(self, x):\n        y = x * 2 if x.sum() > 0 else x\n        return y\n')
+    src = (
+        "try:\n    import torch\nexcept ImportError:\n    torch = None\nimport torch.nn as nn\n\n\n"
+        "class M(nn.Module):\n    def forward(self, x):\n        y = x * 2 if x.sum() > 0 else x\n        return y\n"
+    )
     res = fix_source(src, "where", unsafe_fixes=True)
     assert res.applied and "torch.where(" in res.source
     assert res.source.count("import torch\n") == 1  # no unconditional `import torch` added on top
 
 
-@pytest.mark.parametrize("body,reason", [
-    # slicing one arm: torch.where would broadcast arms of two shapes (transformers' swin `was_padded`)
-    ("        y = x[:, :2].contiguous() if x.sum() > 0 else x\n        return y", "the arms may differ in shape"),
-    ("        if x.sum() > 0:\n            x = x[:, :2]\n        return x", "the arms may differ in shape"),
-    # arms that are Python values: a list, a config number (esmfold's ContextManagers, phimoe's mscale)
-    ("        m = [] if x.sum() > 0 else [x]\n        return x", "an arm is not provably a tensor"),
-    ("        s = self.a if x.sum() > 0 else self.b\n        return x * s", "an arm is not provably a tensor"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        # slicing one arm: torch.where would broadcast arms of two shapes (transformers' swin `was_padded`)
+        ("        y = x[:, :2].contiguous() if x.sum() > 0 else x\n        return y", "the arms may differ in shape"),
+        ("        if x.sum() > 0:\n            x = x[:, :2]\n        return x", "the arms may differ in shape"),
+        # arms that are Python values: a list, a config number (esmfold's ContextManagers, phimoe's mscale)
+        ("        m = [] if x.sum() > 0 else [x]\n        return x", "an arm is not provably a tensor"),
+        ("        s = self.a if x.sum() > 0 else self.b\n        return x * s", "an arm is not provably a tensor"),
+    ],
+)
 def test_where_refuses_arms_it_cannot_prove(body, reason):
     res, reasons = _where(body)
     assert reason in reasons, reasons
     assert not res.applied
 
 
-@pytest.mark.parametrize("test,out", [
-    # the Python test stays a Python `if` around the rewrite
-    ("flag and x.sum() > 0", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
-    ("flag or x.sum() > 0", "if flag:\n            x = x * 2\n        else:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
-    # written after the tensor test: moved first only because `x.sum() > 0` always runs cleanly
-    ("x.sum() > 0 and flag", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
-    # two tensor tests: joined with `&`, the second is side-effect free
-    ("x.sum() > 0 and x.max() < 5", "x = torch.where((x.sum() > 0) & (x.max() < 5), x * 2, x)"),
-])
+@pytest.mark.parametrize(
+    "test,out",
+    [
+        # the Python test stays a Python `if` around the rewrite
+        ("flag and x.sum() > 0", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
+        (
+            "flag or x.sum() > 0",
+            "if flag:\n            x = x * 2\n        else:\n            x = torch.where(x.sum() > 0, x * 2, x)",
+        ),
+        # written after the tensor test: moved first only because `x.sum() > 0` always runs cleanly
+        ("x.sum() > 0 and flag", "if flag:\n            x = torch.where(x.sum() > 0, x * 2, x)"),
+        # two tensor tests: joined with `&`, the second is side-effect free
+        ("x.sum() > 0 and x.max() < 5", "x = torch.where((x.sum() > 0) & (x.max() < 5), x * 2, x)"),
+    ],
+)
 def test_where_splits_python_and_tensor_tests(test, out):
     res, reasons = _where(f"        if {test}:\n            x = x * 2\n        return x")
     assert out in res.source, (reasons, res.source)
     assert not [f for f in check_source(res.source, "m.py") if f.code.startswith("TS1")]
 
 
-@pytest.mark.parametrize("test", [
-    "x[n].sum() > 0 and flag",  # indexing may raise: it must keep running before `flag` is looked at
-    "x.sum() > 0 and x[n].any()",  # `&` would evaluate the index even when the first test is false
-])
+@pytest.mark.parametrize(
+    "test",
+    [
+        "x[n].sum() > 0 and flag",  # indexing may raise: it must keep running before `flag` is looked at
+        "x.sum() > 0 and x[n].any()",  # `&` would evaluate the index even when the first test is false
+    ],
+)
 def test_where_keeps_and_or_order_when_it_matters(test):
     res, reasons = _where(f"        if {test}:\n            x = x * 2\n        return x")
     assert not res.applied and any("side effects" in r for r in reasons), reasons
@@ -556,7 +645,9 @@ def test_where_knows_torch_through_imports_not_names():
     """`F.gelu(t)` has t's shape when F is torch.nn.functional; a module of the user's that happens to be
     called F proves nothing."""
     body = "        y = F.gelu(x) * 2 if x.sum() > 0 else -x\n        return y"
-    torch_f = WHERE_MODULE.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport torch.nn.functional as F\n")
+    torch_f = WHERE_MODULE.replace(
+        "import torch.nn as nn\n", "import torch.nn as nn\nimport torch.nn.functional as F\n"
+    )
     res, reasons = _where(body, torch_f)
     assert "torch.where(x.sum() > 0, F.gelu(x) * 2, -x)" in res.source, reasons
     mine = WHERE_MODULE.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport filters as F\n")
@@ -565,7 +656,10 @@ def test_where_knows_torch_through_imports_not_names():
 
 
 def test_where_rewrites_arms_of_one_shape():
-    body = "        y = torch.relu(x) * 2 if x.sum() > 0 else -x\n        if x.mean() > 0:\n            x = x.softmax(-1)\n        return x + y"
+    body = (
+        "        y = torch.relu(x) * 2 if x.sum() > 0 else -x\n        if x.mean() > 0:\n"
+        "            x = x.softmax(-1)\n        return x + y"
+    )
     res, reasons = _where(body)
     assert "torch.where(x.sum() > 0, torch.relu(x) * 2, -x)" in res.source, reasons
     assert "x = torch.where(x.mean() > 0, x.softmax(-1), x)" in res.source, reasons
@@ -615,21 +709,26 @@ def test_cli_fix_reports_on_the_file_as_fixed(run_in):
     written = f.read_text(encoding="utf-8").splitlines()
     refusal = next(line for line in r.stderr.splitlines() if "a return inside a loop" in line)
     line, col = map(int, refusal.split(":")[1:3])
-    assert written[line - 1][col - 1:].startswith("return None")  # in the file as written, not as read
-    assert "Fixed 1 file(s); 1 finding(s) remain for the script exporter (see `tracesafe check --target script`)" \
+    assert written[line - 1][col - 1 :].startswith("return None")  # in the file as written, not as read
+    assert (
+        "Fixed 1 file(s); 1 finding(s) remain for the script exporter (see `tracesafe check --target script`)"
         in r.stderr
+    )
     # the same count as `check` for that exporter
     check = CliRunner().invoke(main, ["check", "--no-cache", "--target", "script", "--select", "TS201", "m.py"])
     assert check.stderr.startswith("Found 1 finding in 1 file(s)")
 
 
-@pytest.mark.parametrize("args,changed", [
-    (["--select", "TS103"], {"ternary"}),
-    (["--select", "TS101"], {"if"}),
-    (["--ignore", "TS101"], {"ternary"}),
-    (["--select", "TS1"], {"if", "ternary"}),
-    (["--select", "TS201"], set()),
-])
+@pytest.mark.parametrize(
+    "args,changed",
+    [
+        (["--select", "TS103"], {"ternary"}),
+        (["--select", "TS101"], {"if"}),
+        (["--ignore", "TS101"], {"ternary"}),
+        (["--select", "TS1"], {"if", "ternary"}),
+        (["--select", "TS201"], set()),
+    ],
+)
 def test_cli_fix_select_and_ignore(run_in, args, changed):
     f = run_in / "m.py"
     f.write_text(TWO_FIXES, encoding="utf-8")
@@ -651,7 +750,9 @@ def test_cli_fix_target_and_exit_zero(run_in):
     assert CliRunner().invoke(main, ["fix", "--select", "TS999", "m.py"]).exit_code == 2
 
 
-@pytest.mark.parametrize("args,target", [([], "script"), (["--form", "cond"], "dynamo"), (["--target", "trace"], "trace")])
+@pytest.mark.parametrize(
+    "args,target", [([], "script"), (["--form", "cond"], "dynamo"), (["--target", "trace"], "trace")]
+)
 def test_cli_fix_summary_names_the_target_with_no_files(run_in, args, target):
     (run_in / "empty").mkdir()
     r = CliRunner().invoke(main, ["fix", *args, "empty"])
@@ -715,20 +816,34 @@ def test_cli_fix_count_equals_check_after(run_in, jobs, diff, form, target, help
         (pkg / "__init__.py").write_text("", encoding="utf-8")
         (pkg / "gate.py").write_text(helper, encoding="utf-8")
         # a size test, a value test, or only what `cond` refuses (that file stays as it is)
-        user = [USER.replace("y.mean() > 1", "y.shape[0] > 1"), USER,
-                USER.replace("        if y.mean() > 1:\n            y = y - 1\n", "")][i % 3]
+        user = [
+            USER.replace("y.mean() > 1", "y.shape[0] > 1"),
+            USER,
+            USER.replace("        if y.mean() > 1:\n            y = y - 1\n", ""),
+        ][i % 3]
         (pkg / "net.py").write_text(user, encoding="utf-8")
     before = {p: p.read_text(encoding="utf-8") for p in run_in.rglob("*.py")}
-    args = ["fix", "--form", form, "--unsafe-fixes", "--target", target, "--jobs", jobs,
-            *(["--diff"] if diff else []), "."]
+    args = [
+        "fix",
+        "--form",
+        form,
+        "--unsafe-fixes",
+        "--target",
+        target,
+        "--jobs",
+        jobs,
+        *(["--diff"] if diff else []),
+        ".",
+    ]
     r = CliRunner().invoke(main, args)
     said = int(r.stderr.strip().splitlines()[-1].split("; ")[1].split(" finding")[0])  # the summary line
     if diff:  # what `check` would say of the fixed files: fix them for real, then ask
         assert {p: p.read_text(encoding="utf-8") for p in run_in.rglob("*.py")} == before
         assert r.stdout.count("\n+++ b/") >= 3  # the diff was printed
         CliRunner().invoke(main, [a for a in args if a != "--diff"])
-    check = CliRunner().invoke(main, ["check", "--no-cache", "--target", target, "--format", "json",
-                                      "--exit-zero", "."])
+    check = CliRunner().invoke(
+        main, ["check", "--no-cache", "--target", target, "--format", "json", "--exit-zero", "."]
+    )
     assert said == len(json.loads(check.stdout)) > 0
     # the files were fixed (by the run itself, or after the diff): the count is of rewritten code
     assert sum(p.read_text(encoding="utf-8") != before[p] for p in before) >= 3
@@ -746,7 +861,8 @@ def test_a_module_fix_replaces_is_freed_without_the_cyclic_gc(run_in):
     (run_in / "m.py").write_text(
         "import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
         "        super().__init__()\n        self.proj = nn.Linear(2, 2)\n\n"
-        "    def forward(self, x):\n        if x.sum() > 0:\n            x = self.proj(x)\n        return x\n")
+        "    def forward(self, x):\n        if x.sum() > 0:\n            x = self.proj(x)\n        return x\n"
+    )
     res = fix_source((run_in / "m.py").read_text(), "cond", path="m.py", unsafe_fixes=True)
     assert "torch.cond(" in res.source
     project = Project()

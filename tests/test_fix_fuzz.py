@@ -11,10 +11,35 @@ from tracesafe.analyzer import Config, check_source
 from tracesafe.rewriters.engine import FORM_TARGET, FORMS, fix_source
 
 NAMES = ["x", "y", "out", "n"]
-EXPRS = ["x * 2", "-y", "x + y", "torch.zeros_like(x)", "x.clone()", "y", "x[0]", "self.w * x", "None", "1.0",
-         "x.sum()", "helper(x)", "out", "x.t()", "torch.where(x > 0, x, y)"]
-CONDS = ["x.sum() > 0", "torch.all(x == 0)", "x.shape[0] > 1", "y.mean()", "not x.any()",
-         "x.sum() > 0 and y.sum() > 0", "self.training", "y is None", "n < 3", "out.max() < 0.5"]
+EXPRS = [
+    "x * 2",
+    "-y",
+    "x + y",
+    "torch.zeros_like(x)",
+    "x.clone()",
+    "y",
+    "x[0]",
+    "self.w * x",
+    "None",
+    "1.0",
+    "x.sum()",
+    "helper(x)",
+    "out",
+    "x.t()",
+    "torch.where(x > 0, x, y)",
+]
+CONDS = [
+    "x.sum() > 0",
+    "torch.all(x == 0)",
+    "x.shape[0] > 1",
+    "y.mean()",
+    "not x.any()",
+    "x.sum() > 0 and y.sum() > 0",
+    "self.training",
+    "y is None",
+    "n < 3",
+    "out.max() < 0.5",
+]
 
 
 def _indent(lines: list[str]) -> list[str]:
@@ -27,8 +52,12 @@ def statements(draw, depth=0):
     if depth < 2:
         kinds += ["if", "ifelse", "elif", "while", "for"] * 2
     kind = draw(st.sampled_from(kinds))
-    name, e1, e2, c = (draw(st.sampled_from(NAMES)), draw(st.sampled_from(EXPRS)), draw(st.sampled_from(EXPRS)),
-                       draw(st.sampled_from(CONDS)))
+    name, e1, e2, c = (
+        draw(st.sampled_from(NAMES)),
+        draw(st.sampled_from(EXPRS)),
+        draw(st.sampled_from(EXPRS)),
+        draw(st.sampled_from(CONDS)),
+    )
     body = lambda: draw(st.lists(statements(depth + 1), min_size=1, max_size=3).map(lambda b: sum(b, [])))  # noqa: E731
     if kind == "assign":
         return [f"{name} = {e1}"]
@@ -61,9 +90,20 @@ def statements(draw, depth=0):
 @st.composite
 def modules(draw):
     body = sum(draw(st.lists(statements(), min_size=1, max_size=5)), [])
-    lines = ["import torch", "import torch.nn as nn", "", "", "def helper(t):", "    return t + 1", "", "",
-             "class M(nn.Module):", "    def forward(self, x, y, n=0):", "        out = x",
-             *("        " + line for line in body)]
+    lines = [
+        "import torch",
+        "import torch.nn as nn",
+        "",
+        "",
+        "def helper(t):",
+        "    return t + 1",
+        "",
+        "",
+        "class M(nn.Module):",
+        "    def forward(self, x, y, n=0):",
+        "        out = x",
+        *("        " + line for line in body),
+    ]
     return "\n".join(lines) + "\n"
 
 

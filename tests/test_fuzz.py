@@ -14,8 +14,11 @@ from tracesafe.rewriters.engine import FORMS, fix_source
 from conftest import fixture_files
 
 FIXTURE_SOURCES = [p.read_text(encoding="utf-8") for p in fixture_files()]
-SETTINGS = settings(max_examples=120, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
 def _through_the_core(src: str, form: str) -> None:
@@ -58,8 +61,11 @@ def mutated_fixture(draw):
             lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
         else:
             pos = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:pos] + draw(st.sampled_from(["(", ")", ":", " if x else ", "None", "\\", "'", "\t"])) \
+            lines[i] = (
+                lines[i][:pos]
+                + draw(st.sampled_from(["(", ")", ":", " if x else ", "None", "\\", "'", "\t"]))
                 + lines[i][pos:]
+            )
     return "".join(lines)
 
 

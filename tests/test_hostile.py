@@ -15,9 +15,13 @@ from tracesafe.analyzer import Config
 from tracesafe.cli import main
 from tracesafe.runner import check_paths
 
-BAD_IF = ("import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-          "        if x.sum() > 0:\n            return x\n        return -x\n")
-TERNARY = "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x if x.sum() else -x\n"
+BAD_IF = (
+    "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+    "        if x.sum() > 0:\n            return x\n        return -x\n"
+)
+TERNARY = (
+    "import torch.nn as nn\n\nclass M(nn.Module):\n    def forward(self, x):\n        return x if x.sum() else -x\n"
+)
 
 
 def run(*args):
@@ -129,8 +133,7 @@ def test_a_rewrite_that_does_not_parse_is_an_internal_error(run_in, monkeypatch)
     f = run_in / "m.py"
     f.write_text(TERNARY, encoding="utf-8")
     real = engine._apply_in_place
-    monkeypatch.setattr(engine, "_apply_in_place",
-                        lambda *a: real(*a).replace("torch.where(", "torch.where(("))
+    monkeypatch.setattr(engine, "_apply_in_place", lambda *a: real(*a).replace("torch.where(", "torch.where(("))
     r = run("fix", "--form", "where", "m.py")
     assert r.exit_code == 2 and "m.py: error: internal: the rewrite did not parse (syntax error at" in r.stderr
     assert f.read_text(encoding="utf-8") == TERNARY
@@ -187,15 +190,18 @@ def test_definitions_libcst_cannot_parse(run_in, monkeypatch):
         return real(text, *a, **k)
 
     monkeypatch.setattr(cst, "parse_module", picky)
-    own = BAD_IF.replace("        return -x\n", "        return helper(x)\n\n") + \
-        "def helper(t):\n    u = t\n    return u\n"
+    own = (
+        BAD_IF.replace("        return -x\n", "        return helper(x)\n\n")
+        + "def helper(t):\n    u = t\n    return u\n"
+    )
     with pytest.raises(SourceError, match=r"^libcst cannot parse `helper`: syntax error at 11:5: newer syntax$"):
         check_source(own, "own.py")
     (run_in / "pkg").mkdir()
     (run_in / "pkg" / "__init__.py").write_text("")
     (run_in / "pkg" / "util.py").write_text("def helper(t):\n    u = t\n    return u\n")
     (run_in / "pkg" / "model.py").write_text(
-        "from .util import helper\n" + BAD_IF.replace("        return -x\n", "        return helper(x)\n"))
+        "from .util import helper\n" + BAD_IF.replace("        return -x\n", "        return helper(x)\n")
+    )
     res = check_paths(["pkg/model.py", "pkg/util.py"], Config())
     assert [(f.path, f.line, f.code) for f in res.findings] == [("pkg/model.py", 6, "TS101")]
     assert res.errors == []

@@ -2,13 +2,15 @@
 form, then the real models run before and after.
 
 `flag` changes no file there (each TS201 is refused with its reason: a submodule's forward, whose caller
-would receive a tuple). For 36 of the model types whose files `where` or `cond` changed and that run on the original (taken in an order
+would receive a tuple). For 36 of the model types whose files `where` or `cond` changed and that run on the
+original (taken in an order
 spread evenly over the sorted types; a causal LM where the type has one, else its base model; tiny random
 configs, fixed seeds): the forward pass and, for a causal LM, a prefill plus one cached decode
 step give bit-identical tensors (an error before must be the same error after), and at least 30 of them
 must have run lines the fix wrote (line coverage of the rewritten lines, or the test fails); the fixed copy must
 import; torch.jit.trace warns at no more sites after the fix than before (for `flag` and `where`: `cond`
-output does not trace, by design); and a model that torch.export exported before still exports. Each form's figures (files
+output does not trace, by design); and a model that torch.export exported before still exports. Each form's
+figures (files
 changed, models compared, tracer-warning sites before and after) are printed; the README quotes them.
 Marked slow; `.ci/run` runs it."""
 
@@ -40,18 +42,55 @@ def _fix(form: str, root: Path, said: list | None = None) -> list[str]:
     stderr goes to `said`)."""
     tree = root / "transformers"
     shutil.copytree(PKG, tree, ignore=shutil.ignore_patterns("__pycache__"))
-    p = subprocess.run([sys.executable, "-m", "tracesafe", "fix", "--unsafe-fixes", "--form", form, "--jobs", "2",
-                        "--exit-zero", "transformers"], cwd=root, capture_output=True, text=True, timeout=2400)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracesafe",
+            "fix",
+            "--unsafe-fixes",
+            "--form",
+            form,
+            "--jobs",
+            "2",
+            "--exit-zero",
+            "transformers",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
     if said is not None:
         said.append(p.stderr)
-    changed = sorted(str(f.relative_to(tree)) for f in tree.rglob("*.py")
-                     if f.read_bytes() != (PKG / f.relative_to(tree)).read_bytes())
+    changed = sorted(
+        str(f.relative_to(tree))
+        for f in tree.rglob("*.py")
+        if f.read_bytes() != (PKG / f.relative_to(tree)).read_bytes()
+    )
     for rel in changed:  # every rewritten file still compiles (fix re-parses with libcst before writing)
         compile((tree / rel).read_text(encoding="utf-8"), rel, "exec")
     if changed:  # and fixing them again changes nothing
-        again = subprocess.run([sys.executable, "-m", "tracesafe", "fix", "--unsafe-fixes", "--form", form, "--jobs",
-                                "2", "--exit-zero", *changed], cwd=tree, capture_output=True, text=True, timeout=2400)
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tracesafe",
+                "fix",
+                "--unsafe-fixes",
+                "--form",
+                form,
+                "--jobs",
+                "2",
+                "--exit-zero",
+                *changed,
+            ],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=2400,
+        )
         assert "Fixed 0 file(s)" in again.stderr, again.stderr[-2000:]
     return changed
 
@@ -103,10 +142,18 @@ def _run(types: list[str], root: Path | None, out: Path, changed: dict | None = 
     if changed is not None:
         (out.parent / f"{out.stem}.lines.json").write_text(json.dumps(changed))
         args.append(str(out.parent / f"{out.stem}.lines.json"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root) if root else "", str(HERE)])),
-               TRACESAFE_COVERAGE_ONLY="1" if coverage else "0")
-    p = subprocess.run([sys.executable, str(HERE / "behaviour_runner.py"), *args], env=env, capture_output=True,
-                       text=True, timeout=3000)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(root) if root else "", str(HERE)])),
+        TRACESAFE_COVERAGE_ONLY="1" if coverage else "0",
+    )
+    p = subprocess.run(
+        [sys.executable, str(HERE / "behaviour_runner.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = torch.load(out, weights_only=False)
     where = Path(res.pop("__transformers__")).resolve()
@@ -115,8 +162,9 @@ def _run(types: list[str], root: Path | None, out: Path, changed: dict | None = 
 
 
 def _same(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y)
-                                    for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y) for x, y in zip(a, b)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +201,10 @@ def test_fixed_models_behave_as_before(form, tmp_path, originals):
     order = [t for k in range(4) for t in exercising[k::4]]
     types, tried = [], 0
     while len(types) < WANTED and tried < len(order):
-        batch = order[tried:tried + BATCH]
+        batch = order[tried : tried + BATCH]
         tried += len(batch)
         ran = originals(batch)
-        types += [t for t in batch if "forward" in ran[t]][:WANTED - len(types)]
+        types += [t for t in batch if "forward" in ran[t]][: WANTED - len(types)]
     before = originals(types)
     after = _run(types, tmp_path, tmp_path / "fixed.pt", lines) if types else {}
     compared, diffs, w_before, w_after, worse, exercised = [], [], 0, 0, [], []
@@ -194,12 +242,18 @@ def test_fixed_models_behave_as_before(form, tmp_path, originals):
             w_after += b["warnings"]
             if b["warnings"] > a["warnings"]:
                 worse.append(f"{t}: {a['warnings']} -> {b['warnings']}")
-    trace = f"; {len(untraceable)} no longer trace (torch.cond)" if form == "cond" else \
-        f"; tracer-warning sites {w_before} -> {w_after} (removed {w_before - w_after})"
-    print(f"\n{form}: {len(changed)} files changed, {len(eligible)} model types runnable here, {len(exercising)} run "
-          f"rewritten lines, {tried} tried, "
-          f"{len(compared)} ran and compared ({len(exercised)} ran rewritten lines){trace}; torch.export succeeded on {exported[0]} before, {exported[1]} after"
-          f"{' (newly: ' + ', '.join(newly) + ')' if newly else ''}")
+    trace = (
+        f"; {len(untraceable)} no longer trace (torch.cond)"
+        if form == "cond"
+        else f"; tracer-warning sites {w_before} -> {w_after} (removed {w_before - w_after})"
+    )
+    print(
+        f"\n{form}: {len(changed)} files changed, {len(eligible)} model types runnable here, {len(exercising)} run "
+        f"rewritten lines, {tried} tried, "
+        f"{len(compared)} ran and compared ({len(exercised)} ran rewritten lines){trace}; "
+        f"torch.export succeeded on {exported[0]} before, {exported[1]} after"
+        f"{' (newly: ' + ', '.join(newly) + ')' if newly else ''}"
+    )
     assert not diffs, "behaviour changed:\n" + "\n".join(diffs)
     assert not worse, "more tracer warnings after the fix:\n" + "\n".join(worse)
     # a form's test proves something only on models that ran the code it rewrote

@@ -18,8 +18,11 @@ WHEEL = "transformers==5.24.0"
 @pytest.fixture(scope="module")
 def transformers_src(tmp_path_factory):
     dest = tmp_path_factory.mktemp("transformers")
-    p = subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-d", str(dest), "-q"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-d", str(dest), "-q"],
+        capture_output=True,
+        text=True,
+    )
     if p.returncode != 0:
         pytest.skip(f"cannot download {WHEEL}: {p.stderr.strip().splitlines()[-1:]}")
     wheel = next(dest.glob("transformers-*.whl"))
@@ -29,8 +32,9 @@ def transformers_src(tmp_path_factory):
 
 
 def _tracesafe(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "tracesafe", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "tracesafe", *args], cwd=cwd, capture_output=True, text=True, timeout=1800
+    )
 
 
 def test_check_the_whole_source(transformers_src):

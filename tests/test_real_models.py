@@ -41,8 +41,10 @@ def test_false_alarms_on_executed_code_stay_under_budget(result):
     alarms = result["alarms"]
     ran = result["confirmed"] + len(alarms)
     plain = [text for and_or, text in alarms if not and_or]
-    print(f"\nconfirmed {result['confirmed']}, false alarms {len(alarms)} ({len(alarms) - len(plain)} on "
-          f"statements with and/or) of {ran} flagged statements that ran")
+    print(
+        f"\nconfirmed {result['confirmed']}, false alarms {len(alarms)} ({len(alarms) - len(plain)} on "
+        f"statements with and/or) of {ran} flagged statements that ran"
+    )
     detail = "\n".join(text for _, text in alarms)
     assert len(plain) <= ALARM_BUDGET * ran, f"{len(plain)} of {ran} ran without a warning:\n{detail}"
     assert len(alarms) <= ALARM_BUDGET_WITH_AND_OR * ran, f"{len(alarms)} of {ran}:\n{detail}"

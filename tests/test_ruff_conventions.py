@@ -50,9 +50,11 @@ def test_add_noqa_marks_every_finding_once(run_in):
 
 
 def test_add_noqa_merges_codes_into_an_existing_directive(run_in):
-    (run_in / "m.py").write_text("import torch.nn as nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n"
-                                 "        if x.sum() > 0 and int(x.max()) > 1:  # noqa: TS104\n"
-                                 "            x = x * 2\n        return x\n")
+    (run_in / "m.py").write_text(
+        "import torch.nn as nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+        "        if x.sum() > 0 and int(x.max()) > 1:  # noqa: TS104\n"
+        "            x = x * 2\n        return x\n"
+    )
     run("check", "--no-cache", "--add-noqa", "m.py")
     assert "# noqa: TS104, TS101, TS106\n" in (run_in / "m.py").read_text()
     assert run("check", "--no-cache", "m.py").exit_code == 0
@@ -65,10 +67,12 @@ def test_extend_select_and_extend_ignore_add_to_the_config(run_in):
     assert [c for _, _, c in base] == ["TS101"]
     wider = found(run("check", "--no-cache", "--format", "json", "--extend-select", "TS201", "net.py"))
     assert [c for _, _, c in wider] == ["TS101", "TS201"]
-    assert found(run("check", "--no-cache", "--format", "json", "--select", "TS201", "net.py")) == \
-        [("net.py", 17, "TS201")]  # --select replaces the config's
-    none = found(run("check", "--no-cache", "--format", "json", "--extend-select", "TS201", "--extend-ignore",
-                     "TS1", "net.py"))
+    assert found(run("check", "--no-cache", "--format", "json", "--select", "TS201", "net.py")) == [
+        ("net.py", 17, "TS201")
+    ]  # --select replaces the config's
+    none = found(
+        run("check", "--no-cache", "--format", "json", "--extend-select", "TS201", "--extend-ignore", "TS1", "net.py")
+    )
     assert [c for _, _, c in none] == ["TS201"]
     assert run("check", "--extend-select", "TS999", "net.py").exit_code == 2
 

@@ -12,7 +12,8 @@ from tracesafe.analyzer import RULES, Config, check_source
 def module(body: str, sig: str = "self, x, y=None") -> str:
     return (
         "import math\nimport warnings\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
-        f"class M(nn.Module):\n    def forward({sig}):\n" + textwrap.indent(textwrap.dedent(body), " " * 8)
+        f"class M(nn.Module):\n    def forward({sig}):\n"
+        + textwrap.indent(textwrap.dedent(body), " " * 8)
         + "\n        return x\n"
     )
 
@@ -23,13 +24,25 @@ def codes(body: str, target: str = "trace", sig: str = "self, x, y=None") -> lis
 
 CASES = {
     "TS101": (
-        ["if y is not None:\n    x = x + y", "if self.training:\n    x = x * 2", "if x.dim() == 3:\n    x = x[0]",
-         "if len(self.layers) > 1:\n    pass", "if torch.jit.is_tracing():\n    x = x + 1",
-         "if isinstance(x, torch.Tensor):\n    pass", "if x.dtype == torch.bool:\n    x = x.float()",
-         "if y:\n    x = x * 2"],
-        ["if x.sum() > 0:\n    x = x * 2", "if torch.all(x == 0):\n    x = x + 1",
-         "z = torch.any(x > 1)\nif z:\n    x = x * 2", "if x.mean() > 0 and self.training:\n    pass",
-         "if not (x > 0).all():\n    pass", "if F.relu(x).max() > 1:\n    pass", "if y is not None and y.any():\n    pass"],
+        [
+            "if y is not None:\n    x = x + y",
+            "if self.training:\n    x = x * 2",
+            "if x.dim() == 3:\n    x = x[0]",
+            "if len(self.layers) > 1:\n    pass",
+            "if torch.jit.is_tracing():\n    x = x + 1",
+            "if isinstance(x, torch.Tensor):\n    pass",
+            "if x.dtype == torch.bool:\n    x = x.float()",
+            "if y:\n    x = x * 2",
+        ],
+        [
+            "if x.sum() > 0:\n    x = x * 2",
+            "if torch.all(x == 0):\n    x = x + 1",
+            "z = torch.any(x > 1)\nif z:\n    x = x * 2",
+            "if x.mean() > 0 and self.training:\n    pass",
+            "if not (x > 0).all():\n    pass",
+            "if F.relu(x).max() > 1:\n    pass",
+            "if y is not None and y.any():\n    pass",
+        ],
     ),
     "TS102": (
         ["while self.training:\n    break", "i = 0\nwhile i < 3:\n    i += 1"],
@@ -48,30 +61,69 @@ CASES = {
         ["assert (x >= 0).all()", "assert x.sum() != 0, 'empty'"],
     ),
     "TS106": (
-        ["n = x.size(1)\nx = x.view(-1, n)", "s = x.shape[-1] ** 0.5", "z = torch.tensor(1.0)",
-         "z = torch.zeros(x.shape[0])"],
-        ["n = int(x.sum())", "v = x.max().item()", "l = x.tolist()", "a = x.numpy()", "f = float(x.mean())",
-         "s = math.sqrt(x.size(-1))", "t = f'{x.sum()}'", "z = torch.tensor(x.shape[0])", "e = [1, 2, 3][x.argmax()]",
-         "s = str(x.sum())"],
+        [
+            "n = x.size(1)\nx = x.view(-1, n)",
+            "s = x.shape[-1] ** 0.5",
+            "z = torch.tensor(1.0)",
+            "z = torch.zeros(x.shape[0])",
+        ],
+        [
+            "n = int(x.sum())",
+            "v = x.max().item()",
+            "l = x.tolist()",
+            "a = x.numpy()",
+            "f = float(x.mean())",
+            "s = math.sqrt(x.size(-1))",
+            "t = f'{x.sum()}'",
+            "z = torch.tensor(x.shape[0])",
+            "e = [1, 2, 3][x.argmax()]",
+            "s = str(x.sum())",
+        ],
     ),
     "TS107": (
-        ["for t in x.unbind(0):\n    pass", "a, b = x.chunk(2)", "for d in x.shape:\n    pass",
-         "v, i = x.max(dim=0)", "rows = [r for r in x.split(1)]", "h, weights = self.attn(x)"],
-        ["for row in x:\n    pass", "a, b = x", "rows = list(x)", "for i, r in enumerate(x):\n    pass",
-         "z = [r * 2 for r in x]"],
+        [
+            "for t in x.unbind(0):\n    pass",
+            "a, b = x.chunk(2)",
+            "for d in x.shape:\n    pass",
+            "v, i = x.max(dim=0)",
+            "rows = [r for r in x.split(1)]",
+            "h, weights = self.attn(x)",
+        ],
+        [
+            "for row in x:\n    pass",
+            "a, b = x",
+            "rows = list(x)",
+            "for i, r in enumerate(x):\n    pass",
+            "z = [r * 2 for r in x]",
+        ],
     ),
     "TS108": (
         ["if x.dim() > 2:\n    pass", "n = x.shape[0]\nx = x.view(n, -1)", "for i in range(x.size(0)):\n    pass"],
-        ["if x.shape[0] > 1:\n    pass", "if x.size(1) == 3:\n    pass", "b, c = x.shape\nif b > 1:\n    pass",
-         "n = len(x)", "if x.numel() == 0:\n    pass", "z = x.shape == y.shape",
-         "m = min(x.shape[0], 4)", "z = 3 in x.shape", "x = x[0] if x.shape[0] == 1 else x"],
+        [
+            "if x.shape[0] > 1:\n    pass",
+            "if x.size(1) == 3:\n    pass",
+            "b, c = x.shape\nif b > 1:\n    pass",
+            "n = len(x)",
+            "if x.numel() == 0:\n    pass",
+            "z = x.shape == y.shape",
+            "m = min(x.shape[0], 4)",
+            "z = 3 in x.shape",
+            "x = x[0] if x.shape[0] == 1 else x",
+        ],
     ),
     "TS109": (
-        ["if y is None:\n    raise ValueError('need y')", "if x.dim() != 2:\n    raise ValueError('2-d')",
-         "assert x.ndim == 2"],
-        ["if (x < 0).any():\n    raise ValueError('negative')", "if x.shape[0] != 3:\n    raise ValueError('rows')",
-         "assert x.shape[1] == 3", "if x.isnan().any():\n    warnings.warn('nan')",
-         "if x.size(0) > 8:\n    msg = 'too many'\n    raise ValueError(msg)"],
+        [
+            "if y is None:\n    raise ValueError('need y')",
+            "if x.dim() != 2:\n    raise ValueError('2-d')",
+            "assert x.ndim == 2",
+        ],
+        [
+            "if (x < 0).any():\n    raise ValueError('negative')",
+            "if x.shape[0] != 3:\n    raise ValueError('rows')",
+            "assert x.shape[1] == 3",
+            "if x.isnan().any():\n    warnings.warn('nan')",
+            "if x.size(0) > 8:\n    msg = 'too many'\n    raise ValueError(msg)",
+        ],
     ),
 }
 
@@ -119,7 +171,7 @@ def test_script_target_keeps_tensor_ifs_quiet():
 
 
 def test_helpers_are_reached_with_argument_kinds():
-    src = textwrap.dedent('''
+    src = textwrap.dedent("""
         import torch
         from torch import nn as tnn
 
@@ -140,7 +192,7 @@ def test_helpers_are_reached_with_argument_kinds():
             def forward(self, x):
                 n = self.helper(x)
                 return gate(x, 3) * n
-    ''')
+    """)
     found = [(f.line, f.code, f.function) for f in check_source(src, "m.py")]
     assert found == [(8, "TS103", "gate"), (16, "TS106", "Base.helper")]
 
@@ -148,7 +200,7 @@ def test_helpers_are_reached_with_argument_kinds():
 def test_self_attributes_resolve_like_python():
     """The nearest class that assigns `self.<name>` decides its kind (a subclass's `__init__` runs after
     `super().__init__()`), and an instance attribute shadows a base class's method of that name."""
-    src = textwrap.dedent('''
+    src = textwrap.dedent("""
         import torch
         import torch.nn as nn
 
@@ -173,14 +225,14 @@ def test_self_attributes_resolve_like_python():
                 if self.gate:
                     x = -x
                 return self.proj(x)
-    ''')
+    """)
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(23, "TS101")]
 
 
 def test_layer_subclass_parameters_are_tensors():
     """`self.weight` of an nn.Embedding subclass is a parameter: indexing it with ids is a gather (no
     TS106), and testing its value is a tensor test."""
-    src = textwrap.dedent('''
+    src = textwrap.dedent("""
         import torch.nn as nn
 
         class Positions(nn.Embedding):
@@ -188,7 +240,7 @@ def test_layer_subclass_parameters_are_tensors():
                 if self.weight.sum() > 0:
                     ids = ids + 1
                 return self.weight[ids]
-    ''')
+    """)
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(6, "TS101")]
 
 
@@ -205,7 +257,7 @@ def test_pep604_annotations():
 def test_annotations_naming_classes_of_the_tree_are_python_objects():
     """`cache: Cache | None = None` where `Cache` is a class of the scanned tree: its attributes are Python
     values (transformers' KV-cache flags), unlike an unknown annotation, which may hide a tensor."""
-    src = textwrap.dedent('''
+    src = textwrap.dedent("""
         import torch.nn as nn
 
         class Cache:
@@ -219,7 +271,7 @@ def test_annotations_naming_classes_of_the_tree_are_python_objects():
                 if other is not None and other.sum() > 0:
                     x = -x
                 return x
-    ''')
+    """)
     assert [(f.line, f.code) for f in check_source(src, "m.py")] == [(12, "TS101")]
 
 
@@ -235,19 +287,29 @@ def test_isinstance_narrows_a_name_in_each_arm():
     sig = "self, x, keep: int | torch.Tensor = 0"
     assert codes("if isinstance(keep, int):\n    if keep == 0:\n        x = -x", sig=sig) == []
     assert codes("if not isinstance(keep, int):\n    if keep.sum() > 0:\n        x = -x", sig=sig) == ["TS101"]
-    assert codes("if isinstance(keep, torch.Tensor):\n    pass\nelse:\n    if keep == 0:\n        x = -x",
-                 sig=sig) == []
+    assert (
+        codes("if isinstance(keep, torch.Tensor):\n    pass\nelse:\n    if keep == 0:\n        x = -x", sig=sig) == []
+    )
     n = "n = x.shape[0]\nif isinstance(n, int):\n    if n > 1:\n        x = -x"
     assert codes(n) == ["TS108"]  # a traced size is an int: still a size
 
 
 def test_entry_point_aliases():
-    for imp, base in [("import torch", "torch.nn.Module"), ("import torch.nn as nn", "nn.Module"),
-                      ("from torch import nn as tnn", "tnn.Module"), ("from torch.nn import Module as M0", "M0"),
-                      ("import torch as th", "th.nn.Module")]:
-        src = f"{imp}\n\nclass A({base}):\n    def forward(self, x):\n        if x.sum() > 0:\n            x = -x\n        return x\n"
+    for imp, base in [
+        ("import torch", "torch.nn.Module"),
+        ("import torch.nn as nn", "nn.Module"),
+        ("from torch import nn as tnn", "tnn.Module"),
+        ("from torch.nn import Module as M0", "M0"),
+        ("import torch as th", "th.nn.Module"),
+    ]:
+        src = (
+            f"{imp}\n\nclass A({base}):\n    def forward(self, x):\n        if x.sum() > 0:\n"
+            "            x = -x\n        return x\n"
+        )
         assert [f.code for f in check_source(src, "a.py")] == ["TS101"], imp
-    src = "class A(object):\n    def forward(self, x):\n        if x.sum() > 0:\n            return x\n        return x\n"
+    src = (
+        "class A(object):\n    def forward(self, x):\n        if x.sum() > 0:\n            return x\n        return x\n"
+    )
     assert check_source(src, "a.py") == []
 
 
@@ -264,8 +326,20 @@ def test_finding_fields():
 
 
 def test_registry_is_complete():
-    assert sorted(RULES) == ["TS101", "TS102", "TS103", "TS104", "TS105", "TS106", "TS107", "TS108", "TS109",
-                             "TS201", "TS202", "TS301"]
+    assert sorted(RULES) == [
+        "TS101",
+        "TS102",
+        "TS103",
+        "TS104",
+        "TS105",
+        "TS106",
+        "TS107",
+        "TS108",
+        "TS109",
+        "TS201",
+        "TS202",
+        "TS301",
+    ]
     for r in RULES.values():
         doc = r.docs()
         for head in ("## What it does", "## Why is this bad?", "## Example", "## Use instead"):
@@ -274,7 +348,7 @@ def test_registry_is_complete():
 
 
 TRICKY = (
-    "#!/usr/bin/env python\n# -*- coding: utf-8 -*-\n\"\"\"doc\"\"\"\nimport torch; import torch.nn as nn\n\n\n"
+    '#!/usr/bin/env python\n# -*- coding: utf-8 -*-\n"""doc"""\nimport torch; import torch.nn as nn\n\n\n'
     "if True:\n    X = 1\n\n# a comment before the decorator\n\n@staticmethod\n# between\n@property\n\n"
     "def helper(t):\n    return t.item()\n\nclass A(nn.Module):\n\n    # inner\n    def forward(self, x, y=(1,\n"
     "            2)):\n        if x.sum() > 0: return x\n        return -x\n\n\nasync def later():\n    pass\n"
@@ -336,9 +410,11 @@ def _tracer_says(snippet: str):
         # a warning raised inside torch on the snippet's behalf (Tensor.__format__, __index__) counts too;
         # the tracer registers every torch.tensor() result as a constant, a literal one too: it cannot
         # tell a frozen computed value from a constant the user wrote down
-        if issubclass(category, torch.jit.TracerWarning) and \
-                any(fr.filename == "<snippet>" for fr in inspect.stack()) and \
-                not (literal_tensor and str(message).startswith("torch.tensor results are registered")):
+        if (
+            issubclass(category, torch.jit.TracerWarning)
+            and any(fr.filename == "<snippet>" for fr in inspect.stack())
+            and not (literal_tensor and str(message).startswith("torch.tensor results are registered"))
+        ):
             warned = True
 
     from tracesafe.export import TimedOut, time_limit
@@ -357,8 +433,11 @@ def _tracer_says(snippet: str):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("code,snippet,invalid", [(c, s, False) for c, (v, _) in CASES.items() for s in v] +
-                         [(c, s, True) for c, (_, inv) in CASES.items() for s in inv])
+@pytest.mark.parametrize(
+    "code,snippet,invalid",
+    [(c, s, False) for c, (v, _) in CASES.items() for s in v]
+    + [(c, s, True) for c, (_, inv) in CASES.items() for s in inv],
+)
 def test_examples_agree_with_the_tracer(code, snippet, invalid):
     """Where the tracer can say (the snippet runs on a (2, 3) example input and does not hinge on `y`,
     which the example leaves None), an INVALID example makes it warn and a VALID one does not."""
@@ -617,8 +696,14 @@ def test_use_instead_computes_what_the_example_computes(code):
     ns = {"torch": torch, "Optional": Optional, "Tuple": Tuple}
     example, instead = _rule_module(rule.example, dict(ns)), _rule_module(rule.instead, dict(ns))
     g = torch.Generator().manual_seed(0)
-    values = [torch.ones(2, 3), -torch.ones(2, 3), torch.zeros(2, 3), torch.randn(2, 3, generator=g),
-              torch.rand(1, 3, generator=g) + 0.5, -torch.rand(1, 3, generator=g)]
+    values = [
+        torch.ones(2, 3),
+        -torch.ones(2, 3),
+        torch.zeros(2, 3),
+        torch.randn(2, 3, generator=g),
+        torch.rand(1, 3, generator=g) + 0.5,
+        -torch.rand(1, 3, generator=g),
+    ]
     nargs = len(inspect_params(example.forward)) - 1
     inputs = [(v,) for v in values] if nargs == 1 else [(a, b) for a in values for b in values if a.shape == b.shape]
     agree = SIGNATURE_CHANGES.get(code, _same)
@@ -642,8 +727,11 @@ def test_use_instead_computes_what_the_example_computes(code):
 def inspect_params(fn):
     import inspect
 
-    return [p for p in inspect.signature(fn).parameters.values()
-            if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+    return [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD
+    ]
 
 
 ANNOTATED = """
@@ -663,16 +751,19 @@ class M(nn.Module):
 """
 
 
-@pytest.mark.parametrize("imports,extra,ann,flagged", [
-    ("", "", "", True),  # no annotation: the body's use decides
-    ("", "", ': "Mask"', True),  # a string naming nothing known: unknown, as without an annotation
-    ("", "Mask = torch.Tensor", ": Mask", True),  # a module-level alias of torch's Tensor
-    ("from typing import Optional", "Mask = torch.Tensor", ': "Optional[Mask]"', True),
-    ("from typing import Optional", "", ': "Optional[torch.Tensor]"', True),
-    ("", "class Parameter:\n    def any(self):\n        return True", ": Parameter", False),  # a local class
-    ("import tensorflow as tf", "", ": tf.Tensor", True),  # not torch's: unknown, the body decides
-    ("", "", ": bool", False),
-])
+@pytest.mark.parametrize(
+    "imports,extra,ann,flagged",
+    [
+        ("", "", "", True),  # no annotation: the body's use decides
+        ("", "", ': "Mask"', True),  # a string naming nothing known: unknown, as without an annotation
+        ("", "Mask = torch.Tensor", ": Mask", True),  # a module-level alias of torch's Tensor
+        ("from typing import Optional", "Mask = torch.Tensor", ': "Optional[Mask]"', True),
+        ("from typing import Optional", "", ': "Optional[torch.Tensor]"', True),
+        ("", "class Parameter:\n    def any(self):\n        return True", ": Parameter", False),  # a local class
+        ("import tensorflow as tf", "", ": tf.Tensor", True),  # not torch's: unknown, the body decides
+        ("", "", ": bool", False),
+    ],
+)
 def test_annotations_are_resolved_not_spelled(imports, extra, ann, flagged):
     src = textwrap.dedent(ANNOTATED).format(imports=imports, extra=extra, ann=ann)
     found = [f.code for f in check_source(src, "m.py")]
@@ -706,8 +797,9 @@ def test_a_foreign_tensor_annotation_does_not_make_a_python_value_a_tensor():
                 return x * gate(self.cfg.flag, self.cfg.p)
     """
     assert _found(src) == []
-    assert _found(src.replace("flag: tf.Tensor", "flag: torch.Tensor").replace(
-        "import tensorflow as tf", "import torch")) == [(11, "TS101")]
+    assert _found(
+        src.replace("flag: tf.Tensor", "flag: torch.Tensor").replace("import tensorflow as tf", "import torch")
+    ) == [(11, "TS101")]
 
 
 def test_numpy_is_numpy_only_when_imported():
@@ -733,9 +825,15 @@ def test_a_branch_that_computes_is_not_a_check():
     assert codes("assert (x >= 0).all()") == ["TS105"]
 
 
-@pytest.mark.parametrize("snippet", ["for i in range(x.shape[1]):\n    x = x + i",
-                                     "pos = list(range(x.size(1)))", "z = [(1, 2)] * x.shape[0]",
-                                     "z = [t for t in range(1, x.shape[0])]"])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "for i in range(x.shape[1]):\n    x = x + i",
+        "pos = list(range(x.size(1)))",
+        "z = [(1, 2)] * x.shape[0]",
+        "z = [t for t in range(1, x.shape[0])]",
+    ],
+)
 def test_a_python_loop_over_a_traced_length_pins_it_under_torch_export(snippet):
     """torch.export unrolls a loop or builds a list for the example's length, which pins that axis (the tracer
     unrolls it without a warning): TS108 for the dynamo target."""
@@ -758,14 +856,15 @@ def test_torch_export_pins_a_loop_over_a_dynamic_length():
         torch.export.export(M(), (torch.randn(2, 5),), dynamic_shapes=({1: seq},), strict=False)
 
 
-@pytest.mark.parametrize("call", ["pick(1, x)", "pick(b=x, a=1)", "pick(*(1, x))", "pick(1, self.k)",
-                                  "pick(x, 1)", "pick(1, b=self.k)"])
+@pytest.mark.parametrize(
+    "call", ["pick(1, x)", "pick(b=x, a=1)", "pick(*(1, x))", "pick(1, self.k)", "pick(x, 1)", "pick(1, b=self.k)"]
+)
 def test_a_nested_function_binds_its_arguments_as_a_helper_does(call):
     """Walker.call_nested and Analysis.call share one binding of arguments to parameters (`self`, `*args`,
     keywords, the annotation as a hint): a function defined in the body and the same function at module
     level give the same findings."""
     helper = "def pick(a, b: torch.Tensor = None):\n    return b\n"
-    body = f"y = pick_call\nif y.sum() > 0:\n    x = x * 2".replace("pick_call", call)
+    body = "y = pick_call\nif y.sum() > 0:\n    x = x * 2".replace("pick_call", call)
     nested = textwrap.indent(helper, "") + body
     src_nested = module(nested)
     src_module = module(body).replace("class M(nn.Module):", helper + "\n\nclass M(nn.Module):")

@@ -40,8 +40,9 @@ def check_paths(paths, config=None, **kwargs):
     return res
 
 
-def fix_source(source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>",
-               codes=None) -> str:
+def fix_source(
+    source: str, form: str = "flag", *, unsafe_fixes: bool = False, path: str = "<string>", codes=None
+) -> str:
     """The source rewritten with one form, for the findings of `codes` (a set of rule codes; default all)
     (``tracesafe.rewriters.engine.fix_source`` also says what was applied, skipped as unsafe, or refused
     and why)."""

@@ -41,8 +41,11 @@ class Selection(NamedTuple):
 
 
 _SELECTION_OPTIONS = [
-    click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated; ALL), "
-                                                  "replacing the config's `select`."),
+    click.option(
+        "--select",
+        multiple=True,
+        help="Rule codes or prefixes to enable (comma-separated; ALL), replacing the config's `select`.",
+    ),
     click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable."),
     click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the config's."),
     click.option("--extend-ignore", multiple=True, help="Rule codes or prefixes to disable on top of the config's."),
@@ -59,9 +62,14 @@ def _selection_options(f):
 
 def _selection(kw: dict) -> Selection:
     """Pop the selection flags from a command's keyword arguments."""
-    return Selection(*(tuple(_codes(kw.pop(name))) if name in ("select", "ignore", "extend_select", "extend_ignore") else
-                       tuple(x for v in kw.pop(name) for x in v.split(",") if x.strip())
-                       for name in Selection._fields))
+    return Selection(
+        *(
+            tuple(_codes(kw.pop(name)))
+            if name in ("select", "ignore", "extend_select", "extend_ignore")
+            else tuple(x for v in kw.pop(name) for x in v.split(",") if x.strip())
+            for name in Selection._fields
+        )
+    )
 
 
 class _Group(click.Group):
@@ -79,8 +87,7 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             msg = str(e).splitlines()[0] if str(e) else ""
-            click.echo(f"tracesafe: internal error: {type(e).__name__}: {msg} (run with --debug for details)",
-                       err=True)
+            click.echo(f"tracesafe: internal error: {type(e).__name__}: {msg} (run with --debug for details)", err=True)
             sys.exit(EXIT_ERROR)
 
 
@@ -94,9 +101,15 @@ def main(ctx, debug):
     ctx.obj["debug"] = debug
 
 
-def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bool = True,
-            force_exclude: bool = True, quiet: bool = False, config_errors: Optional[list] = None,
-            sel: Selection = Selection()):
+def _groups(
+    paths: tuple[str, ...],
+    config_file: Optional[str],
+    default_path: bool = True,
+    force_exclude: bool = True,
+    quiet: bool = False,
+    config_errors: Optional[list] = None,
+    sel: Optional[Selection] = None,
+):
     """Files to process grouped by the configuration that governs them, plus (path, error) pairs.
     Each file gets the nearest pyproject.toml with [tool.tracesafe] (or --config); a broken
     configuration is an error for its files only (collected apart in `config_errors` when given). Like
@@ -105,6 +118,7 @@ def _groups(paths: tuple[str, ...], config_file: Optional[str], default_path: bo
     from tracesafe.config import ConfigError, Resolver, excluded, excludes
     from tracesafe.discover import discover
 
+    sel = sel or Selection()
     try:
         resolver = Resolver(config_file)
     except ConfigError as e:
@@ -153,8 +167,14 @@ def _effective(fc, sel: Selection, target):
     from tracesafe.config import effective
 
     try:
-        config = effective(fc, select=sel.select, ignore=sel.ignore, target=target, extend_select=sel.extend_select,
-                           extend_ignore=sel.extend_ignore)
+        config = effective(
+            fc,
+            select=sel.select,
+            ignore=sel.ignore,
+            target=target,
+            extend_select=sel.extend_select,
+            extend_ignore=sel.extend_ignore,
+        )
         config.codes()  # a bad code in the file's own configuration
     except ValueError as e:
         _fail(str(e))
@@ -191,8 +211,11 @@ def _check_stdin(name: Optional[str], config_file, force_exclude, sel: Selection
 
 
 def _say_excluded(path: str) -> None:
-    click.echo(f"{path}: note: excluded by the configuration's `exclude`, processed because it was named "
-               f"(--force-exclude skips it)", err=True)
+    click.echo(
+        f"{path}: note: excluded by the configuration's `exclude`, processed because it was named "
+        f"(--force-exclude skips it)",
+        err=True,
+    )
 
 
 _PROGRESS_MIN_FILES = 64  # fewer files are done before a bar would be worth drawing
@@ -224,46 +247,97 @@ def _progress(label: str, quiet: bool) -> _Progress:
 
 
 _QUIET = click.option("--quiet", "-q", is_flag=True, help="Print the findings (or the diff) and errors, nothing else.")
-_COLOR = click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-                      help="Colour the text report (auto: on a terminal, unless NO_COLOR is set).")
+_COLOR = click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the text report (auto: on a terminal, unless NO_COLOR is set).",
+)
 
-_FORCE_EXCLUDE = click.option("--force-exclude", is_flag=True,
-                              help="Honour `exclude` for files named on the command line too (as pre-commit needs).")
+_FORCE_EXCLUDE = click.option(
+    "--force-exclude",
+    is_flag=True,
+    help="Honour `exclude` for files named on the command line too (as pre-commit needs).",
+)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @_FORCE_EXCLUDE
-@click.option("--format", "--output-format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]),
-              default="text", show_default=True)
-@click.option("--target", type=click.Choice(TARGETS), default=None,
-              help="How you export: which findings matter (default: trace, or the config's).")
+@click.option(
+    "--format",
+    "--output-format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif", "github"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=None,
+    help="How you export: which findings matter (default: trace, or the config's).",
+)
 @_selection_options
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain.")
 @click.option("--statistics", is_flag=True, help="Print a count per rule and a total instead of the findings.")
-@click.option("--fix", "apply_fix", is_flag=True, help="Apply the fixes (as `tracesafe fix`), then report what is left.")
+@click.option(
+    "--fix", "apply_fix", is_flag=True, help="Apply the fixes (as `tracesafe fix`), then report what is left."
+)
 @click.option("--diff", is_flag=True, help="With --fix: print the fixes as a diff and write nothing.")
 @click.option("--form", type=click.Choice(FORMS), default=None, help="With --fix: the rewrite form (as `fix --form`).")
 @click.option("--unsafe-fixes", is_flag=True, help="Count (with --fix: apply) unsafe fixes too.")
 @click.option("--add-noqa", is_flag=True, help="Add `# noqa: CODE` to the line of every finding (idempotent).")
 @click.option("--show-settings", is_flag=True, help="Print the resolved configuration of the first file, and exit.")
 @click.option("--show-files", is_flag=True, help="Print the files that would be checked, and exit.")
-@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
-              help="Worker processes (0 = one per core, used only for larger inputs).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes (0 = one per core, used only for larger inputs).",
+)
 @click.option("--no-cache", is_flag=True, help="Do not read or write .tracesafe_cache/.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
 @click.option("--output-file", "-o", type=click.Path(), default=None, help="Write the report to this file.")
-@click.option("--hook", is_flag=True, hidden=True,
-              help="pre-commit mode: check exactly the files given (none: nothing to do).")
+@click.option(
+    "--hook", is_flag=True, hidden=True, help="pre-commit mode: check exactly the files given (none: nothing to do)."
+)
 @click.option("--profile", is_flag=True, help="Print seconds per phase to stderr as JSON.")
-@click.option("--stdin-filename", default=None,
-              help="With `-` as the path: the file the code read from standard input stands for (its config, "
-                   "its imports, the paths in the report).")
+@click.option(
+    "--stdin-filename",
+    default=None,
+    help="With `-` as the path: the file the code read from standard input stands for (its config, "
+    "its imports, the paths in the report).",
+)
 @_QUIET
 @_COLOR
-def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, diff, form, unsafe_fixes, add_noqa,
-          show_settings, show_files, jobs, no_cache, config_file, output_file, hook, profile, stdin_filename, quiet,
-          color, **kw):
+def check(
+    paths,
+    force_exclude,
+    fmt,
+    target,
+    exit_zero,
+    statistics,
+    apply_fix,
+    diff,
+    form,
+    unsafe_fixes,
+    add_noqa,
+    show_settings,
+    show_files,
+    jobs,
+    no_cache,
+    config_file,
+    output_file,
+    hook,
+    profile,
+    stdin_filename,
+    quiet,
+    color,
+    **kw,
+):
     """Report tracer-unsafe control flow in PATHS (default: the current directory)."""
     from tracesafe import report
     from tracesafe.runner import RunResult, check_paths
@@ -281,8 +355,9 @@ def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, d
     t0 = time.perf_counter()
     fixed = None
     if apply_fix:
-        fixed = _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook,
-                         False, quiet=True)
+        fixed = _run_fix(
+            paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook, False, quiet=True
+        )
         if diff:  # ruff: `--fix --diff` prints the diff and writes nothing, with fix's exit code
             for path, msg in sorted(set(fixed.errors)):
                 click.echo(f"{path}: error: {msg}", err=True)
@@ -295,8 +370,9 @@ def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, d
     else:
         if stdin_filename:
             _fail("--stdin-filename needs `-` as the path")
-        groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
-                                 quiet=quiet, sel=sel)
+        groups, errors = _groups(
+            paths, config_file, default_path=not hook, force_exclude=force_exclude or hook, quiet=quiet, sel=sel
+        )
         res = RunResult([], [])
     if show_files:
         for _fc, files in groups:
@@ -317,8 +393,15 @@ def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, d
     for fc, files in groups:
         config = _effective(fc, sel, target)
         # TRACESAFE_NO_PREFILTER=1: analyze every file (the benchmark checks the prefilter loses nothing)
-        part = check_paths(files, config, jobs=jobs, cache_root=None if no_cache else fc.root, config_root=fc.root,
-                           prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1", progress=bar)
+        part = check_paths(
+            files,
+            config,
+            jobs=jobs,
+            cache_root=None if no_cache else fc.root,
+            config_root=fc.root,
+            prefilter=os.environ.get("TRACESAFE_NO_PREFILTER") != "1",
+            progress=bar,
+        )
         res.findings.extend(part.findings)
         res.errors.extend(part.errors)
         for k, v in part.phases.items():
@@ -362,8 +445,10 @@ def check(paths, force_exclude, fmt, target, exit_zero, statistics, apply_fix, d
         n = len(res.findings)
         done = f" ({fixed.applied} fixed, {n} remaining)" if fixed is not None else ""
         if n:
-            click.echo(f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} "
-                       f"file(s){done}.", err=True)
+            click.echo(
+                f"Found {n} finding{'s' if n != 1 else ''} in {len({f.path for f in res.findings})} file(s){done}.",
+                err=True,
+            )
         elif not errors:
             click.echo(f"All checks passed!{done}", err=True)
     if profile:
@@ -404,28 +489,56 @@ class FixRun(NamedTuple):
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @_FORCE_EXCLUDE
-@click.option("--form", type=click.Choice(FORMS), default=None,
-              help="Rewrite form (default: flag, or the config's `form`).")
+@click.option(
+    "--form", type=click.Choice(FORMS), default=None, help="Rewrite form (default: flag, or the config's `form`)."
+)
 @click.option("--diff", is_flag=True, help="Print a unified diff and write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change outputs or evaluate skipped arms.")
 @_selection_options
-@click.option("--target", type=click.Choice(TARGETS), default=None,
-              help="The exporter the remaining findings are counted for (default: the one the form serves, "
-                   "or the config's).")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=None,
+    help="The exporter the remaining findings are counted for (default: the one the form serves, or the config's).",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when files changed or findings remain.")
-@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0,
-              help="Worker processes (0 = one per core, used only for larger inputs).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes (0 = one per core, used only for larger inputs).",
+)
 @click.option("--config", "config_file", type=click.Path(), default=None, help="Use this pyproject.toml.")
-@click.option("--hook", is_flag=True, hidden=True,
-              help="pre-commit mode: fix exactly the files given (none: nothing to do).")
+@click.option(
+    "--hook", is_flag=True, hidden=True, help="pre-commit mode: fix exactly the files given (none: nothing to do)."
+)
 @click.option("--profile", is_flag=True, help="Print seconds per phase to stderr as JSON.")
 @click.option("--show-fixes", is_flag=True, help="List what was fixed, per file and rule.")
-@click.option("--stdin-filename", default=None,
-              help="With `-` as the path: fix the code read from standard input as this file (its config, its "
-                   "imports) and print the fixed code (or the diff) to standard output.")
+@click.option(
+    "--stdin-filename",
+    default=None,
+    help="With `-` as the path: fix the code read from standard input as this file (its config, its "
+    "imports) and print the fixed code (or the diff) to standard output.",
+)
 @_QUIET
-def fix(paths, force_exclude, form, diff, unsafe_fixes, target, exit_zero, jobs, config_file, hook, profile,
-        show_fixes, stdin_filename, quiet, **kw):
+def fix(
+    paths,
+    force_exclude,
+    form,
+    diff,
+    unsafe_fixes,
+    target,
+    exit_zero,
+    jobs,
+    config_file,
+    hook,
+    profile,
+    show_fixes,
+    stdin_filename,
+    quiet,
+    **kw,
+):
     """Rewrite tracer-unsafe control flow in PATHS into an exportable form."""
     sel = _selection(kw)
     _check_flags(sel)
@@ -435,8 +548,9 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, target, exit_zero, jobs,
         _fix_stdin(stdin_filename, config_file, form, diff, unsafe_fixes, sel, target, exit_zero, quiet)
     if stdin_filename:
         _fail("--stdin-filename needs `-` as the path")
-    run = _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook, show_fixes,
-                   quiet, profile)
+    run = _run_fix(
+        paths, force_exclude, form, diff, unsafe_fixes, sel, target, jobs, config_file, hook, show_fixes, quiet, profile
+    )
     for path, msg in sorted(set(run.errors)):
         click.echo(f"{path}: error: {msg}", err=True)
     if run.errors:
@@ -444,8 +558,21 @@ def fix(paths, force_exclude, form, diff, unsafe_fixes, target, exit_zero, jobs,
     sys.exit(EXIT_FOUND if (run.changed or run.remaining) and not exit_zero else EXIT_OK)
 
 
-def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, target, jobs, config_file, hook,
-             show_fixes, quiet, profile=False) -> FixRun:
+def _run_fix(
+    paths,
+    force_exclude,
+    form,
+    diff,
+    unsafe_fixes,
+    sel: Selection,
+    target,
+    jobs,
+    config_file,
+    hook,
+    show_fixes,
+    quiet,
+    profile=False,
+) -> FixRun:
     """`fix` over PATHS: rewrites (or diffs) them, prints the notes and the summary (not with quiet), and
     returns what changed and what is left. A configuration that does not load stops it before any file."""
     from tracesafe.fixer import call_sites, fix_files, fix_pool, recount
@@ -456,8 +583,15 @@ def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, tar
     t0 = time.perf_counter()
     phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
     broken: list[tuple[str, str]] = []
-    groups, errors = _groups(paths, config_file, default_path=not hook, force_exclude=force_exclude or hook,
-                             quiet=quiet, config_errors=broken, sel=sel)
+    groups, errors = _groups(
+        paths,
+        config_file,
+        default_path=not hook,
+        force_exclude=force_exclude or hook,
+        quiet=quiet,
+        config_errors=broken,
+        sel=sel,
+    )
     if broken:  # no file is rewritten under a configuration that does not load
         for path, msg in sorted(set(broken)):
             click.echo(f"{path}: error: {msg}", err=True)
@@ -478,8 +612,17 @@ def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, tar
         outcomes = []
         entry = None if os.environ.get("TRACESAFE_NO_PREFILTER") == "1" else _entry_pattern(config)
         with fix_pool(jobs, len(files)) as pool:
-            for o in fix_files(files, file_form, unsafe_fixes, write=not diff, entry=entry, codes=codes,
-                               config=config, pool=pool, jobs=jobs):
+            for o in fix_files(
+                files,
+                file_form,
+                unsafe_fixes,
+                write=not diff,
+                entry=entry,
+                codes=codes,
+                config=config,
+                pool=pool,
+                jobs=jobs,
+            ):
                 bar(1, len(files))
                 if o.error:
                     errors.append((o.path, o.error))
@@ -496,8 +639,11 @@ def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, tar
                 # sees what was left and why
                 for n in [] if quiet else o.notes:
                     where = f"{o.path}:{n.position[0]}:{n.position[1]}:" if n.position else f"{o.path}:"
-                    what = f"not fixed by `{file_form}`: {n.reason}" if n.reason else \
-                        f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
+                    what = (
+                        f"not fixed by `{file_form}`: {n.reason}"
+                        if n.reason
+                        else f"has an unsafe `{file_form}` fix (use --unsafe-fixes)"
+                    )
                     click.echo(f"{where} {'/'.join(n.codes)} {what}", err=not diff)
             bar.close()
             t1 = time.perf_counter()
@@ -524,8 +670,9 @@ def _run_fix(paths, force_exclude, form, diff, unsafe_fixes, sel: Selection, tar
             targets.add(target or FORM_TARGET[form or Config.form])
         names = ", ".join(sorted(targets))
         hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
-        click.echo(f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.",
-                   err=True)
+        click.echo(
+            f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.", err=True
+        )
     return FixRun(changed, remaining, errors, len(fixed))
 
 
@@ -551,8 +698,17 @@ def _fix_stdin(name, config_file, form, diff, unsafe_fixes, sel: Selection, targ
     except SourceError as e:
         _fail(f"{path}: {e}")
     if diff:
-        click.echo("".join(difflib.unified_diff(text.splitlines(keepends=True), res.source.splitlines(keepends=True),
-                                                fromfile=f"a/{path}", tofile=f"b/{path}")), nl=False)
+        click.echo(
+            "".join(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    res.source.splitlines(keepends=True),
+                    fromfile=f"a/{path}",
+                    tofile=f"b/{path}",
+                )
+            ),
+            nl=False,
+        )
     else:
         click.echo(res.source, nl=False)
     if not quiet:
@@ -561,11 +717,15 @@ def _fix_stdin(name, config_file, form, diff, unsafe_fixes, sel: Selection, targ
             click.echo(f"{where} {'/'.join(sorted(p.codes))} not fixed by `{file_form}`: {p.reason}", err=True)
         for p in res.skipped_unsafe:
             where = f"{path}:{p.position[0]}:{p.position[1]}:" if p.position else f"{path}:"
-            click.echo(f"{where} {'/'.join(sorted(p.codes))} has an unsafe `{file_form}` fix (use --unsafe-fixes)",
-                       err=True)
+            click.echo(
+                f"{where} {'/'.join(sorted(p.codes))} has an unsafe `{file_form}` fix (use --unsafe-fixes)", err=True
+            )
         changed = res.source != text
-        click.echo(f"{'Would fix' if diff else 'Fixed'} {int(changed)} file(s); {left} finding(s) "
-                   f"{'would remain' if diff else 'remain'} for the {config.target} exporter.", err=True)
+        click.echo(
+            f"{'Would fix' if diff else 'Fixed'} {int(changed)} file(s); {left} finding(s) "
+            f"{'would remain' if diff else 'remain'} for the {config.target} exporter.",
+            err=True,
+        )
     sys.exit(EXIT_FOUND if (res.source != text or left) and not exit_zero else EXIT_OK)
 
 
@@ -583,24 +743,49 @@ def _show_fixes(fixed: list[tuple[str, tuple]], diff: bool) -> str:
 
 @main.command("export")
 @click.argument("target", metavar="TARGET")
-@click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE[:DTYPE][RANGE]",
-              help="One per forward input, in order or by name: 2x3, 2x3:int64, input_ids=2x16:int64[0,100) "
-                   "(default dtype float32; integers in [0,10) unless a range is given).")
-@click.option("--dynamic", "dynamic", multiple=True, metavar="DIM=[INPUT:]AXIS",
-              help="A dynamic dimension: seq=1 (axis 1 of every input) or seq=input_ids:1. Default: batch=0 when "
-                   "all inputs share their first length.")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="[NAME=]SHAPE[:DTYPE][RANGE]",
+    help="One per forward input, in order or by name: 2x3, 2x3:int64, input_ids=2x16:int64[0,100) "
+    "(default dtype float32; integers in [0,10) unless a range is given).",
+)
+@click.option(
+    "--dynamic",
+    "dynamic",
+    multiple=True,
+    metavar="DIM=[INPUT:]AXIS",
+    help="A dynamic dimension: seq=1 (axis 1 of every input) or seq=input_ids:1. Default: batch=0 when "
+    "all inputs share their first length.",
+)
 @click.option("--static", is_flag=True, help="Export with every length fixed.")
-@click.option("--init", "init_json", default=None, metavar="JSON",
-              help="Keyword arguments as JSON for the class's constructor or the factory.")
-@click.option("--exporter", type=click.Choice(["script", "dynamo", "trace"]), default="script", show_default=True,
-              help="script = torch.jit.script + TorchScript exporter; dynamo = torch.export-based; trace = plain "
-                   "tracing (shows what goes wrong).")
+@click.option(
+    "--init",
+    "init_json",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments as JSON for the class's constructor or the factory.",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(["script", "dynamo", "trace"]),
+    default="script",
+    show_default=True,
+    help="script = torch.jit.script + TorchScript exporter; dynamo = torch.export-based; trace = plain "
+    "tracing (shows what goes wrong).",
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17; 18 for dynamo).")
 @click.option("--output", "-o", type=click.Path(), default=None, help="Write the ONNX model here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds each step may take (the export, each input's eager and onnxruntime run); a step "
-                   "that does not finish is reported as timed out, named.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds each step may take (the export, each input's eager and onnxruntime run); a step "
+    "that does not finish is reported as timed out, named.",
+)
 def export_cmd(target, inputs, dynamic, static, init_json, exporter, opset, output, fmt, timeout):
     """Export TARGET to ONNX, validate it, and compare onnxruntime with eager PyTorch on inputs that take
     each branch. TARGET is FILE.py:NAME or package.module:NAME, NAME a module class, a module, or a function
@@ -627,8 +812,18 @@ def export_cmd(target, inputs, dynamic, static, init_json, exporter, opset, outp
         axes = [ex.parse_dynamic(d) for d in dynamic]
         # text is printed as it happens: the header first, then each input as it is run
         stream = (lambda text: click.echo(text, nl=False)) if fmt == "text" else None
-        report = ex.export(target, specs, init=init, exporter=exporter, opset=opset, output=output,
-                           timeout=timeout, stream=stream, dynamic=axes or None, static=static)
+        report = ex.export(
+            target,
+            specs,
+            init=init,
+            exporter=exporter,
+            opset=opset,
+            output=output,
+            timeout=timeout,
+            stream=stream,
+            dynamic=axes or None,
+            static=static,
+        )
     except ex.UsageError as e:
         _fail(str(e))
     if fmt == "json":

@@ -74,8 +74,9 @@ def _str_list(value, key: str, where: Path) -> list[str]:
 def validate(table: dict, where: Path) -> None:
     unknown = sorted(set(table) - KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) in [tool.tracesafe]: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(KEYS))})")
+        raise ConfigError(
+            f"{where}: unknown key(s) in [tool.tracesafe]: {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})"
+        )
     for key in ("select", "ignore", "exclude", "entry-points"):
         if key in table:
             _str_list(table[key], key, where)
@@ -96,8 +97,9 @@ def validate(table: dict, where: Path) -> None:
         raise ConfigError(f"{where}: form must be one of {', '.join(FORMS)}, not {table['form']!r}")
 
 
-def effective(fc: FileConfig, *, select=None, ignore=None, target=None, form=None, extend_select=None,
-              extend_ignore=None) -> Config:
+def effective(
+    fc: FileConfig, *, select=None, ignore=None, target=None, form=None, extend_select=None, extend_ignore=None
+) -> Config:
     """CLI flags (when given) override the file's values, as ruff's: --select replaces the file's `select`,
     --extend-select adds to it; --ignore and --extend-ignore add to its `ignore`."""
     v = fc.values

@@ -8,9 +8,25 @@ from typing import Iterable, Optional
 
 import pathspec
 
-_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".tox", ".nox", ".venv", "venv", ".mypy_cache",
-              ".pytest_cache", ".ruff_cache", ".tracesafe_cache", "node_modules", ".eggs", "build", "dist",
-              "site-packages"}
+_SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".tox",
+    ".nox",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tracesafe_cache",
+    "node_modules",
+    ".eggs",
+    "build",
+    "dist",
+    "site-packages",
+}
 
 
 def _gitignore(d: Path) -> Optional[pathspec.PathSpec]:
@@ -55,8 +71,9 @@ def _symlink_problem(p: Path) -> Optional[str]:
     return None
 
 
-def discover(paths: Iterable[str], exclude: list[str], exclude_root: Path, force_exclude: bool = True,
-             on_excluded=None):
+def discover(
+    paths: Iterable[str], exclude: list[str], exclude_root: Path, force_exclude: bool = True, on_excluded=None
+):
     """Yield (path, error) pairs: error is a one-line message for a path that cannot be used. A file named
     explicitly is excluded only with force_exclude (ruff's rule); otherwise it is kept and
     on_excluded(path) is told, so that an excluded file never looks clean in silence."""

@@ -7,16 +7,23 @@ from tracesafe.analyzer.rules import RULES
 
 
 def rules_markdown() -> str:
-    out = ["# Rules", "", "Generated from the rule registry (`analyzer/rules.py`) by "
-           "`python -m tracesafe.docsgen > docs/rules.md`; `tracesafe rule CODE` prints the same text.", "",
-           "| code | name | severity | targets | fix forms | summary |", "|---|---|---|---|---|---|"]
+    out = [
+        "# Rules",
+        "",
+        "Generated from the rule registry (`analyzer/rules.py`) by "
+        "`python -m tracesafe.docsgen > docs/rules.md`; `tracesafe rule CODE` prints the same text.",
+        "",
+        "| code | name | severity | targets | fix forms | summary |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in RULES.values():
-        out.append(f"| [{r.code}](#{r.code.lower()}-{r.name}) | {r.name} | {r.severity} | {', '.join(r.targets)} | "
-                   f"{', '.join(r.forms) or '—'} | {r.summary} |")
+        out.append(
+            f"| [{r.code}](#{r.code.lower()}-{r.name}) | {r.name} | {r.severity} | {', '.join(r.targets)} | "
+            f"{', '.join(r.forms) or '—'} | {r.summary} |"
+        )
     out.append("")
     for r in RULES.values():
-        out.append(r.docs().replace(f"# {r.code} {r.name}", f"## {r.code} {r.name}", 1)
-                   .replace("\n## ", "\n### "))
+        out.append(r.docs().replace(f"# {r.code} {r.name}", f"## {r.code} {r.name}", 1).replace("\n## ", "\n### "))
     return "\n".join(out)
 
 

@@ -87,8 +87,16 @@ def atomic_write(path: Path, data: bytes, expected_old: bytes) -> None:
         raise
 
 
-def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
-             config: Optional[Config] = None, only: Optional[frozenset] = None) -> FileOutcome:
+def fix_file(
+    path: str,
+    form: str,
+    unsafe_fixes: bool,
+    write: bool,
+    entry=None,
+    codes=None,
+    config: Optional[Config] = None,
+    only: Optional[frozenset] = None,
+) -> FileOutcome:
     """Fix one file (only the findings of `codes`, when given). With `entry` (a bytes regex for
     entry-point definitions), a file that defines none cannot have a fix: it only gets a syntax check.
     With `config`, the analysis of the fixed text also says what is left (on the files of `only`)."""
@@ -117,8 +125,9 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
     if config is not None and res.final is not None:
         an, mod = res.final
         wanted = config.codes()
-        out.findings = [f.to_json() for f in to_findings(an.raw_findings(), config.target, None, only)
-                        if f.code in wanted]
+        out.findings = [
+            f.to_json() for f in to_findings(an.raw_findings(), config.target, None, only) if f.code in wanted
+        ]
         out.deps = engine._SHARED.deps(path)
     if res.source == text:
         return out
@@ -136,8 +145,14 @@ def fix_file(path: str, form: str, unsafe_fixes: bool, write: bool, entry=None, 
         return out
     out.changed, out.signatures, out.source = True, res.changed_signatures, res.source
     out.applied = [tuple(sorted(p.codes)) for p in res.applied]
-    out.diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), res.source.splitlines(keepends=True),
-                                            fromfile=f"a/{path}", tofile=f"b/{path}"))
+    out.diff = "".join(
+        difflib.unified_diff(
+            text.splitlines(keepends=True),
+            res.source.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
     if write:
         engine._SHARED.forget(path)  # later files of this process read the new text, not summaries of the old
         try:
@@ -175,8 +190,17 @@ def fix_pool(jobs: int, n_files: int):
         yield pool
 
 
-def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entry=None, codes=None,
-              config: Optional[Config] = None, pool=None, jobs: int = 1) -> Iterator[FileOutcome]:
+def fix_files(
+    files: list[str],
+    form: str,
+    unsafe_fixes: bool,
+    write: bool,
+    entry=None,
+    codes=None,
+    config: Optional[Config] = None,
+    pool=None,
+    jobs: int = 1,
+) -> Iterator[FileOutcome]:
     """fix_file over many files, in the `jobs` workers of `pool` (fix_pool) or in this process, in the
     order given. Each file is read, rewritten and written by one worker: no two touch one file."""
     only = frozenset(canonical(p) for p in files)
@@ -189,8 +213,9 @@ def fix_files(files: list[str], form: str, unsafe_fixes: bool, write: bool, entr
         yield from part
 
 
-def recount(outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Config, pool=None, jobs: int = 1,
-            config_root=None) -> tuple[int, int]:
+def recount(
+    outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Config, pool=None, jobs: int = 1, config_root=None
+) -> tuple[int, int]:
     """The findings the fixed files hold (for config's target), counted as `check` would on the text
     written (or, with --diff, that would be): a file's own last analysis says it, unless it read a file
     that changed (new_text: every changed file so far -> its new text), maybe before that was rewritten;
@@ -199,13 +224,21 @@ def recount(outcomes: list[FileOutcome], new_text: dict[str, bytes], config: Con
     final = {canonical(p): content_hash(data) for p, data in new_text.items()}
     # a file whose analysis read a changed file's final text (its worker had fixed that file already) was
     # analysed as `check` would now
-    again = {o.path for o in outcomes
-             if any(final.get(canonical(p), h) != h for p, h in o.deps.items())}
+    again = {o.path for o in outcomes if any(final.get(canonical(p), h) != h for p, h in o.deps.items())}
     known = [f for o in outcomes if o.path not in again for f in o.findings]
     done = [o.path for o in outcomes]
-    res = runner.check_paths([p for p in done if p in again], config, cache_root=None, contents=new_text,
-                             known=known, report_only=set(done), config_root=config_root, pool=pool, jobs=jobs,
-                             project=None if pool is not None else engine._SHARED)
+    res = runner.check_paths(
+        [p for p in done if p in again],
+        config,
+        cache_root=None,
+        contents=new_text,
+        known=known,
+        report_only=set(done),
+        config_root=config_root,
+        pool=pool,
+        jobs=jobs,
+        project=None if pool is not None else engine._SHARED,
+    )
     return len(res.findings), len(again)
 
 

@@ -65,8 +65,9 @@ class TracesafeServer(LanguageServer):
         except ConfigError as e:
             raise ValueError(str(e)) from None
         s = self.settings
-        config = effective(fc, select=_list(s.get("select")), ignore=_list(s.get("ignore")),
-                           target=s.get("target"), form=s.get("form"))
+        config = effective(
+            fc, select=_list(s.get("select")), ignore=_list(s.get("ignore")), target=s.get("target"), form=s.get("form")
+        )
         config.codes()
         return fc, config
 
@@ -99,8 +100,11 @@ class TracesafeServer(LanguageServer):
             an, mod = analyze_source(text, path, config, in_tree=True, project=project)
             fixes = safe_fix_fields(an, mod, config.form)
             codes = config.codes()
-            found = [f for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod)
-                     if f.code in codes and f.path == mod.path]
+            found = [
+                f
+                for f in to_findings(an.raw_findings(), config.target, fixes, fixes_for=mod)
+                if f.code in codes and f.path == mod.path
+            ]
         return [f for f in found if not per_file_ignored(f, config, fc.root)]
 
     def schedule(self, uri: str, delay: float) -> None:
@@ -120,8 +124,9 @@ class TracesafeServer(LanguageServer):
             findings = await asyncio.get_running_loop().run_in_executor(self.worker, self.analyse, uri, text)
         except Exception as e:  # noqa: BLE001 - a file that does not parse, a broken configuration
             if generation == self.generation.get(uri):
-                self.window_log_message(lsp.LogMessageParams(lsp.MessageType.Warning,
-                                                             f"tracesafe: {to_fs_path(uri)}: {e}"))
+                self.window_log_message(
+                    lsp.LogMessageParams(lsp.MessageType.Warning, f"tracesafe: {to_fs_path(uri)}: {e}")
+                )
                 self.results[uri] = Result(version, text, [])
                 self.publish(uri)
             return
@@ -133,8 +138,9 @@ class TracesafeServer(LanguageServer):
     def publish(self, uri: str) -> None:
         res = self.results.get(uri)
         diags = [diagnostic(f) for f in res.findings] if res else []
-        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-            uri=uri, diagnostics=diags, version=res.version if res else None))
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=res.version if res else None)
+        )
 
     def relint_all(self) -> None:
         for uri in list(self.workspace.text_documents):
@@ -154,8 +160,7 @@ def doc_uri(code: str) -> Optional[str]:
     """A file with the rule's documentation (written once per process under the user's cache)."""
     global _DOCS_DIR
     if _DOCS_DIR is None:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracesafe" / \
-            f"rules-{__version__}"
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracesafe" / f"rules-{__version__}"
         try:
             base.mkdir(parents=True, exist_ok=True)
             for c, r in RULES.items():
@@ -191,8 +196,13 @@ def _edits(old: str, new: str) -> list[lsp.TextEdit]:
 
 def _action(title: str, uri: str, version, edits: list, diag: lsp.Diagnostic, preferred: bool) -> lsp.CodeAction:
     doc = lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
-    return lsp.CodeAction(title=title, kind=lsp.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=preferred,
-                          edit=lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(doc, edits)]))
+    return lsp.CodeAction(
+        title=title,
+        kind=lsp.CodeActionKind.QuickFix,
+        diagnostics=[diag],
+        is_preferred=preferred,
+        edit=lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(doc, edits)]),
+    )
 
 
 def code_actions(ls: TracesafeServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
@@ -214,14 +224,29 @@ def code_actions(ls: TracesafeServer, params: lsp.CodeActionParams) -> list[lsp.
         if fix:
             _fc, config = ls.config_for(path)
             try:
-                fixed = fix_source(res.text, fix["form"], unsafe_fixes=True, path=path, codes={code}, config=config,
-                                   at=(d.data["line"], d.data["column"]))
+                fixed = fix_source(
+                    res.text,
+                    fix["form"],
+                    unsafe_fixes=True,
+                    path=path,
+                    codes={code},
+                    config=config,
+                    at=(d.data["line"], d.data["column"]),
+                )
             except Exception:  # noqa: BLE001 - no quick fix rather than a broken edit
                 fixed = None
             if fixed is not None and fixed.source != res.text:
                 unsafe = fix["applicability"] != "safe"
-                out.append(_action(f"Fix {code} with the `{fix['form']}` form{' (unsafe)' if unsafe else ''}", uri,
-                                   res.version, _edits(res.text, fixed.source), d, preferred=not unsafe))
+                out.append(
+                    _action(
+                        f"Fix {code} with the `{fix['form']}` form{' (unsafe)' if unsafe else ''}",
+                        uri,
+                        res.version,
+                        _edits(res.text, fixed.source),
+                        d,
+                        preferred=not unsafe,
+                    )
+                )
         line = d.data["line"] - 1
         if line < len(lines):
             new = _with_codes(lines[line], [code])
@@ -240,10 +265,14 @@ def hover(ls: TracesafeServer, params: lsp.HoverParams) -> Optional[lsp.Hover]:
         start, end = (f.line - 1, f.column - 1), (f.end_line - 1, f.end_column - 1)
         if start <= (pos.line, pos.character) <= end:
             r = RULES[f.code]
-            text = (f"**{r.code} {r.name}** — {f.message}\n\n### What it does\n{r.what}\n\n### Why is this bad?\n"
-                    f"{r.why}\n\n### Use instead\n```python\n{r.instead.strip()}\n```")
-            return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text),
-                             range=lsp.Range(lsp.Position(*start), lsp.Position(*end)))
+            text = (
+                f"**{r.code} {r.name}** — {f.message}\n\n### What it does\n{r.what}\n\n### Why is this bad?\n"
+                f"{r.why}\n\n### Use instead\n```python\n{r.instead.strip()}\n```"
+            )
+            return lsp.Hover(
+                contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text),
+                range=lsp.Range(lsp.Position(*start), lsp.Position(*end)),
+            )
     return None
 
 
@@ -272,8 +301,9 @@ def make_server() -> TracesafeServer:
         ls.results.pop(uri, None)
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
-    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
-                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+    @server.feature(
+        lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix])
+    )
     def actions(ls: TracesafeServer, params: lsp.CodeActionParams):
         return code_actions(ls, params)
 
@@ -303,11 +333,22 @@ def make_server() -> TracesafeServer:
         # pyproject.toml and the Python files other buffers read: re-analyse when they change on disk
         caps = ls.client_capabilities.workspace
         if caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration:
-            ls.client_register_capability(lsp.RegistrationParams(registrations=[lsp.Registration(
-                id="tracesafe-files", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
-                register_options=lsp.DidChangeWatchedFilesRegistrationOptions(watchers=[
-                    lsp.FileSystemWatcher(glob_pattern="**/pyproject.toml"),
-                    lsp.FileSystemWatcher(glob_pattern="**/*.py")]))]))
+            ls.client_register_capability(
+                lsp.RegistrationParams(
+                    registrations=[
+                        lsp.Registration(
+                            id="tracesafe-files",
+                            method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                            register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
+                                watchers=[
+                                    lsp.FileSystemWatcher(glob_pattern="**/pyproject.toml"),
+                                    lsp.FileSystemWatcher(glob_pattern="**/*.py"),
+                                ]
+                            ),
+                        )
+                    ]
+                )
+            )
 
     return server
 

@@ -36,7 +36,7 @@ def _comment_lines(text: str) -> set[int]:
 
 def _with_codes(line: str, codes: list[str]) -> str:
     body = line.rstrip("\r\n")
-    end = line[len(body):]
+    end = line[len(body) :]
     m = _NOQA.search(body)
     if m is None:
         return f"{body}  # noqa: {', '.join(codes)}{end}"
@@ -44,7 +44,7 @@ def _with_codes(line: str, codes: list[str]) -> str:
         return line  # a bare noqa covers every code
     have = [c.upper() for c in re.split(r"[\s,]+", m.group("codes")) if c]
     merged = have + [c for c in codes if not any(c.startswith(h) for h in have)]
-    return f"{body[:m.start()]}# noqa: {', '.join(merged)}{body[m.end():]}{end}"
+    return f"{body[: m.start()]}# noqa: {', '.join(merged)}{body[m.end() :]}{end}"
 
 
 def add_noqa(findings: list[Finding]) -> tuple[int, list[tuple[str, str]]]:

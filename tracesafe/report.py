@@ -20,9 +20,12 @@ def text(findings: list[Finding], color: bool = False) -> str:
     else:
         from click import style
 
-        lines = [f"{style(f.path, bold=True)}{style(':', fg='cyan')}{f.line}{style(':', fg='cyan')}{f.column}"
-                 f"{style(':', fg='cyan')} {style(f.code, fg='red' if f.severity == 'error' else 'yellow', bold=True)}"
-                 f" {f.message}" for f in findings]
+        lines = [
+            f"{style(f.path, bold=True)}{style(':', fg='cyan')}{f.line}{style(':', fg='cyan')}{f.column}"
+            f"{style(':', fg='cyan')} {style(f.code, fg='red' if f.severity == 'error' else 'yellow', bold=True)}"
+            f" {f.message}"
+            for f in findings
+        ]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -65,9 +68,16 @@ def statistics_json(findings: list[Finding], unsafe_fixes: bool = False) -> str:
     counts = Counter(f.code for f in findings)
     safe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") == "safe")
     unsafe = Counter(f.code for f in findings if f.fix and f.fix.get("applicability") != "safe")
-    rows = [{"code": c, "name": RULES[c].name, "count": counts[c],
-             "fixable": safe[c] + (unsafe[c] if unsafe_fixes else 0),
-             "unsafe_fixable": 0 if unsafe_fixes else unsafe[c]} for c in sorted(counts)]
+    rows = [
+        {
+            "code": c,
+            "name": RULES[c].name,
+            "count": counts[c],
+            "fixable": safe[c] + (unsafe[c] if unsafe_fixes else 0),
+            "unsafe_fixable": 0 if unsafe_fixes else unsafe[c],
+        }
+        for c in sorted(counts)
+    ]
     return json.dumps(rows, indent=2) + "\n"
 
 
@@ -82,9 +92,11 @@ def github(findings: list[Finding]) -> str:
     out = []
     for f in findings:
         level = "error" if f.severity == "error" else "warning"
-        out.append(f"::{level} file={_gh_escape(f.path, True)},line={f.line},col={f.column},endLine={f.end_line},"
-                   f"endColumn={f.end_column},title={_gh_escape(f'tracesafe ({f.code})', True)}::"
-                   f"{_gh_escape(f.message)}")
+        out.append(
+            f"::{level} file={_gh_escape(f.path, True)},line={f.line},col={f.column},endLine={f.end_line},"
+            f"endColumn={f.end_column},title={_gh_escape(f'tracesafe ({f.code})', True)}::"
+            f"{_gh_escape(f.message)}"
+        )
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -133,8 +145,11 @@ def _fixes(findings: list[Finding]) -> dict:
         while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
             end_a, end_b = end_a - 1, end_b - 1
         region = {"startLine": start + 1, "startColumn": 1}
-        region.update({"endLine": end_a + 1, "endColumn": 1} if end_a < len(a) else
-                      {"endLine": max(end_a, start + 1), "endColumn": len(a[end_a - 1]) + 1 if end_a else 1})
+        region.update(
+            {"endLine": end_a + 1, "endColumn": 1}
+            if end_a < len(a)
+            else {"endLine": max(end_a, start + 1), "endColumn": len(a[end_a - 1]) + 1 if end_a else 1}
+        )
         out[path] = (form, region, "".join(b[start:end_b]))
     return out
 
@@ -145,14 +160,17 @@ def sarif(findings: list[Finding], root: Path) -> str:
     rules = []
     for code in codes:
         r = RULES[code]
-        rules.append({
-            "id": code, "name": r.name,
-            "shortDescription": {"text": r.summary},
-            "fullDescription": {"text": r.what},
-            "help": {"text": r.docs(), "markdown": r.docs()},
-            "defaultConfiguration": {"level": "error" if r.severity == "error" else "warning"},
-            "properties": {"targets": list(r.targets), "fixForms": list(r.forms)},
-        })
+        rules.append(
+            {
+                "id": code,
+                "name": r.name,
+                "shortDescription": {"text": r.summary},
+                "fullDescription": {"text": r.what},
+                "help": {"text": r.docs(), "markdown": r.docs()},
+                "defaultConfiguration": {"level": "error" if r.severity == "error" else "warning"},
+                "properties": {"targets": list(r.targets), "fixForms": list(r.forms)},
+            }
+        )
     lines: dict = {}
     seen: Counter = Counter()
     fixes = _fixes(findings)
@@ -164,14 +182,25 @@ def sarif(findings: list[Finding], root: Path) -> str:
         seen[key] += 1
         fp = hashlib.sha256(f"{key}\0{seen[key]}".encode()).hexdigest()[:32]
         res = {
-            "ruleId": f.code, "ruleIndex": codes.index(f.code),
+            "ruleId": f.code,
+            "ruleIndex": codes.index(f.code),
             "level": "error" if f.severity == "error" else "warning",
             "message": {"text": f.message},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"} if not uri.startswith("file:")
-                else {"uri": uri},
-                "region": {"startLine": f.line, "startColumn": f.column, "endLine": f.end_line,
-                           "endColumn": f.end_column}}}],
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"}
+                        if not uri.startswith("file:")
+                        else {"uri": uri},
+                        "region": {
+                            "startLine": f.line,
+                            "startColumn": f.column,
+                            "endLine": f.end_line,
+                            "endColumn": f.end_column,
+                        },
+                    }
+                }
+            ],
             "partialFingerprints": {"tracesafe/v1": fp},
         }
         if f.fix and f.path in fixes:
@@ -181,24 +210,40 @@ def sarif(findings: list[Finding], root: Path) -> str:
             covered = [g for g in findings if g.path == f.path and g.fix]
             unsafe = any(g.fix["applicability"] == "unsafe" for g in covered)
             where = ", ".join(f"{g.code} at line {g.line}" for g in covered)
-            res["fixes"] = [{
-                "description": {"text": f"tracesafe fix --form {form}{' --unsafe-fixes' if unsafe else ''}: "
-                                        f"one edit for this file's {len(covered)} fixable finding(s) ({where})"},
-                "artifactChanges": [{"artifactLocation": res["locations"][0]["physicalLocation"]["artifactLocation"],
-                                     "replacements": [{"deletedRegion": region,
-                                                       "insertedContent": {"text": inserted}}]}],
-            }]
+            res["fixes"] = [
+                {
+                    "description": {
+                        "text": f"tracesafe fix --form {form}{' --unsafe-fixes' if unsafe else ''}: "
+                        f"one edit for this file's {len(covered)} fixable finding(s) ({where})"
+                    },
+                    "artifactChanges": [
+                        {
+                            "artifactLocation": res["locations"][0]["physicalLocation"]["artifactLocation"],
+                            "replacements": [{"deletedRegion": region, "insertedContent": {"text": inserted}}],
+                        }
+                    ],
+                }
+            ]
         results.append(res)
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "tracesafe", "version": __version__, "semanticVersion": __version__,
-                                "informationUri": "https://github.com/tracesafe/tracesafe", "rules": rules}},
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": root.resolve().as_uri() + "/"}},
-            "columnKind": "unicodeCodePoints",
-            "results": results,
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "tracesafe",
+                        "version": __version__,
+                        "semanticVersion": __version__,
+                        "informationUri": "https://github.com/tracesafe/tracesafe",
+                        "rules": rules,
+                    }
+                },
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": root.resolve().as_uri() + "/"}},
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }
+        ],
     }
     return json.dumps(doc, indent=2) + "\n"
 

@@ -12,15 +12,24 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import pathspec
 
 from tracesafe import __version__
 from tracesafe.analyzer.config import Config
 from tracesafe.analyzer.finding import Finding
-from tracesafe.analyzer.source import (SourceError, canonical, content_hash, cpython_syntax_error, forget_canonical,
-                                       source_text)
+from tracesafe.analyzer.source import (
+    SourceError,
+    canonical,
+    content_hash,
+    cpython_syntax_error,
+    forget_canonical,
+    source_text,
+)
+
+if TYPE_CHECKING:
+    from tracesafe.analyzer.project import Project
 
 # the analysis (libcst, the rewriters) is imported where a file is analysed: a run whose files all hit
 # the cache answers without it
@@ -85,8 +94,13 @@ def _load_overlay(path: Optional[str]) -> Optional[dict]:
     return _LOADED.get(path) if path is not None else None
 
 
-def _analyze_batch(batch: list[tuple[str, bytes, bool]], config: Config, only: Optional[frozenset] = None,
-                   project: Optional[Project] = None, overlay_file: Optional[str] = None):
+def _analyze_batch(
+    batch: list[tuple[str, bytes, bool]],
+    config: Config,
+    only: Optional[frozenset] = None,
+    project: Optional[Project] = None,
+    overlay_file: Optional[str] = None,
+):
     """Analyze roots sharing one parse cache (the caller's, or the worker's in a pool), and syntax-check
     the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
     from tracesafe.analyzer.api import analyze_root
@@ -120,7 +134,7 @@ def batched(items: list, jobs: int) -> list[list]:
     """Small contiguous batches for a pool of `jobs` workers: they balance the load, and each worker keeps
     its parse cache across them."""
     n = max(1, min(len(items) // (jobs * 8), 32))
-    return [items[i:i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 def _syntax_only(path: str, data: bytes) -> Optional[str]:
@@ -181,7 +195,9 @@ class Cache:
     def put(self, path: str, digest: str, findings, error, deps) -> None:
         # every path canonical: what is read back must not depend on the cwd or spelling that filled it
         self.entries[canonical(path)] = {
-            "hash": digest, "findings": [{**f, "path": canonical(f["path"])} for f in findings], "error": error,
+            "hash": digest,
+            "findings": [{**f, "path": canonical(f["path"])} for f in findings],
+            "error": error,
             "deps": {canonical(d): h for d, h in deps.items()},
         }
         self.dirty = True
@@ -208,8 +224,9 @@ def per_file_ignored(f: Finding, config: Config, root=None, real: Optional[str] 
         return False
     rel = os.path.relpath(real or canonical(f.path), canonical(str(root or os.getcwd())))
     for pat, codes in config.per_file_ignores.items():
-        if _spec(pat).match_file(rel) and any(f.code.startswith("" if c.upper() == "ALL" else c.upper())
-                                              for c in codes):
+        if _spec(pat).match_file(rel) and any(
+            f.code.startswith("" if c.upper() == "ALL" else c.upper()) for c in codes
+        ):
             return True
     return False
 
@@ -224,11 +241,21 @@ def _spec(pattern: str) -> pathspec.PathSpec:
     return s
 
 
-def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: Optional[Path] = None,
-                prefilter: bool = True, report_only: Optional[set[str]] = None,
-                config_root: Optional[Path] = None, contents: Optional[dict[str, bytes]] = None,
-                known: Optional[list[dict]] = None, progress: Optional[Callable[[int, int], None]] = None,
-                pool=None, project: Optional[Project] = None) -> RunResult:
+def check_paths(
+    files: list[str],
+    config: Config,
+    *,
+    jobs: int = 1,
+    cache_root: Optional[Path] = None,
+    prefilter: bool = True,
+    report_only: Optional[set[str]] = None,
+    config_root: Optional[Path] = None,
+    contents: Optional[dict[str, bytes]] = None,
+    known: Optional[list[dict]] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    pool=None,
+    project: Optional[Project] = None,
+) -> RunResult:
     """Findings for the given files (paths as discovered); errors never stop the other files. `contents`
     (path -> bytes) stands in for what some files hold on disk (`fix --diff` counts what would remain);
     `known` are findings (JSON) other roots' analyses already gave, merged in (`fix` re-analyses only
@@ -290,11 +317,15 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
                     pickle.dump(overlay, f, protocol=pickle.HIGHEST_PROTOCOL)
         batches = batched(todo, jobs)
         try:
-            with (nullcontext(pool) if pool is not None else
-                  ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,))) as workers:
+            with (
+                nullcontext(pool)
+                if pool is not None
+                else ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(overlay,))
+            ) as workers:
                 n = len(batches)
-                for part, times in workers.map(_analyze_batch, batches, [config] * n, [only] * n, [None] * n,
-                                               [overlay_file] * n):
+                for part, times in workers.map(
+                    _analyze_batch, batches, [config] * n, [only] * n, [None] * n, [overlay_file] * n
+                ):
                     results.extend(part)
                     for k, v in times.items():  # summed over workers: CPU seconds, not wall time
                         phases[k] = phases.get(k, 0.0) + v
@@ -312,7 +343,7 @@ def check_paths(files: list[str], config: Config, *, jobs: int = 1, cache_root: 
             _overlay(project, overlay)
         step = 32 if progress else len(todo)
         for i in range(0, len(todo), step):
-            part, times = _analyze_batch(todo[i:i + step], config, only, project)
+            part, times = _analyze_batch(todo[i : i + step], config, only, project)
             results.extend(part)
             for k, v in times.items():
                 phases[k] = phases.get(k, 0.0) + v

@@ -16,5 +16,19 @@ from .report import ExportReport, report_json
 from .stage import export
 from .steps import DEFAULT_TIMEOUT, time_limit
 
-__all__ = ["DEFAULT_OPSET", "DEFAULT_TIMEOUT", "DTYPES", "EXPORTERS", "DynamicAxis", "ExportReport", "InputSpec",
-           "TimedOut", "UsageError", "export", "parse_dynamic", "parse_input", "report_json", "time_limit"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "DEFAULT_TIMEOUT",
+    "DTYPES",
+    "EXPORTERS",
+    "DynamicAxis",
+    "ExportReport",
+    "InputSpec",
+    "TimedOut",
+    "UsageError",
+    "export",
+    "parse_dynamic",
+    "parse_input",
+    "report_json",
+    "time_limit",
+]

@@ -53,8 +53,14 @@ class Branch:
     parity: dict = field(default_factory=dict)  # "true"/"false" -> all matched there?
 
     def to_json(self) -> dict:
-        return {"path": self.path, "line": self.line, "code": self.code, "text": self.text, "sides": self.sides,
-                "parity": self.parity}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "code": self.code,
+            "text": self.text,
+            "sides": self.sides,
+            "parity": self.parity,
+        }
 
 
 def spell(path: str) -> str:
@@ -117,8 +123,9 @@ class Static:
         if not os.path.isabs(filename) and not os.path.exists(filename):
             return False  # "<string>", "<frozen ...>": code with no file
         real = os.path.realpath(filename)
-        return any(real.startswith(r + os.sep) for r in self.roots) and \
-            not any(real.startswith(d + os.sep) for d in _lib_dirs())
+        return any(real.startswith(r + os.sep) for r in self.roots) and not any(
+            real.startswith(d + os.sep) for d in _lib_dirs()
+        )
 
     def user_location(self, exc: BaseException) -> Optional[tuple[str, int]]:
         """The deepest frame of the user's code in the exception chain's tracebacks or messages."""
@@ -147,8 +154,9 @@ class Static:
 
 
 def _respell(f: Finding) -> Finding:
-    return Finding(spell(canonical(f.path)), f.line, f.column, f.end_line, f.end_column, f.code, f.message,
-                   f.function, f.fix)
+    return Finding(
+        spell(canonical(f.path)), f.line, f.column, f.end_line, f.end_column, f.code, f.message, f.function, f.fix
+    )
 
 
 def _scan(tree: ast.Module):

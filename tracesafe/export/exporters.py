@@ -75,8 +75,13 @@ class _Specialisations(logging.Handler):
             source = m.group(2)
             index = re.match(r"'args'\]\[(\d+)$", source)
             names = re.findall(r"'(\w+)'", source)
-            name = self.order[int(index.group(1))] if index and int(index.group(1)) < len(self.order) else \
-                names[-1] if names else ""
+            name = (
+                self.order[int(index.group(1))]
+                if index and int(index.group(1)) < len(self.order)
+                else names[-1]
+                if names
+                else ""
+            )
             dim = self.axes.get((name, int(m.group(3))))
             if dim is not None:
                 self.symbols[m.group(1)] = dim
@@ -111,47 +116,71 @@ class _Specialisations(logging.Handler):
 def _positional(model, slots: list[Slot], example: dict) -> tuple:
     """The script exporter takes inputs by position: keyword inputs go to their parameter's place, the
     parameters between keep their tensor defaults."""
-    params = [p for p in inspect.signature(model.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p
+        for p in inspect.signature(model.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     given = {s.name for s in slots}
     last = max((i for i, p in enumerate(params) if p.name in given), default=-1)
     out = []
-    for p in params[:last + 1]:
+    for p in params[: last + 1]:
         if p.name in given:
             out.append(example[p.name])
         else:
             raise UsageError(f"the script exporter takes inputs by position: give --input {p.name}=... too")
     if any(s.name not in {p.name for p in params} for s in slots):
-        raise UsageError("the script exporter takes inputs by position: **kwargs inputs need --exporter trace or "
-                         "dynamo")
+        raise UsageError(
+            "the script exporter takes inputs by position: **kwargs inputs need --exporter trace or dynamo"
+        )
     return tuple(out)
 
 
-def export_onnx(model, slots: list[Slot], example: dict, exporter: str, opset: int, out_path: str,
-                dims: list[str], consts: Optional[dict] = None,
-                frame: Optional[Callable[[], Optional[tuple]]] = None) -> None:
+def export_onnx(
+    model,
+    slots: list[Slot],
+    example: dict,
+    exporter: str,
+    opset: int,
+    out_path: str,
+    dims: list[str],
+    consts: Optional[dict] = None,
+    frame: Optional[Callable[[], Optional[tuple]]] = None,
+) -> None:
     """Export (see the module's contract); raises what the exporter raised, or Pinned."""
     import torch
 
     positional = tuple(example[s.name] for s in slots if not s.keyword)
     keywords = {s.name: example[s.name] for s in slots if s.keyword}
     if consts and exporter == "script":
-        raise UsageError("the script exporter takes tensors by position: constant keyword inputs need "
-                         "--exporter trace or dynamo")
+        raise UsageError(
+            "the script exporter takes tensors by position: constant keyword inputs need --exporter trace or dynamo"
+        )
     names = [s.name for s in slots]
     axes = {s.name: {a: d for a, d in s.dims.items()} for s in slots if s.dims}
     if exporter == "script":
         scripted = torch.jit.script(model)
         if returns_optional(scripted) and opset < 16:
-            raise UsageError(f"forward returns Optional[...]: the TorchScript exporter writes an invalid "
-                             f"model below opset 16 (asked for {opset}); use --opset 16 or higher")
+            raise UsageError(
+                f"forward returns Optional[...]: the TorchScript exporter writes an invalid "
+                f"model below opset 16 (asked for {opset}); use --opset 16 or higher"
+            )
         args = _positional(model, slots, example) if keywords else positional
-        torch.onnx.export(scripted, args, out_path, dynamo=False, opset_version=opset, input_names=names,
-                          dynamic_axes=axes or None)
+        torch.onnx.export(
+            scripted, args, out_path, dynamo=False, opset_version=opset, input_names=names, dynamic_axes=axes or None
+        )
         return
     if exporter == "trace":
-        torch.onnx.export(model, positional, out_path, kwargs={**keywords, **(consts or {})} or None, dynamo=False,
-                          opset_version=opset, input_names=names, dynamic_axes=axes or None)
+        torch.onnx.export(
+            model,
+            positional,
+            out_path,
+            kwargs={**keywords, **(consts or {})} or None,
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            dynamic_axes=axes or None,
+        )
         return
     shapes = None
     if dims:
@@ -164,8 +193,9 @@ def export_onnx(model, slots: list[Slot], example: dict, exporter: str, opset: i
     # torch.onnx.export would quietly retry with other strategies and pin it)
     with _Specialisations(slots, frame or (lambda: None)) as seen:
         try:
-            program = torch.export.export(model, positional, {**keywords, **(consts or {})}, dynamic_shapes=shapes,
-                                          strict=False)
+            program = torch.export.export(
+                model, positional, {**keywords, **(consts or {})}, dynamic_shapes=shapes, strict=False
+            )
         except Exception as e:  # noqa: BLE001
             for x in chain(e):
                 pinned = _pinned(x, dims, seen.where)

@@ -19,8 +19,10 @@ from .errors import UsageError
 
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 _INT_DEFAULT = (0, 10)
-_SPEC = re.compile(r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<shape>[^:\[]*)(?::(?P<dtype>\w*))?"
-                   r"(?P<range>\[[^\]\)]*[\]\)])?$")
+_SPEC = re.compile(
+    r"^(?:(?P<name>[A-Za-z_]\w*)=)?(?P<shape>[^:\[]*)(?::(?P<dtype>\w*))?"
+    r"(?P<range>\[[^\]\)]*[\]\)])?$"
+)
 
 
 @dataclass
@@ -50,8 +52,9 @@ def parse_input(text: str) -> InputSpec:
     """`2x3`, `2,3`, `2x3:int64`, `:float32` (a 0-d tensor), `input_ids=2x16:int64[0,100)`."""
     m = _SPEC.match(text.strip())
     if m is None:
-        raise UsageError(f"--input {text!r}: expected [NAME=]SHAPE[:DTYPE][RANGE], e.g. 2x3 or "
-                         f"input_ids=2x16:int64[0,100)")
+        raise UsageError(
+            f"--input {text!r}: expected [NAME=]SHAPE[:DTYPE][RANGE], e.g. 2x3 or input_ids=2x16:int64[0,100)"
+        )
     dtype = (m.group("dtype") or "").strip() or "float32"
     if dtype not in DTYPES:
         raise UsageError(f"--input {text!r}: unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
@@ -89,8 +92,7 @@ class DynamicAxis:
 def parse_dynamic(text: str) -> DynamicAxis:
     m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*(?:([A-Za-z_]\w*)\s*:)?\s*(\d+)\s*", text)
     if m is None:
-        raise UsageError(f"--dynamic {text!r}: expected DIM=AXIS or DIM=INPUT:AXIS, e.g. seq=1 or "
-                         f"seq=input_ids:1")
+        raise UsageError(f"--dynamic {text!r}: expected DIM=AXIS or DIM=INPUT:AXIS, e.g. seq=1 or seq=input_ids:1")
     return DynamicAxis(m.group(1), int(m.group(3)), m.group(2))
 
 
@@ -124,29 +126,34 @@ def bind(forward, specs: list[InputSpec], owner: str) -> list[Slot]:
     takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params)
     pos_specs = [s for s in specs if s.name is None]
     named = [s for s in specs if s.name is not None]
-    if named and any(s.name is None for s in specs[specs.index(named[0]):]):
+    if named and any(s.name is None for s in specs[specs.index(named[0]) :]):
         raise UsageError("give positional --input values before named ones")
     if len(pos_specs) > len(positional):
-        raise UsageError(f"{owner}.forward takes {len(positional)} positional input(s) "
-                         f"({', '.join(p.name for p in positional)}), got {len(pos_specs)} --input")
+        raise UsageError(
+            f"{owner}.forward takes {len(positional)} positional input(s) "
+            f"({', '.join(p.name for p in positional)}), got {len(pos_specs)} --input"
+        )
     slots = [Slot(p.name, False, s) for p, s in zip(positional, pos_specs)]
     taken = {s.name for s in slots}
     for s in named:
         if s.name in taken:
             raise UsageError(f"--input {s.name}=...: given twice")
         if s.name not in by_name and not takes_kwargs:
-            raise UsageError(f"{owner}.forward has no parameter {s.name!r} (it takes "
-                             f"{', '.join(p.name for p in params)})")
+            raise UsageError(
+                f"{owner}.forward has no parameter {s.name!r} (it takes {', '.join(p.name for p in params)})"
+            )
         slots.append(Slot(s.name, True, s))
         taken.add(s.name)
     missing = [p.name for p in positional if p.default is p.empty and p.name not in taken]
     missing += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in taken]
     if missing:
         required = [p for p in positional if p.default is p.empty]
-        raise UsageError(f"{owner}.forward takes {len(required)}"
-                         f"{'' if len(required) == len(positional) else f'-{len(positional)}'} tensor input(s) "
-                         f"({', '.join(p.name for p in positional)}), got {len(specs)} --input; "
-                         f"missing: {', '.join(missing)}")
+        raise UsageError(
+            f"{owner}.forward takes {len(required)}"
+            f"{'' if len(required) == len(positional) else f'-{len(positional)}'} tensor input(s) "
+            f"({', '.join(p.name for p in positional)}), got {len(specs)} --input; "
+            f"missing: {', '.join(missing)}"
+        )
     return slots
 
 
@@ -165,8 +172,9 @@ def assign_dims(slots: list[Slot], dynamic: Optional[list[DynamicAxis]], static:
     names = {s.name for s in slots}
     for d in dynamic:
         if d.input is not None and d.input not in names:
-            raise UsageError(f"--dynamic {d.dim}={d.input}:{d.axis}: no input named {d.input!r} "
-                             f"(inputs: {', '.join(sorted(names))})")
+            raise UsageError(
+                f"--dynamic {d.dim}={d.input}:{d.axis}: no input named {d.input!r} (inputs: {', '.join(sorted(names))})"
+            )
         hit = [s for s in slots if (d.input is None or s.name == d.input) and d.axis < len(s.spec.shape)]
         if not hit:
             raise UsageError(f"--dynamic {d.dim}: no input has axis {d.axis}")
@@ -174,7 +182,7 @@ def assign_dims(slots: list[Slot], dynamic: Optional[list[DynamicAxis]], static:
             s.dims[d.axis] = d.dim
     out: list[str] = []
     for s in slots:
-        for axis, dim in s.dims.items():
+        for dim in s.dims.values():
             if dim not in out:
                 out.append(dim)
     for dim in out:
@@ -194,7 +202,8 @@ def _make(spec: InputSpec, fill: str, shape: tuple[int, ...]):
     dt = getattr(torch, spec.dtype)
     if dt == torch.bool:
         return {"zeros": torch.zeros(shape, dtype=dt), "ones": torch.ones(shape, dtype=dt)}.get(
-            fill, torch.rand(shape) > 0.5)
+            fill, torch.rand(shape) > 0.5
+        )
     if not dt.is_floating_point:
         lo, hi = (int(spec.low), int(spec.high)) if spec.low is not None else _INT_DEFAULT
         table = {"zeros": 0, "ones": 1, "negatives": -1, "large": 100}

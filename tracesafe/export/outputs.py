@@ -76,28 +76,42 @@ def compare(eager: Any, got: list, layout: Layout) -> tuple[bool, str]:
 
     mine = leaves(eager)
     if [p for p, _ in mine] != layout.paths:
-        return False, f"the output's structure differs from the example's ({len(mine)} leaves, the example " \
-                      f"has {len(layout.paths)})"
+        return (
+            False,
+            f"the output's structure differs from the example's ({len(mine)} leaves, the example "
+            f"has {len(layout.paths)})",
+        )
     want = []
     for (path, v), kept in zip(mine, layout.kept):
         if kept:
             want.append((path, v))
         elif v is not None:
-            return False, f"output {path.lstrip('.')} is None on the example, so the exporter dropped it; here " \
-                          f"it is {summary(v)}"
+            return (
+                False,
+                f"output {path.lstrip('.')} is None on the example, so the exporter dropped it; here "
+                f"it is {summary(v)}",
+            )
     if len(want) != len(got):
         return False, f"{len(got)} outputs, eager has {len(want)}"
     for i, ((path, w), g) in enumerate(zip(want, got)):
         label = path.lstrip(".") or str(i)
         if w is None or g is None:
             if (w is None) != (g is None):
-                return False, f"output {label}: eager {'None' if w is None else 'a tensor'}, onnx " \
-                              f"{'None' if g is None else 'a tensor'}"
+                return (
+                    False,
+                    f"output {label}: eager {'None' if w is None else 'a tensor'}, onnx "
+                    f"{'None' if g is None else 'a tensor'}",
+                )
             continue
         if isinstance(g, list):
             g = np.stack(g) if g else np.zeros((0,))
-        w = w.detach().float().numpy() if isinstance(w, torch.Tensor) and w.dtype == torch.bfloat16 else \
-            w.detach().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+        w = (
+            w.detach().float().numpy()
+            if isinstance(w, torch.Tensor) and w.dtype == torch.bfloat16
+            else w.detach().numpy()
+            if isinstance(w, torch.Tensor)
+            else np.asarray(w)
+        )
         g = np.asarray(g)
         if w.shape != g.shape:
             return False, f"output {label}: shape {g.shape}, eager {w.shape}"
@@ -130,6 +144,9 @@ def signature_change(cases: list, shapes_in: dict) -> Optional[str]:
             # a shape that follows the data (torch.nonzero) is the model's own; one that follows a branch is
             # a signature the graph cannot keep
             if len(seen) > 1 and len({repr(sorted(c.branches.items())) for c in seen.values()}) > 1:
-                return f"output {i} is " + ", ".join(f"{s} on {c.name}" for s, c in seen.items()) + \
-                    " (they took different branches)"
+                return (
+                    f"output {i} is "
+                    + ", ".join(f"{s} on {c.name}" for s, c in seen.items())
+                    + " (they took different branches)"
+                )
     return None

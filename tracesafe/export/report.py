@@ -24,8 +24,14 @@ class CaseResult:
     output_shapes: list = field(default_factory=list)  # eager: each output's shape (None: not a tensor)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "eager": self.eager, "match": self.match, "detail": self.detail,
-                "branches": self.branches, "output_shapes": self.output_shapes}
+        return {
+            "name": self.name,
+            "eager": self.eager,
+            "match": self.match,
+            "detail": self.detail,
+            "branches": self.branches,
+            "output_shapes": self.output_shapes,
+        }
 
 
 @dataclass
@@ -61,19 +67,38 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return self.exported and self.checker is None and self.error is None and self.parity_ok and \
-            self.signature is None and not self.pinned and self.timed_out is None
+        return (
+            self.exported
+            and self.checker is None
+            and self.error is None
+            and self.parity_ok
+            and self.signature is None
+            and not self.pinned
+            and self.timed_out is None
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "target": self.target, "exporter": self.exporter, "opset": self.opset, "output": self.output,
-            "ok": self.ok, "exported": self.exported,
+            "target": self.target,
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "output": self.output,
+            "ok": self.ok,
+            "exported": self.exported,
             # a check that never ran did not pass
             "checker": "not run" if not self.exported else "passed" if self.checker is None else self.checker,
-            "error": self.error, "error_location": self.error_location, "timed_out": self.timed_out,
-            "dynamic": self.dynamic, "pinned": self.pinned, "pinned_at": self.pinned_at, "notes": self.notes,
-            "findings": [f.to_json() for f in self.findings], "control_flow": self.control_flow,
-            "inputs": self.inputs, "outputs": self.outputs, "dropped_outputs": self.dropped,
+            "error": self.error,
+            "error_location": self.error_location,
+            "timed_out": self.timed_out,
+            "dynamic": self.dynamic,
+            "pinned": self.pinned,
+            "pinned_at": self.pinned_at,
+            "notes": self.notes,
+            "findings": [f.to_json() for f in self.findings],
+            "control_flow": self.control_flow,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "dropped_outputs": self.dropped,
             "signature": "fixed" if self.signature is None else self.signature,
             "cases": [c.to_json() for c in self.cases],
             "branches": [b.to_json() for b in self.branches],
@@ -91,7 +116,7 @@ class ExportReport:
         verdict = {True: "match", False: "MISMATCH", None: "skipped"}[c.match]
         detail = c.detail
         if c.match is None and detail.startswith("not run: "):
-            verdict, detail = "not run", detail[len("not run: "):]
+            verdict, detail = "not run", detail[len("not run: ") :]
         return f"  input {c.name:<14} eager {c.eager:<28} onnx {verdict}{': ' + detail if detail else ''}\n"
 
     def body(self) -> str:
@@ -103,18 +128,24 @@ class ExportReport:
             where = f" at {self.error_location}" if self.error_location else ""
             out.append(f"  export FAILED{where}: {self.error}")
         if self.pinned:
-            out.append("  export PINNED " + ", ".join(
-                f"dynamic dimension `{d}` to {n if n is not None else 'the example length'}"
-                f"{' at ' + self.pinned_at[d] if d in self.pinned_at else ''}" for d, n in
-                self.pinned.items()) + ": it accepts no other length")
+            out.append(
+                "  export PINNED "
+                + ", ".join(
+                    f"dynamic dimension `{d}` to {n if n is not None else 'the example length'}"
+                    f"{' at ' + self.pinned_at[d] if d in self.pinned_at else ''}"
+                    for d, n in self.pinned.items()
+                )
+                + ": it accepts no other length"
+            )
         if self.exported:
             out.append(f"  exported: {self.output or '(not kept; use -o FILE)'}")
             out.append("  checker (full_check): " + ("passed" if self.checker is None else f"FAILED: {self.checker}"))
             ops = ", ".join(f"{k} x{v}" for k, v in self.control_flow.items()) or "none"
             out.append(f"  control flow kept: {ops}")
             out.append(f"  inputs: {', '.join(self.inputs)}")
-            dropped = f" (dropped by the exporter, None on the example: {', '.join(self.dropped)})" \
-                if self.dropped else ""
+            dropped = (
+                f" (dropped by the exporter, None on the example: {', '.join(self.dropped)})" if self.dropped else ""
+            )
             out.append(f"  outputs: {', '.join(self.outputs)}{dropped}")
         for s in self.steps:
             if s.status != "ok" and s.output:

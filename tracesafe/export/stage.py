@@ -31,10 +31,19 @@ from .target import Built, load_target
 CONTROL_FLOW_OPS = ("If", "Loop", "Scan", "Where")
 
 
-def export(target: str, inputs: Sequence[inp.InputSpec] = (), *, init: Optional[dict] = None,
-           exporter: str = "script", opset: Optional[int] = None, output: Optional[str] = None,
-           timeout: Optional[float] = DEFAULT_TIMEOUT, stream: Optional[Callable[[str], None]] = None,
-           dynamic: Optional[list[inp.DynamicAxis]] = None, static: bool = False) -> ExportReport:
+def export(
+    target: str,
+    inputs: Sequence[inp.InputSpec] = (),
+    *,
+    init: Optional[dict] = None,
+    exporter: str = "script",
+    opset: Optional[int] = None,
+    output: Optional[str] = None,
+    timeout: Optional[float] = DEFAULT_TIMEOUT,
+    stream: Optional[Callable[[str], None]] = None,
+    dynamic: Optional[list[inp.DynamicAxis]] = None,
+    static: bool = False,
+) -> ExportReport:
     """Export `target` (FILE.py:NAME or package.module:NAME), validate it and check parity (see the module's
     contract). Each step gets `timeout` seconds. `stream`, when given, receives the text report piece by
     piece as it happens (ExportReport.text() is the same text)."""
@@ -44,8 +53,10 @@ def export(target: str, inputs: Sequence[inp.InputSpec] = (), *, init: Optional[
         raise UsageError(f"unknown exporter {exporter!r} (one of {', '.join(EXPORTERS)})")
     opset = opset or DEFAULT_OPSET[exporter]
     if exporter == "dynamo" and opset < 18:
-        raise UsageError(f"the dynamo exporter needs --opset 18 or higher (measured: it writes opset 18 anyway "
-                         f"when asked for {opset})")
+        raise UsageError(
+            f"the dynamo exporter needs --opset 18 or higher (measured: it writes opset 18 anyway "
+            f"when asked for {opset})"
+        )
     if not 7 <= opset <= 23:
         raise UsageError(f"--opset {opset} is outside 7..23")
     if static and dynamic:
@@ -63,8 +74,10 @@ def export(target: str, inputs: Sequence[inp.InputSpec] = (), *, init: Optional[
         base = inp.dim_sizes(slots)
         for d in [d for d in dims if base[d] < 2]:
             # torch.export specialises a length of 1 (and 0): the example cannot show it is dynamic
-            report.notes.append(f"dynamic dimension `{d}` has length {base[d]} in the example, which torch.export "
-                                f"treats as static; give a longer example to export it dynamically")
+            report.notes.append(
+                f"dynamic dimension `{d}` has length {base[d]} in the example, which torch.export "
+                f"treats as static; give a longer example to export it dynamically"
+            )
             dims.remove(d)
             for s in slots:
                 s.dims = {a: x for a, x in s.dims.items() if x != d}
@@ -87,8 +100,11 @@ def _slots(built: Built, specs: list[inp.InputSpec]) -> tuple[list[inp.Slot], di
         raise UsageError("give at least one --input SHAPE[:DTYPE] (or a factory returning example inputs)")
     import inspect
 
-    params = [p.name for p in inspect.signature(built.model.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p.name
+        for p in inspect.signature(built.model.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     slots, consts = [], {}
     for i, t in enumerate(built.args):
         if not isinstance(t, torch.Tensor):
@@ -146,8 +162,9 @@ def _run(built: Built, slots, consts, dims, report: ExportReport, out_path: str,
             live = list(dims)
             while True:
                 try:
-                    export_onnx(model, slots, example.tensors, exporter, report.opset, out_path, live, consts,
-                                static.user_frame)
+                    export_onnx(
+                        model, slots, example.tensors, exporter, report.opset, out_path, live, consts, static.user_frame
+                    )
                     break
                 except Pinned as p:
                     # say where, then export with the other dimensions still dynamic: the inputs of the
@@ -182,8 +199,18 @@ def _run(built: Built, slots, consts, dims, report: ExportReport, out_path: str,
         return
     for category, message, at in caught:
         if issubclass(category, torch.jit.TracerWarning) and at is not None:
-            here = static.rule_at(*at) or [Finding(spell(at[0]), at[1], 1, at[1], 1, _code_for_warning(message),
-                                                   f"tracer: {message.splitlines()[0][:160]}", "")]
+            here = static.rule_at(*at) or [
+                Finding(
+                    spell(at[0]),
+                    at[1],
+                    1,
+                    at[1],
+                    1,
+                    _code_for_warning(message),
+                    f"tracer: {message.splitlines()[0][:160]}",
+                    "",
+                )
+            ]
             report.findings.extend(f for f in here if f not in report.findings)
     report.findings.sort(key=Finding.sort_key)
 
@@ -209,8 +236,11 @@ def _run(built: Built, slots, consts, dims, report: ExportReport, out_path: str,
     layout = None
     if sess is not None:
         try:
-            with torch.no_grad(), warnings.catch_warnings(), \
-                    run_step(report.steps, "eager example", timeout, "eager PyTorch"):
+            with (
+                torch.no_grad(),
+                warnings.catch_warnings(),
+                run_step(report.steps, "eager example", timeout, "eager PyTorch"),
+            ):
                 warnings.simplefilter("ignore")
                 layout = Layout.of(_call(model, slots, consts, example.tensors), exporter)
             report.dropped = layout.dropped
@@ -220,8 +250,13 @@ def _run(built: Built, slots, consts, dims, report: ExportReport, out_path: str,
             report.notes.append(f"eager PyTorch raised on the example: {error_text(e)}")
     say(report.body())
     if sess is None or layout is None:
-        why = "the export timed out" if report.timed_out else "the model did not pass the checker" \
-            if report.checker else "eager PyTorch raised on the example"
+        why = (
+            "the export timed out"
+            if report.timed_out
+            else "the model did not pass the checker"
+            if report.checker
+            else "eager PyTorch raised on the example"
+        )
         _not_run(report, cases, why, say)
         return
 
@@ -230,14 +265,19 @@ def _run(built: Built, slots, consts, dims, report: ExportReport, out_path: str,
     for case in cases:
         result = CaseResult(case.name)
         if report.pinned and any(d in report.pinned for d in case.sizes):
-            result.detail = "not run: the export pinned " + ", ".join(f"`{d}`" for d in case.sizes if d in report.pinned)
+            result.detail = "not run: the export pinned " + ", ".join(
+                f"`{d}`" for d in case.sizes if d in report.pinned
+            )
             report.cases.append(result)
             say(report.case_line(result))
             continue
         taken: dict = {}
         try:
-            with torch.no_grad(), warnings.catch_warnings(), \
-                    run_step(report.steps, f"eager {case.name}", timeout, "eager PyTorch"):
+            with (
+                torch.no_grad(),
+                warnings.catch_warnings(),
+                run_step(report.steps, f"eager {case.name}", timeout, "eager PyTorch"),
+            ):
                 warnings.simplefilter("ignore")
                 with record_sides(static, taken):
                     want = _call(model, slots, consts, case.tensors)
@@ -305,8 +345,9 @@ def _coverage(report: ExportReport, static: Static, built: Built, taken_by: dict
                 b.parity[side] = b.parity.get(side, True) and bool(results[name].match)
     # branches of the model's own classes, and those elsewhere that its inputs reached
     report.branches = [b for b in static.branches if b.owner in classes or b.sides]
-    uncovered = [f"{b.path}:{b.line} {side}" for b in report.branches for side in ("true", "false")
-                 if side not in b.sides]
+    uncovered = [
+        f"{b.path}:{b.line} {side}" for b in report.branches for side in ("true", "false") if side not in b.sides
+    ]
     if uncovered:
         report.notes.append("no generated input took: " + ", ".join(uncovered) + " (not proven)")
 

@@ -123,8 +123,12 @@ def load_target(target: str, init: Optional[dict] = None) -> Built:
     file = getattr(mod, "__file__", None) or where
     obj = getattr(mod, name, None)
     if obj is None:
-        here = sorted(n for n, v in vars(mod).items() if getattr(v, "__module__", None) == mod.__name__ and
-                      (inspect.isclass(v) and issubclass(v, torch.nn.Module) or inspect.isfunction(v)))
+        here = sorted(
+            n
+            for n, v in vars(mod).items()
+            if getattr(v, "__module__", None) == mod.__name__
+            and (inspect.isclass(v) and issubclass(v, torch.nn.Module) or inspect.isfunction(v))
+        )
         raise UsageError(f"no class {name!r} in {file} (modules and factories there: {', '.join(here) or 'none'})")
     args = kwargs = None
     if inspect.isclass(obj):
@@ -179,5 +183,6 @@ def _unpack(made, name: str):
                 return made[0], tuple(inputs), {}
         if len(rest) == 2 and isinstance(rest[0], (tuple, list)) and isinstance(rest[1], dict):
             return made[0], tuple(rest[0]), dict(rest[1])
-    raise UsageError(f"{name}() returned {type(made).__name__}: expected a module, (module, inputs) or "
-                     f"(module, args, kwargs)")
+    raise UsageError(
+        f"{name}() returned {type(made).__name__}: expected a module, (module, inputs) or (module, args, kwargs)"
+    )
