@@ -126,7 +126,7 @@ def join(*kinds: Kind) -> Kind:
             payload = join(*(a[1] for a in tagged)) if tag == "dictof" else frozenset().union(*(a[1] for a in tagged))
             out.add((tag, payload))
     # keep tuple atoms bounded: two tuples of the same arity merge elementwise
-    tuples = [a for a in compound if a[0] == "tup"]
+    tuples: list = [a for a in compound if a[0] == "tup"]
     if len(tuples) > 1:
         by_len: dict[int, list] = {}
         for a in tuples:

@@ -61,7 +61,9 @@ def spread(types: list[str], n: int) -> list[str]:
     return [types[int(i * step)] for i in range(n)]
 
 
-def run(types: list[str], root: Path | None, work: Path, label: str, jobs: int, chunk: int = 12) -> dict:
+def run(
+    types: list[str], root: Path | None, work: Path, label: str, jobs: int, chunk: int = 12, reuse: bool = False
+) -> dict:
     """behaviour_runner over types, `jobs` interpreters at a time, `chunk` types each (root: the directory
     holding the transformers copy to import; None: the installed one)."""
     import torch
@@ -79,6 +81,10 @@ def run(types: list[str], root: Path | None, work: Path, label: str, jobs: int, 
     def one(i: int) -> dict:
         names = work / f"{label}-{i}.json"
         out = work / f"{label}-{i}.pt"
+        if reuse and out.exists() and names.exists() and json.loads(names.read_text()) == chunks[i]:
+            res = torch.load(out, weights_only=False)  # an earlier run of the same chunk (--reuse)
+            res.pop("__transformers__", None)
+            return res
         names.write_text(json.dumps(chunks[i]))
         p = subprocess.run(
             [sys.executable, str(TESTS / "behaviour_runner.py"), str(names), str(out)],
@@ -182,18 +188,19 @@ def notes_at(said: str, rel: str, lines: range) -> list[str]:
     return out
 
 
-def measure(types: list[str], form: str, jobs: int, work: Path) -> dict:
+def measure(types: list[str], form: str, jobs: int, work: Path, reuse: bool = False) -> dict:
     import transformers
 
     pkg = Path(transformers.__file__).resolve().parent
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    before = run(types, None, work, "before", jobs)
+    before = run(types, None, work, "before", jobs, reuse=reuse)
     t_before = time.perf_counter() - t0
     flagged = flagged_lines(pkg)
     tree, said, t_fix = fix_copy(pkg, work, form)
     t0 = time.perf_counter()
-    after = run(types, tree, work, "after", jobs)
+    ran = [t for t in types if "forward" in before.get(t, {})]  # a type that did not run says nothing after
+    after = run(ran, tree, work, "after", jobs)
     t_after = time.perf_counter() - t0
 
     rows = []
@@ -203,11 +210,11 @@ def measure(types: list[str], form: str, jobs: int, work: Path) -> dict:
             continue  # did not build or run here: says nothing
         row = {"type": t, "class": a.get("class")}
         da, db = a.get("dynamic") or {}, b.get("dynamic") or {}
-        row["before"] = da.get("kind", "error" if "dynamic_error" in a else "not run")
+        row["before"] = _kind(da, a)
         row["before_parity"] = da.get("parity")
         row["where"] = da.get("where")
         row["message"] = da.get("message")
-        row["after"] = db.get("kind", "error" if "dynamic_error" in b else "not run")
+        row["after"] = _kind(db, b)
         row["after_parity"] = db.get("parity")
         row["after_where"] = db.get("where")
         row["after_message"] = db.get("message")
@@ -236,9 +243,19 @@ def measure(types: list[str], form: str, jobs: int, work: Path) -> dict:
     }
 
 
+def _kind(d: dict, res: dict) -> str:
+    """ok, data-dependent, pinned, other; "guarded" when it exported but its program rejects another batch or
+    sequence length (a guard torch.export added silently, Dim.DYNAMIC)."""
+    if not d:
+        return "error" if "dynamic_error" in res else "not run"
+    if d.get("kind") == "ok" and d.get("parity") not in (None, "ok") and "Guard failed" in (d.get("parity") or ""):
+        return "guarded"
+    return d["kind"]
+
+
 def summarise(res: dict) -> dict:
     rows = res["rows"]
-    failing = [r for r in rows if r["before"] in ("data-dependent", "pinned", "other")]
+    failing = [r for r in rows if r["before"] in ("data-dependent", "pinned", "guarded", "other")]
     at_flagged = [r for r in failing if r.get("flagged")]
     ok_after = lambda r: r["after"] == "ok" and r["after_parity"] == "ok"  # noqa: E731
     rescued = [r for r in at_flagged if ok_after(r)]
@@ -269,7 +286,8 @@ def table(res: dict, s: dict) -> str:
         f"| model types run (one class each, tiny configs) | {s['ran']} of {res['types']} |",
         f"| dynamic export (batch, sequence `Dim.DYNAMIC`) fails before | {len(s['failing'])} "
         f"({s['by_kind']['data-dependent']} data-dependent, {s['by_kind']['pinned']} pinned axis, "
-        f"{s['by_kind']['other']} other; {len(s['statements'])} distinct statements) |",
+        f"{s['by_kind']['guarded']} exported but reject another length, {s['by_kind']['other']} other; "
+        f"{len(s['statements'])} distinct statements) |",
         f"| … at a statement `check --target dynamo` flags | {len(s['at_flagged'])} |",
         f"| … of those, export after `fix` and match eager on the example and a new batch and sequence "
         f"length | **{len(s['rescued'])} ({pct(len(s['rescued']), len(s['at_flagged']))})** |",
@@ -319,11 +337,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tracesafe-rescue")
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--reuse", action="store_true", help="reuse the before-runs an earlier run left in --out")
     a = ap.parse_args()
     types = model_types()
     if a.types:
         types = spread(types, a.types)
-    res = measure(types, a.form, a.jobs, a.out)
+    res = measure(types, a.form, a.jobs, a.out, a.reuse)
     s = summarise(res)
     (a.out / "rescue.json").write_text(json.dumps(res, indent=1, default=str))
     text = table(res, s)

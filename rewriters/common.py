@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import libcst as cst
 
@@ -18,14 +18,15 @@ class Plan:
     form: str
     codes: set[str]
     nodes: list  # the flagged nodes this plan fixes
-    old: Optional[cst.CSTNode] = None
-    new: Optional[cst.CSTNode] = None
+    # a node, or (for a plan that replaces statements) the list of the statements it consumes and of those it writes
+    old: Any = None
+    new: Any = None
     applicability: str = "safe"
     reason: Optional[str] = None  # set when the form refuses
     imports: set = field(default_factory=set)  # ("torch", None) or ("typing", "Tuple")
     changed_signature: Optional[str] = None  # "Class.forward" when callers must adapt
     position: Optional[tuple[int, int]] = None  # (line, column) of the first node, 1-based; set for reports
-    defn: Optional[object] = None  # the analysed definition holding the nodes (set by the engine)
+    defn: Any = None  # the analysed definition (analyzer.project.Def) holding the nodes (set by the engine)
 
     @property
     def ok(self) -> bool:
@@ -205,7 +206,7 @@ def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
 def _torch(e: cst.BaseExpression, qualify) -> bool:
     """e names something in torch (a module or a function), resolved through the module's imports."""
     q = qualify(e) if isinstance(e, (cst.Name, cst.Attribute)) else None
-    return bool(q) and (q == "torch" or q.startswith("torch."))
+    return q is not None and (q == "torch" or q.startswith("torch."))
 
 
 def _scalar(e: cst.BaseExpression) -> bool:

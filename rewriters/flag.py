@@ -7,7 +7,7 @@ It changes what callers receive, so it is always an unsafe fix.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import libcst as cst
 
@@ -118,10 +118,11 @@ def _placeholders(
             return [f"torch.zeros_like({tensor_params[0]})"] * n
         for i, e in enumerate(items):
             values[i].append(e)
-    out = []
+    out: list[str] = []
     for vs in values:
         shapes = {_like(e, unchanged, qualify) for e in vs}
-        out.append(shapes.pop() if len(shapes) == 1 and None not in shapes else f"torch.zeros_like({tensor_params[0]})")
+        one = shapes.pop() if len(shapes) == 1 else None
+        out.append(one if one is not None else f"torch.zeros_like({tensor_params[0]})")
     return out
 
 
@@ -298,7 +299,7 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
                 return new.with_changes(value=new.value.with_changes(elements=list(new.value.elements) + [flag]))
             return new.with_changes(value=cst.Tuple([cst.Element(new.value), flag], lpar=[], rpar=[]))
 
-    new_fn = fn.visit(Rewrite())
+    new_fn = cast(cst.FunctionDef, fn.visit(Rewrite()))
     body = new_fn.body
     if isinstance(fn.body, cst.IndentedBlock) and not terminates(fn.body.body):
         body = body.with_changes(body=list(body.body) + [cst.parse_statement(f"return {absent}\n")])

@@ -33,8 +33,10 @@ COMPILING = "torch.compiler.is_compiling"
 
 def raises_only(node: cst.If) -> bool:
     """The `if` arm is straight-line code that ends in `raise` (message building, then the raise)."""
-    body = node.body
-    return checks_only(node) and isinstance(body.body[-1].body[-1], cst.Raise)
+    if not checks_only(node):
+        return False
+    last = node.body.body[-1]  # checks_only: straight-line statements
+    return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Raise)
 
 
 def applies(code: str, node) -> bool:

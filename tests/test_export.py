@@ -555,3 +555,16 @@ def test_an_export_pinned_to_one_length_fails_naming_the_line(tmp_path, monkeypa
     seq = [c for c in rep["cases"] if "seq" in c["name"]]
     assert seq and all(c["detail"] == "not run: the export pinned `seq`" for c in seq)
     assert all(c["match"] for c in rep["cases"] if c["name"].startswith("batch") and "seq" not in c["name"])
+
+
+def test_the_torch_range_is_checked(monkeypatch):
+    import torch
+
+    from tracesafe.export import UsageError, versions
+
+    assert versions.check("dynamo") is None  # the installed torch is in the tested range
+    monkeypatch.setattr(torch, "__version__", "2.12.1+cpu")
+    assert "outside the range" in versions.check("script")
+    monkeypatch.delattr(torch, "cond")
+    with pytest.raises(UsageError, match="no torch.cond"):
+        versions.check("script")

@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import click
 
@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
 
 
 def _codes(values: tuple[str, ...]) -> list[str]:
-    out = []
+    out: list[str] = []
     for v in values:
         out.extend(c.strip() for c in v.split(",") if c.strip())
     return out
@@ -226,7 +226,8 @@ class _Progress:
     --quiet): the report itself still goes to stdout, untouched."""
 
     def __init__(self, label: str, enabled: bool):
-        self.label, self.enabled, self.bar = label, enabled, None
+        self.label, self.enabled = label, enabled
+        self.bar: Optional[Any] = None
 
     def __call__(self, n: int, total: int) -> None:
         if not self.enabled or total < _PROGRESS_MIN_FILES:
@@ -581,7 +582,7 @@ def _run_fix(
     import time
 
     t0 = time.perf_counter()
-    phases = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
+    phases: dict[str, float] = {"fix": 0.0, "recount": 0.0, "files": 0, "reanalysed": 0}
     broken: list[tuple[str, str]] = []
     groups, errors = _groups(
         paths,
@@ -630,7 +631,7 @@ def _run_fix(
                 outcomes.append(o)
                 if o.changed:
                     changed.append(o.path)
-                    new_text[o.path] = o.source.encode("utf-8")
+                    new_text[o.path] = (o.source or "").encode("utf-8")
                     signatures.extend(o.signatures)
                     fixed.extend((o.path, c) for c in o.applied)
                     if diff:
@@ -663,7 +664,7 @@ def _run_fix(
         phases["fix"] = phases["total (wall)"] - phases["recount"]
         click.echo("profile " + _json.dumps({k: round(v, 3) for k, v in phases.items()}), err=True)
     if not quiet:
-        verb, left = ("Would fix", "would remain") if diff else ("Fixed", "remain")
+        verb, still = ("Would fix", "would remain") if diff else ("Fixed", "remain")
         if not targets:  # no files: the target the options name
             from tracesafe.analyzer import Config
 
@@ -671,7 +672,7 @@ def _run_fix(
         names = ", ".join(sorted(targets))
         hint = f" (see `tracesafe check --target {sorted(targets)[0]}`)" if remaining and len(targets) == 1 else ""
         click.echo(
-            f"{verb} {len(changed)} file(s); {remaining} finding(s) {left} for the {names} exporter{hint}.", err=True
+            f"{verb} {len(changed)} file(s); {remaining} finding(s) {still} for the {names} exporter{hint}.", err=True
         )
     return FixRun(changed, remaining, errors, len(fixed))
 

@@ -150,7 +150,12 @@ def discover(
                     if problem:
                         yield os.path.normpath(str(f)), problem
                         continue
-                if specs and _ignored(f.resolve() if link else real / name, False, specs) or excluded(f, False):
+                if (
+                    specs
+                    and real is not None
+                    and _ignored(f.resolve() if link else real / name, False, specs)
+                    or excluded(f, False)
+                ):
                     continue
                 key = os.path.normpath(str(f))
                 if key not in seen:

@@ -110,7 +110,7 @@ def _analyze_batch(
     project = project or _WORKER_PROJECT
     _overlay(project, _load_overlay(overlay_file))
     before = dict(PHASES)
-    out = []
+    out: list[tuple] = []
     syntax = 0.0
     for path, data, analyze in batch:
         if not analyze:

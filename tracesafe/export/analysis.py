@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import traceback
+from types import FrameType
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -104,7 +105,7 @@ class Static:
                 continue
             lines = text.splitlines()
             file_arms, calls, owners = _scan(tree)
-            here = {}
+            here: dict[int, Branch] = {}
             for f in by_file.get(real, ()):
                 here.setdefault(f.line, Branch(spell(real), f.line, f.code, lines[f.line - 1].strip()[:60]))
             for line, name in calls:
@@ -129,10 +130,10 @@ class Static:
 
     def user_location(self, exc: BaseException) -> Optional[tuple[str, int]]:
         """The deepest frame of the user's code in the exception chain's tracebacks or messages."""
-        best = None
+        best: Optional[tuple[str, int]] = None
         for e in chain(exc):
             for fs in traceback.extract_tb(e.__traceback__):
-                if self.is_user(fs.filename):
+                if self.is_user(fs.filename) and fs.lineno is not None:
                     best = (fs.filename, fs.lineno)
             for m in re.finditer(r'File "([^"]+)", line (\d+)', str(e)):
                 if self.is_user(m.group(1)):
@@ -141,7 +142,7 @@ class Static:
 
     def user_frame(self) -> Optional[tuple[str, int]]:
         """The innermost frame of the user's code on the current stack (a warning raised inside torch)."""
-        fr = sys._getframe(1)
+        fr: Optional[FrameType] = sys._getframe(1)
         while fr is not None:
             if self.is_user(fr.f_code.co_filename):
                 return fr.f_code.co_filename, fr.f_lineno

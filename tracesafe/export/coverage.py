@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Any
 
 from tracesafe.analyzer.source import canonical
 
@@ -60,7 +61,8 @@ def record_sides(static, taken: dict):
             fr = fr.f_back
         return None
 
-    orig_cond, orig_loop = torch.cond, torch.while_loop
+    orig_cond: Any = torch.cond
+    orig_loop: Any = torch.while_loop
 
     def cond(pred, true_fn, false_fn, operands=(), *a, **k):
         at = caller()
@@ -77,7 +79,8 @@ def record_sides(static, taken: dict):
                 taken[at].add("false")  # it ran, so it also stopped
         return orig_loop(cond_fn, body_fn, carried, *a, **k)
 
-    torch.cond, torch.while_loop = cond, while_loop
+    torch.cond = cond  # type: ignore[assignment]  # as the model's code looks them up
+    torch.while_loop = while_loop  # type: ignore[assignment]
     old = sys.gettrace()
     sys.settrace(tracer)
     try:

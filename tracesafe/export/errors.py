@@ -7,6 +7,7 @@ terminal colours."""
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -44,16 +45,18 @@ def error_text(e: BaseException) -> str:
 
 def root_cause(e: BaseException) -> BaseException:
     seen = set()
-    while (e.__cause__ or e.__context__) is not None and id(e) not in seen:
+    nxt = e.__cause__ or e.__context__
+    while nxt is not None and id(e) not in seen:
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        e = nxt
+        nxt = e.__cause__ or e.__context__
     return e
 
 
 def chain(e: BaseException):
     """The exception and its causes and contexts, outermost first."""
     seen = set()
-    cur = e
+    cur: Optional[BaseException] = e
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         yield cur

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .errors import UsageError, chain, first_line
 from .inputs import Slot
@@ -182,7 +182,7 @@ def export_onnx(
             dynamic_axes=axes or None,
         )
         return
-    shapes = None
+    shapes: Any = None  # by name, or by position when every input is positional
     if dims:
         made = {d: torch.export.Dim(d, min=1) for d in dims}
         shapes = {s.name: {a: made[d] for a, d in s.dims.items()} or None for s in slots}

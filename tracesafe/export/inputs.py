@@ -35,7 +35,7 @@ class InputSpec:
 
     def __str__(self) -> str:
         s = "x".join(map(str, self.shape)) + ":" + self.dtype
-        if self.low is not None:
+        if self.low is not None and self.high is not None:
             s += f"[{_num(self.low)},{_num(self.high)})"
         return f"{self.name}={s}" if self.name else s
 
@@ -134,16 +134,17 @@ def bind(forward, specs: list[InputSpec], owner: str) -> list[Slot]:
             f"({', '.join(p.name for p in positional)}), got {len(pos_specs)} --input"
         )
     slots = [Slot(p.name, False, s) for p, s in zip(positional, pos_specs)]
+    named_specs = [(s.name, s) for s in named if s.name is not None]
     taken = {s.name for s in slots}
-    for s in named:
-        if s.name in taken:
-            raise UsageError(f"--input {s.name}=...: given twice")
-        if s.name not in by_name and not takes_kwargs:
+    for name, s in named_specs:
+        if name in taken:
+            raise UsageError(f"--input {name}=...: given twice")
+        if name not in by_name and not takes_kwargs:
             raise UsageError(
-                f"{owner}.forward has no parameter {s.name!r} (it takes {', '.join(p.name for p in params)})"
+                f"{owner}.forward has no parameter {name!r} (it takes {', '.join(p.name for p in params)})"
             )
-        slots.append(Slot(s.name, True, s))
-        taken.add(s.name)
+        slots.append(Slot(name, True, s))
+        taken.add(name)
     missing = [p.name for p in positional if p.default is p.empty and p.name not in taken]
     missing += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in taken]
     if missing:
@@ -205,14 +206,14 @@ def _make(spec: InputSpec, fill: str, shape: tuple[int, ...]):
             fill, torch.rand(shape) > 0.5
         )
     if not dt.is_floating_point:
-        lo, hi = (int(spec.low), int(spec.high)) if spec.low is not None else _INT_DEFAULT
-        table = {"zeros": 0, "ones": 1, "negatives": -1, "large": 100}
-        if fill in table:
+        ilo, ihi = (int(spec.low), int(spec.high)) if spec.low is not None and spec.high is not None else _INT_DEFAULT
+        ints = {"zeros": 0, "ones": 1, "negatives": -1, "large": 100}
+        if fill in ints:
             # constants stay in the range: a token id past the vocabulary says nothing about the export
-            return torch.full(shape, min(max(table[fill], lo), hi - 1), dtype=dt)
-        return torch.randint(lo, hi, shape, dtype=dt)
+            return torch.full(shape, min(max(ints[fill], ilo), ihi - 1), dtype=dt)
+        return torch.randint(ilo, ihi, shape, dtype=dt)
     table = {"zeros": 0.0, "ones": 1.0, "negatives": -1.0, "large": 1000.0}
-    if spec.low is not None:
+    if spec.low is not None and spec.high is not None:
         lo, hi = spec.low, spec.high
         if fill in table:
             return torch.full(shape, min(max(table[fill], lo), hi), dtype=dt)

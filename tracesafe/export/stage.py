@@ -66,6 +66,9 @@ def export(
         if not os.path.isdir(parent):
             raise UsageError(f"-o {output}: directory {os.path.dirname(output) or '.'} does not exist")
     say = stream or (lambda _text: None)
+    from .versions import check
+
+    outside = check(exporter)
     built = load_target(target, init)
     slots, consts = _slots(built, list(inputs))
     dims = inp.assign_dims(slots, dynamic, static)
@@ -82,6 +85,8 @@ def export(
             for s in slots:
                 s.dims = {a: x for a, x in s.dims.items() if x != d}
     report.dynamic = list(dims)
+    if outside:
+        report.notes.append(outside)
     with tempfile.TemporaryDirectory(prefix="tracesafe-") as tmp:
         _run(built, slots, consts, dims, report, output or os.path.join(tmp, "model.onnx"), timeout, say)
     say(report.tail())

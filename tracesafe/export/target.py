@@ -72,6 +72,7 @@ def load_file(path: str | Path):
             # a file name that is not a module name (seed.flag.py): load it under a safe one
             modname = "tracesafe_user_" + re.sub(r"\W", "_", path.stem)
             spec = importlib.util.spec_from_file_location(modname, path)
+            assert spec is not None and spec.loader is not None  # a .py file always has both
             mod = importlib.util.module_from_spec(spec)
             sys.modules[modname] = mod  # dynamo looks the module up while compiling torch.cond
             spec.loader.exec_module(mod)
