@@ -30,9 +30,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCORE = ROOT.parent / "shared" / "oracle" / "score.py"
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # noqa: E402 below: these paths first
 
 from run import WORK, corpus  # noqa: E402  the speed harness's download of the same wheel
+
+
+FIGURES: dict = {}  # what --readme writes
 
 
 def oracle(corpus_dir: Path) -> None:
@@ -62,6 +65,19 @@ def oracle(corpus_dir: Path) -> None:
     print(f"oracle: transformers 5.24.0, {len(json.loads(out))} findings in {secs:.1f} s")
     for line in res.stdout.strip().splitlines():
         print("  " + line)
+    last = res.stdout.strip().splitlines()[-1]
+    import re
+
+    m = re.search(
+        r"recall ([\d.]+) \((\d+)/(\d+).*?precision on executed code ([\d.]+) \((\d+) confirmed, (\d+) "
+        r"false alarms",
+        last,
+    )
+    if m:
+        FIGURES["oracle"] = (
+            f"**{m.group(1)}** ({m.group(2)}/{m.group(3)})",
+            f"**{m.group(4)}** ({m.group(5)} confirmed, {m.group(6)} false alarms)",
+        )
     print(f"  every miss and false alarm: {report}")
 
 
@@ -85,6 +101,13 @@ def models() -> None:
         f"({len(r['failed'])} failed to build or trace) in {time.perf_counter() - t:.1f} s"
     )
     print(f"  recall {found / warned if warned else 1:.3f} ({found}/{warned} warned statements flagged)")
+    strict = r["confirmed"] / ran if ran else 1
+    FIGURES["models"] = (
+        f"**{found / warned if warned else 1:.3f}** ({found}/{warned})",
+        f"**{strict:.3f}** ({r['confirmed']} confirmed, {len(alarms)} false alarms, "
+        f"{sum(a for a, _ in alarms)} of them on `and`/`or` statements)",
+        len(r["traced"]),
+    )
     print(
         f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
         f"{r['confirmed'] / (ran - sum(a for a, _ in alarms)) if ran else 1:.3f} without and/or statements "
@@ -101,11 +124,65 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, help="an unpacked transformers 5.24.0 package directory")
     ap.add_argument("--skip-oracle", action="store_true")
     ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument(
+        "--rescue-json",
+        type=Path,
+        help="a rescue.json of benchmarks/rescue.py: --target dynamo against the statements where torch.export failed",
+    )
+    ap.add_argument("--readme", action="store_true", help="write the precision table into README.md")
     a = ap.parse_args()
     if not a.skip_oracle:
         oracle(a.corpus or corpus(WORK))
     if not a.skip_models:
         models()
+    if a.rescue_json:
+        dynamo(a.rescue_json)
+    if a.readme:
+        from readme import write_block
+
+        write_block("precision", table())
+
+
+def dynamo(path: Path) -> None:
+    """`check --target dynamo` against the statements where torch.export of a real model failed (the rescue
+    benchmark's before-runs: batch and sequence Dim.DYNAMIC)."""
+    rows = json.loads(path.read_text())["rows"]
+    failing = {
+        r["where"]: r.get("flagged", False)
+        for r in rows
+        if r["before"] in ("data-dependent", "pinned", "other") and r.get("where")
+    }
+    found = sum(failing.values())
+    print(f"dynamo: {found}/{len(failing)} statements where torch.export failed are flagged by --target dynamo")
+    for where, hit in sorted(failing.items()):
+        if not hit:
+            print(f"  miss {where}")
+    FIGURES["dynamo"] = (f"**{found / len(failing) if failing else 1:.2f}** ({found}/{len(failing)})", "")
+
+
+def table() -> str:
+    lines = ["| measured against PyTorch itself | recall | precision on executed code |", "|---|---|---|"]
+    if "oracle" in FIGURES:
+        r, p = FIGURES["oracle"]
+        lines.append(
+            f"| transformers 5.24.0 tracer oracle (`../shared/oracle`: 871 sites, 1,354 classes traced) | {r} | {p} |"
+        )
+    if "models" in FIGURES:
+        r, p, n = FIGURES["models"]
+        lines.append(f"| {n} real model classes traced here (`tests/test_real_models.py`) | {r} | {p} |")
+    if "dynamo" in FIGURES:
+        r, _ = FIGURES["dynamo"]
+        lines.append(
+            f"| `--target dynamo`: statements where torch.export of a transformers model fails "
+            f"(rescue benchmark) | {r} | — |"
+        )
+    lines += [
+        "",
+        "Written by `python benchmarks/accuracy.py --readme`"
+        + (" --rescue-json …" if "dynamo" in FIGURES else "")
+        + ".",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

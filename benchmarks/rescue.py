@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TESTS = ROOT / "tests"
 sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(HERE))
 
 
 def model_types() -> list[str]:
@@ -320,16 +321,6 @@ def details(s: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_readme(text: str) -> None:
-    readme = ROOT / "README.md"
-    body = readme.read_text(encoding="utf-8")
-    start, end = "<!-- rescue:begin -->\n", "<!-- rescue:end -->"
-    if start not in body or end not in body:
-        raise SystemExit("README.md has no rescue markers")
-    a, b = body.index(start) + len(start), body.index(end)
-    readme.write_text(body[:a] + text + body[b:], encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--types", type=int, default=0, help="an evenly spread sample of this many model types")
@@ -354,7 +345,9 @@ def main() -> None:
     print(text)
     print(details(s))
     if a.readme:
-        write_readme(text)
+        from readme import write_block
+
+        write_block("rescue", text)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 # downloads, unpacked corpus, TorchFix venv: outside this repository, whose .gitignore `check` would
 # honour for a tree inside it (as ruff does), leaving nothing to check
 WORK = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracesafe-bench"
 WHEEL = "transformers==5.24.0"
 TORCHFIX = "torchfix==0.7.0"
+FORMS = ("flag", "where", "cond")
 SUBSET = ["bert", "gpt2", "llama", "t5", "vit", "whisper", "clip", "bart", "roberta", "mistral", "resnet", "wav2vec2"]
 
 
@@ -111,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-torchfix", action="store_true")
     ap.add_argument("--corpus", type=Path, default=None, help="an unpacked transformers/ tree to reuse")
+    ap.add_argument("--readme", action="store_true", help="write the speed table into README.md")
     args = ap.parse_args()
     tree = args.corpus.resolve() if args.corpus else corpus(WORK / "corpus")
     base = tree.parent  # run from here so paths read transformers/...
@@ -154,7 +157,6 @@ def main() -> None:
     def cold_check() -> float:
         return tracesafe(["--no-cache", "--jobs", "2", "transformers"], base)[0]
 
-    FORMS = ("flag", "where", "cond")
     checks = [cold_check()]
     for form in FORMS:
         fsecs, p = timed(
@@ -282,12 +284,49 @@ def main() -> None:
         f"  findings identical (jobs 1, jobs 2, cache fill, warm, prefilter off): "
         f"{len(set(digests.values())) == 1} {digests}"
     )
+    if args.readme:
+        from readme import write_block
+
+        write_block("speed", _speed_table(rows, start, one, torch_imported, cached_libcst, digests, n))
     print("\n== per-phase profile, cold 1 job (seconds; parse includes helpers parsed on demand) ==")
     for k, v in profile1.items():
         print(f"  {k:<20} {v:8.2f}")
     print("\n== per-phase profile, cold 2 jobs (analysis phases are CPU seconds summed over workers) ==")
     for k, v in profile2.items():
         print(f"  {k:<20} {v:8.2f}")
+
+
+def _speed_table(
+    rows: dict, start: dict, one: float, torch_imported: bool, cached_libcst: bool, digests: dict, n: int
+) -> str:
+    def ratio(a: str, b: str) -> float:
+        return rows[a] / rows[b]
+
+    around = {f: rows[f"cold checks around fix --form {f} (mean)"] for f in FORMS}
+    fixes = " / ".join(f"{rows[f'fix --diff --form {f}, 2 jobs'] / around[f]:.2f}x" for f in FORMS)
+    fix_all = sum(rows[f"fix --diff --form {f}, 2 jobs"] for f in FORMS) / sum(around.values())
+    cold1, cold2 = rows["tracesafe cold, 1 job"], rows["tracesafe cold, 2 jobs"]
+    floor = rows["libcst parse_module, every file"]
+    warm = 100 * ratio("tracesafe warm cache", "tracesafe cold, 2 jobs")
+    same = "yes" if len(set(digests.values())) == 1 else "NO"
+    lines = [
+        f"| transformers 5.24.0 ({n:,} files), this machine (2 cores), one run | result |",
+        "|---|---|",
+        f"| `check --no-cache`, 1 job / libcst's bare parse of every file | {cold1:.1f} s / {floor:.1f} s = "
+        f"**{cold1 / floor:.2f}x** |",
+        f"| 2 jobs: speed-up over 1 job | {cold2:.1f} s: **{cold1 / cold2:.2f}x** |",
+        f"| warm re-run (cache) / cold | **{warm:.1f} %** |",
+        f"| `fix --diff` with {' / '.join(FORMS)} / the cold checks around each | {fixes} (all: **{fix_all:.2f}x**) |",
+        f"| one-file check (pre-commit), median of 7 | **{one:.2f} s**, torch imported: {torch_imported} |",
+        f"| `--version` / `rule TS101` / one cached file, medians of 7 (`python -c pass`: "
+        f"{start['python -c pass']:.3f} s) | {start['tracesafe --version']:.3f} / "
+        f"{start['tracesafe rule TS101']:.3f} / {start['check one file, cached']:.3f} s; libcst imported when "
+        f"cached: {cached_libcst} |",
+        f"| findings identical: 1 job, 2 jobs, cache fill, warm, prefilter off | {same} |",
+        "",
+        "Written by `python benchmarks/run.py --skip-torchfix --readme`.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

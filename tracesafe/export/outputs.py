@@ -95,11 +95,12 @@ def compare(eager: Any, got: list, layout: Layout) -> tuple[bool, str]:
         return False, f"{len(got)} outputs, eager has {len(want)}"
     for i, ((path, w), g) in enumerate(zip(want, got)):
         label = path.lstrip(".") or str(i)
+        label = "the output" if label == "output" else f"output {label}"
         if w is None or g is None:
             if (w is None) != (g is None):
                 return (
                     False,
-                    f"output {label}: eager {'None' if w is None else 'a tensor'}, onnx "
+                    f"{label}: eager {'None' if w is None else 'a tensor'}, onnx "
                     f"{'None' if g is None else 'a tensor'}",
                 )
             continue
@@ -114,13 +115,13 @@ def compare(eager: Any, got: list, layout: Layout) -> tuple[bool, str]:
         )
         g = np.asarray(g)
         if w.shape != g.shape:
-            return False, f"output {label}: shape {g.shape}, eager {w.shape}"
+            return False, f"{label}: shape {g.shape}, eager {w.shape}"
         if w.dtype == np.bool_ or g.dtype == np.bool_:
             if not (w.astype(bool) == g.astype(bool)).all():
-                return False, f"output {label}: values differ"
+                return False, f"{label}: values differ"
         elif not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=1e-4, atol=1e-5, equal_nan=True):
             diff = float(np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if w.size else 0.0
-            return False, f"output {label}: values differ (max abs diff {diff:.3g})"
+            return False, f"{label}: values differ (max abs diff {diff:.3g})"
     return True, ""
 
 

@@ -147,9 +147,6 @@ class ExportReport:
                 f" (dropped by the exporter, None on the example: {', '.join(self.dropped)})" if self.dropped else ""
             )
             out.append(f"  outputs: {', '.join(self.outputs)}{dropped}")
-        for s in self.steps:
-            if s.status != "ok" and s.output:
-                out.append(f"  {s.name} printed: " + s.output.replace("\n", "\n    "))
         for f in self.findings:
             out.append(f"  {f.path}:{f.line}:{f.column}: {f.code} {f.message}")
         return "".join(line + "\n" for line in out)
