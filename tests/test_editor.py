@@ -42,8 +42,13 @@ def test_neovim_gets_diagnostics_from_the_server(tmp_path):
     (tmp_path / "net.py").write_text((FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"))
     (tmp_path / "run.lua").write_text(RUN)
     env = dict(os.environ, SNIPPET=str(SNIPPET), TARGET="net.py", OUT=str(tmp_path / "out.txt"))
-    subprocess.run([NVIM, "--headless", "-u", "NONE", "-c", "luafile run.lua"], cwd=tmp_path, env=env,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [NVIM, "--headless", "-u", "NONE", "-c", "luafile run.lua"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert (tmp_path / "out.txt").read_text().split("\n")[:2] == ["11:9 TS101 tracesafe", "17:9 TS201 tracesafe"]
 
 

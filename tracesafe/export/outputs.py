@@ -100,8 +100,7 @@ def compare(eager: Any, got: list, layout: Layout) -> tuple[bool, str]:
             if (w is None) != (g is None):
                 return (
                     False,
-                    f"{label}: eager {'None' if w is None else 'a tensor'}, onnx "
-                    f"{'None' if g is None else 'a tensor'}",
+                    f"{label}: eager {'None' if w is None else 'a tensor'}, onnx {'None' if g is None else 'a tensor'}",
                 )
             continue
         if isinstance(g, list):
