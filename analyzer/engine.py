@@ -92,6 +92,7 @@ class FuncState:
     operand_kinds: dict = field(default_factory=dict)
     callees: set = field(default_factory=set)  # state keys this function's walks called
     test_kinds: dict = field(default_factory=dict)  # id(tested expression or ternary arm) -> its kind
+    provisional: bool = False  # the last walk used a stand-in for a callee with no result yet
 
 
 @dataclass
@@ -179,6 +180,7 @@ class Analysis:
         self.project = project
         self.root: Optional[ModuleInfo] = None
         self._depth = 0
+        self._pending = False  # the walk under way used a stand-in for a callee with no result yet
         self.settings = settings
         self.states: dict[tuple[str, str], FuncState] = {}
         self.queue: deque = deque()
@@ -231,6 +233,7 @@ class Analysis:
             if (
                 isinstance(key[1], frozenset)
                 and key not in store
+                and not st.provisional
                 and all(isinstance(c[1], frozenset) for c in st.callees)
             ):
                 store[key] = st
@@ -295,17 +298,25 @@ class Analysis:
         st.visits += 1
         walker = Walker(self, st.ref, st.params, self.settings.target)
         self._walking.append(key)
+        outer, self._pending = self._pending, False
         try:
             ret = walker.run()
         finally:
             self._walking.pop()
+            provisional, self._pending = self._pending, outer
         st.found = walker.found
         st.returns = walker.returns
         st.envs = walker.envs
         st.operand_kinds = walker.operand_kinds
         st.test_kinds = walker.test_kinds
-        if ret != st.ret:
-            st.ret = join(st.ret, ret)
+        # a walk that saw a callee with no result yet (queued, or recursive) computed with a stand-in for it: its
+        # result replaces the last provisional one instead of joining it, so what a function returns never
+        # depends on the order its callees happened to be walked in (nor, through summaries, on the roots
+        # before it)
+        new = ret if st.provisional or provisional else join(st.ret, ret)
+        st.provisional = provisional
+        if new != st.ret:
+            st.ret = new
             for caller in st.callers:
                 if caller not in self.queue:
                     self.queue.append(caller)
@@ -448,6 +459,8 @@ class Analysis:
                 if key not in self.queue:
                     self.queue.append(key)
         st.callers.add(caller_key)
+        if not st.ret or st.provisional:
+            self._pending = True  # this caller's walk uses a stand-in: see _visit
         return st.ret if st.ret else KP
 
     def call_module(self, caller: FuncRef, classes, args, method: Optional[str] = None) -> Kind:

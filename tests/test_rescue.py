@@ -1,0 +1,52 @@
+"""The rescue benchmark on a sample, in CI (issue: fix rescues exports on real models).
+
+benchmarks/rescue.py measured every transformers model type; benchmarks/rescue_sample.json records, from
+its last full run, the types whose dynamic-shape torch.export failed at a statement `check --target dynamo`
+flags, those of them `fix --form cond --unsafe-fixes` rescued, and an even spread of types that exported
+before. Here the same measurement runs on that sample, on a fresh copy of the package: every type rescued
+then is rescued again (exports with batch and sequence Dim.DYNAMIC, the program equal to eager on the
+example and on a new batch and sequence length), eager outputs (forward, and a cached decode step for a
+causal LM) are bit-identical before and after the fix, and no type that exported before fails after.
+Marked slow; `.ci/run` runs it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers", reason="the rescue test needs transformers 5.24.0")
+
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+SAMPLE = json.loads((BENCH / "rescue_sample.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import rescue
+    finally:
+        sys.path.remove(str(BENCH))
+    types = sorted(set(SAMPLE["failing_flagged"]) | set(SAMPLE["working"]))
+    res = rescue.measure(types, "cond", 2, tmp_path_factory.mktemp("rescue"))
+    return res, rescue.summarise(res)
+
+
+def test_the_rescued_models_are_rescued_again(measured):
+    res, s = measured
+    rescued = {r["type"] for r in s["rescued"]}
+    assert set(SAMPLE["rescued"]) <= rescued, (sorted(set(SAMPLE["rescued"]) - rescued), s["failing"])
+
+
+def test_no_eager_behaviour_changes_and_no_regressions(measured):
+    res, s = measured
+    ran = {r["type"] for r in res["rows"]}
+    assert set(SAMPLE["working"]) <= ran, sorted(set(SAMPLE["working"]) - ran)  # the sample still runs here
+    assert not s["changed"], [(r["type"], r["eager_changed"]) for r in s["changed"]]
+    assert not s["regressions"], [(r["type"], r["after"], r.get("after_message")) for r in s["regressions"]]
