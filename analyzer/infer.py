@@ -318,6 +318,7 @@ class _Break(cst.CSTVisitor):
 
 
 _SEQUENTIAL = "torch.nn.Sequential"
+_GROWERS = frozenset({"append", "insert", "extend"})
 _HINTS = frozenset(q.rsplit(".", 1)[-1] for q in api.TORCH_HINTS)
 # tensor methods and torch functions whose positional arguments are sizes
 _SIZE_TAKING = frozenset("view reshape expand repeat new_zeros new_ones new_empty new_full".split())
@@ -1140,6 +1141,17 @@ class Walker:
         args = [(a.keyword.value if a.keyword else None, a.star, self.ev(a.value, env)) for a in e.args]
         pos = [k for kw, star, k in args if kw is None and not star]
         func = e.func
+        if (
+            isinstance(func, cst.Attribute)
+            and func.attr.value in _GROWERS
+            and isinstance(func.value, cst.Name)
+            and func.value.value in env
+            and pos
+        ):
+            # `frames = []` ... `frames.append(frame)`: the local list now holds tensors
+            added = element(pos[-1]) if func.attr.value == "extend" else pos[-1]
+            if is_tensor(added):
+                env[func.value.value] = join(env[func.value.value], KLT)
         fname = dotted(func)
         # builtins first
         if (

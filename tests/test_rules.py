@@ -871,3 +871,24 @@ def test_a_nested_function_binds_its_arguments_as_a_helper_does(call):
     got = [(f.code) for f in check_source(src_nested, "m.py")]
     want = [(f.code) for f in check_source(src_module, "m.py")]
     assert got == want, (got, want)
+
+
+def test_a_local_list_that_tensors_are_appended_to_holds_tensors():
+    """`frames = []`, `frames.append(frame)`: an element of the list is a tensor, and its shape a traced size
+    (encodec's `last_frame_pad_length = frames[0].shape[-1] - frames[-1].shape[-1]`)."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+
+        class M(nn.Module):
+            def forward(self, x):
+                frames = []
+                for i in range(2):
+                    frames.append(x * i)
+                pad = frames[0].shape[-1] - frames[-1].shape[-1]
+                if pad > 0:
+                    x = x + 1
+                return x
+    """
+    assert _found(src) == [(13, "TS108")]
