@@ -891,4 +891,4 @@ def test_a_local_list_that_tensors_are_appended_to_holds_tensors():
                     x = x + 1
                 return x
     """
-    assert _found(src) == [(13, "TS108")]
+    assert _found(src) == [(12, "TS108")]
