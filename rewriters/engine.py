@@ -63,9 +63,10 @@ def _builders(ci) -> list[str]:
 def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     plans: list[Plan] = []
     fn, qualify = st.ref.node, mod.qualify
-    none_returns = (
-        [node for (_m, _f, node, code, _e, _msg) in an._return_findings(st) if code == "TS201"] if st.entry else []
-    )
+    returned = list(an._return_findings(st)) if st.entry else []
+    none_returns = [node for (_m, _f, node, code, _e, _msg) in returned if code == "TS201"]
+    # return findings no form rewrites (inconsistent structure) still get their reason
+    other_returns = [(node, code, msg, end) for (_m, _f, node, code, end, msg) in returned if code == "TS202"]
     if form in ("flag", "optional"):
         callers = sorted({an.states[c].ref.qualname for c in st.callers if c in an.states})
         if none_returns and form == "flag" and not callers and st.ref.cls is not None:
@@ -86,7 +87,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
             plans.append(flag.plan_flag(fn, st.ref.qualname, st.returns, none_returns, qualify))
         elif none_returns:
             plans.append(optional.plan_optional(fn, st.ref.qualname, st.returns, none_returns))
-        return plans
+        return plans + _unaddressed_plans(form, plans, list(st.found.values()) + other_returns)
     if none_returns:
         plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
     found = list(st.found.values())
@@ -160,15 +161,19 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 p = sizes.plan_div(node, st.test_kinds, qualify) or sizes.plan_tensor_of_range(node, qualify)
                 if p is not None:
                     plans.append(p)
-    if form in ("where", "cond"):
-        # every finding the form's exporter still counts gets a reason, the ones no rewrite addresses too
-        target = FORM_TARGET[form]
-        planned = {(id(n), c) for p in plans for n in p.nodes for c in p.codes}
-        for node, code, _msg, _end in found:
-            if (id(node), code) not in planned and target in RULES[code].targets:
-                plans.append(Plan(form, {code}, [node], reason=unaddressed(form, code, node)))
-                planned.add((id(node), code))
-    return plans
+    return plans + _unaddressed_plans(form, plans, found + other_returns)
+
+
+def _unaddressed_plans(form: str, plans: list[Plan], found: list) -> list[Plan]:
+    """Every finding the form's exporter still counts gets a reason, the ones no rewrite addresses too."""
+    target = FORM_TARGET[form]
+    planned = {(id(n), c) for p in plans for n in p.nodes for c in p.codes}
+    out = []
+    for node, code, _msg, _end in found:
+        if (id(node), code) not in planned and target in RULES[code].targets:
+            out.append(Plan(form, {code}, [node], reason=unaddressed(form, code, node)))
+            planned.add((id(node), code))
+    return out
 
 
 def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
@@ -200,6 +205,8 @@ def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
         return "return paths of different structure: no form rewrites them (return one structure on every path)"
     if code == "TS102":
         return "a `while` on a tensor this form cannot rewrite"
+    if code == "TS301":
+        return "a construct torch.jit.script rejects: no form rewrites it (see `tracesafe rule TS301`)"
     if code in ("TS101", "TS103", "TS105"):
         return f"a tensor test this form cannot rewrite here ({type(node).__name__})"
     return "no rewrite of this form addresses it"

@@ -883,3 +883,19 @@ def test_a_module_fix_replaces_is_freed_without_the_cyclic_gc(run_in):
     finally:
         if enabled:
             gc.enable()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_finding_fix_leaves_has_a_reason(form):
+    """Whatever the form, each finding its exporter still counts after the fix is either fixed or refused
+    with a reason (conversions, iterations and unscriptable constructs included)."""
+    from tracesafe.rewriters.engine import FORM_TARGET
+
+    for fixture in (FIXTURES / "script_target.py", FIXTURES / "rewrites" / "refusals.py", FIXTURES / "zoo" / "moe.py"):
+        src = fixture.read_text(encoding="utf-8")
+        res = fix_source(src, form, unsafe_fixes=True, path=str(fixture))
+        left = check_source(res.source, str(fixture), Config(target=FORM_TARGET[form]))
+        refused = {(p.position, c) for p in res.refused for c in p.codes}
+        for f in left:
+            assert ((f.line, f.column), f.code) in refused, (form, fixture.name, f.line, f.code, f.message)
+        assert all(p.reason for p in res.refused)
