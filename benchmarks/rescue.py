@@ -75,7 +75,7 @@ def run(
         TRACESAFE_DYNAMIC_EXPORT="1",
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
-        TRACESAFE_MODEL_LIMIT="120",
+        TRACESAFE_MODEL_LIMIT="300",
         PYTHONPATH=os.pathsep.join(filter(None, [str(root) if root else "", str(TESTS)])),
     )
 
@@ -275,7 +275,9 @@ def summarise(res: dict) -> dict:
         "regressions": regressions,
         "changed": changed,
         "statements": statements,
-        "by_kind": {k: sum(r["before"] == k for r in failing) for k in ("data-dependent", "pinned", "other")},
+        "by_kind": {
+            k: sum(r["before"] == k for r in failing) for k in ("data-dependent", "pinned", "guarded", "other")
+        },
     }
 
 
@@ -329,6 +331,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tracesafe-rescue")
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     ap.add_argument("--reuse", action="store_true", help="reuse the before-runs an earlier run left in --out")
+    ap.add_argument(
+        "--write-sample",
+        action="store_true",
+        help="record the CI sample (tests/test_rescue.py) in benchmarks/rescue_sample.json",
+    )
     a = ap.parse_args()
     types = model_types()
     if a.types:
@@ -344,6 +351,14 @@ def main() -> None:
     )
     print(text)
     print(details(s))
+    if a.write_sample:
+        working = sorted(r["type"] for r in s["worked"] if r["type"] not in {x["type"] for x in s["regressions"]})
+        sample = {
+            "failing_flagged": sorted(r["type"] for r in s["at_flagged"]),
+            "rescued": sorted(r["type"] for r in s["rescued"]),
+            "working": spread(working, 8),
+        }
+        (HERE / "rescue_sample.json").write_text(json.dumps(sample, indent=1) + "\n")
     if a.readme:
         from readme import write_block
 

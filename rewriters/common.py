@@ -192,6 +192,12 @@ def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
             return left
         if _scalar(e.left):
             return right
+        # `x - x.mean(0, keepdim=True)`: a reduction of the other operand that keeps its dimensions broadcasts
+        # back to that operand's shape
+        if left is not None and _kept_reduction(e.right, qualify) == left:
+            return left
+        if right is not None and _kept_reduction(e.left, qualify) == right:
+            return right
         return left if left is not None and left == right else None
     if isinstance(e, cst.Call):
         f = e.func
@@ -201,6 +207,24 @@ def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
         if _torch(f, qualify) and q.rsplit(".", 1)[-1] in _ELEMENTWISE and e.args:
             return shape_base(e.args[0].value, qualify)  # `torch.relu(t)`, `F.gelu(t)`
     return None
+
+
+_REDUCTIONS = frozenset("mean sum amax amin std var norm logsumexp prod nansum nanmean".split())
+
+
+def _kept_reduction(e: cst.BaseExpression, qualify) -> Optional[str]:
+    """The base of `t.mean(dim, keepdim=True)` (any reduction with keepdim=True), or None."""
+    if not (isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value in _REDUCTIONS):
+        return None
+    if not any(
+        a.keyword is not None
+        and a.keyword.value == "keepdim"
+        and isinstance(a.value, cst.Name)
+        and a.value.value == "True"
+        for a in e.args
+    ):
+        return None
+    return shape_base(e.func.value, qualify)
 
 
 def _torch(e: cst.BaseExpression, qualify) -> bool:

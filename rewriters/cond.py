@@ -19,7 +19,7 @@ import libcst as cst
 
 from tracesafe.analyzer.kinds import T, is_size, is_tensor
 
-from .common import Plan, as_bool_tensor, chain, child_nodes, is_pure, tensor_and
+from .common import Plan, as_bool_tensor, chain, child_nodes, is_pure, shape_base, tensor_and
 
 FORM = "cond"
 
@@ -387,6 +387,7 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
             consumed.append(nxt)
     if (a.ret is None) != (b.ret is None):
         raise Refuse("one arm returns and the other does not")
+    ra = rb = None
     if a.ret is not None:
         ra, rb = a.ret.value, b.ret.value
         n = len(ra.elements) if isinstance(ra, cst.Tuple) else None
@@ -418,6 +419,8 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
                     raise Refuse(f"`{v}` is not a tensor in every arm (torch.cond outputs tensors)")
         ret_a = [a.output(v) for v in outputs]
         ret_b = [b.output(v) for v in outputs]
+    if code == "TS108":
+        _shape_safe(a, b, outputs, ra if outputs is None else None, rb if outputs is None else None, qualify)
     t_name, f_name = names.fresh("true_fn", "false_fn")
     read = reads(*a.stmts, *b.stmts, *ret_a, *ret_b)
     ops = _operands(read, env_before)
@@ -435,6 +438,33 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
     return Plan(
         FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe", imports={("torch", None)}
     )
+
+
+def _shape_safe(a: "Arm", b: "Arm", outputs, ra, rb, qualify) -> None:
+    """A size test's arms, for torch.cond: the original exported (torch.export guarded on the size and kept the
+    arm taken), but torch.cond traces both arms for every length, and an arm written for some lengths only (a
+    slice, a pad, a topk) fails the export or gives outputs of another shape. Only arms that compute
+    elementwise, side-effect free values of one shape are rewritten (Refuse otherwise)."""
+    why = (
+        "a size test whose arms may fail or change shape for other lengths: torch.cond traces both for every "
+        "length, where torch.export of the original guarded on the size (keep it, or write the arms "
+        "elementwise)"
+    )
+    if not (a.pure(qualify) and b.pure(qualify)):
+        raise Refuse(why)
+    if outputs is None:
+        pairs = [(ra, rb)]
+    else:
+        pairs = [(a.last.get(v) or cst.Name(v), b.last.get(v) or cst.Name(v)) for v in outputs]
+    for x, y in pairs:
+        for ex, ey in (
+            ((x, y),)
+            if not isinstance(x, cst.Tuple)
+            else zip([e.value for e in x.elements], [e.value for e in y.elements] if isinstance(y, cst.Tuple) else [])
+        ):
+            bx, by = shape_base(ex, qualify), shape_base(ey, qualify)
+            if bx is None or bx != by and "" not in (bx, by):
+                raise Refuse(why)
 
 
 def plan_while(node: cst.While, fn: cst.FunctionDef, envs: tuple, names: Names, qualify) -> Plan:
