@@ -60,7 +60,7 @@ def analyze_root(
     codes = config.codes()
     found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only, mod) if f.code in codes]
     PHASES["rules+positions"] += time.perf_counter() - t2
-    return RootResult(found, None, project.deps(path))
+    return RootResult(found, None, project.deps(path))  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
 
 
 def analyze_source(

@@ -192,7 +192,7 @@ class Analysis:
 
     # ------------------------------------------------------------------ entry points
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
-        out = []
+        out = []  # type: ignore[var-annotated]  # libcst's unions / an invariant mypy cannot see
         for ci in mod.classes.values():
             # a class without its own entry-point method has nothing to analyze: skip resolving its bases
             # (which may parse other files)
@@ -212,7 +212,7 @@ class Analysis:
         inner = self.submodule_classes(mod)
         for top_level in (True, False):
             for ref in entries:
-                if (ref.cls.qualname in inner) == top_level or ref.key in self.states:
+                if (ref.cls.qualname in inner) == top_level or ref.key in self.states:  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
                     continue
                 self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.names(ref), top=True))
                 self.queue.append(ref.key)
@@ -286,7 +286,7 @@ class Analysis:
         pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, mod.classes)) + r")\b")
         out = set()
         for ci in mod.classes.values():
-            for m in pattern.finditer(mod.segment(ci.node.lineno, ci.node.end_lineno)):
+            for m in pattern.finditer(mod.segment(ci.node.lineno, ci.node.end_lineno)):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
                 if m.group() != ci.name:
                     out.add(mod.classes[m.group()].qualname)
         return out
@@ -428,9 +428,9 @@ class Analysis:
             # summaries an earlier root of the process left must not change this root's result
             ctx = (callee.key, frozenset(base.items()))
             if ctx in self.states:
-                key = ctx
+                key = ctx  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
             elif self._contexts.get(callee.key, 0) < _MAX_CONTEXTS:
-                key = ctx
+                key = ctx  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
                 if ctx in self.project.summaries and self._installable(ctx, set()):
                     self._install(ctx)
                 else:
@@ -538,7 +538,7 @@ class Analysis:
             return self.name_kind(mod, d) if d and "." not in d else None
         if isinstance(value, ast.Call):
             d = ast_dotted(value.func)
-            ci = self._module_class(FuncRef(mod, None, None), mod.qualify_dotted(d)) if d else None
+            ci = self._module_class(FuncRef(mod, None, None), mod.qualify_dotted(d)) if d else None  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
             if ci is not None:
                 # an instance of a class that keeps a class-level dict of functions: a registry
                 for c in self.project.mro(ci):
@@ -552,7 +552,7 @@ class Analysis:
 
     def _registry(self, mod: ModuleInfo, value: ast.Dict) -> Optional[Kind]:
         """A dict literal whose values are functions of the tree: dictof(fns(all of them))."""
-        refs, unknown = set(), False
+        refs, unknown = set(), False  # type: ignore[var-annotated]  # libcst's unions / an invariant mypy cannot see
         for v in value.values:
             d = ast_dotted(v) if v is not None else None
             k = self.name_kind(mod, d) if d and "." not in d else None
@@ -604,7 +604,7 @@ class Analysis:
     def raw_findings(self) -> Iterable[tuple[ModuleInfo, str, cst.CSTNode, str, str]]:
         for st in self.states.values():
             for node, code, msg, end in st.found.values():
-                yield st.ref.module, st.ref.defn, node, code, end, msg
+                yield st.ref.module, st.ref.defn, node, code, end, msg  # type: ignore[misc]  # libcst's unions / an invariant mypy cannot see
             if st.entry:
                 yield from self._return_findings(st)
 
@@ -691,7 +691,7 @@ def _optional_tensor(ann) -> bool:
         isinstance(e, cst.Subscript)
         and (dotted(e.value) or "").rsplit(".", 1)[-1] == "Optional"
         and len(e.slice) == 1
-        and (dotted(e.slice[0].slice.value) or "").rsplit(".", 1)[-1] == "Tensor"
+        and (dotted(e.slice[0].slice.value) or "").rsplit(".", 1)[-1] == "Tensor"  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
     )
 
 
@@ -1022,7 +1022,7 @@ def position_def(d: Def, computed: dict, wanted: Optional[set] = None) -> None:
     codegen pass over the definition instead of over the module, stopped once the `wanted` nodes (when
     given) have theirs."""
     node = d.node
-    state = _PositionState(d.tree)
+    state = _PositionState(d.tree)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
     state.computed = computed
     if wanted:
         state.wanted, state.remaining = wanted, len(wanted)

@@ -177,7 +177,7 @@ def _ann(e: cst.BaseExpression, mod, names, depth: int) -> Optional[Kind]:
             KN if isinstance(p, cst.Name) and p.value == "None" else _ann(p, mod, names, depth + 1)
             for p in (e.left, e.right)
         ]
-        return None if any(p is None for p in parts) else join(*parts)
+        return None if any(p is None for p in parts) else join(*parts)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
     if isinstance(e, (cst.SimpleString, cst.ConcatenatedString)):
         s = e.evaluated_value
         if not isinstance(s, str):
@@ -245,7 +245,7 @@ def checks_only(node: cst.If) -> bool:
         return False
     if not all(isinstance(s, cst.SimpleStatementLine) for s in body.body):
         return False
-    smalls = [sm for s in body.body for sm in s.body]
+    smalls = [sm for s in body.body for sm in s.body]  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
     if any(isinstance(sm, (cst.Return, cst.Break, cst.Continue)) for sm in smalls):
         return False
     if isinstance(smalls[-1], cst.Raise):
@@ -278,13 +278,13 @@ def terminates(stmts: Iterable[cst.BaseStatement]) -> bool:
             if stmt.orelse is None:
                 continue
             other = [stmt.orelse] if isinstance(stmt.orelse, cst.If) else stmt.orelse.body.body
-            if terminates(stmt.body.body) and terminates(other):
+            if terminates(stmt.body.body) and terminates(other):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
                 return True
         elif isinstance(stmt, (cst.With,)):
-            if terminates(stmt.body.body):
+            if terminates(stmt.body.body):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
                 return True
         elif isinstance(stmt, cst.Try):
-            if terminates(stmt.body.body) and all(terminates(h.body.body) for h in stmt.handlers):
+            if terminates(stmt.body.body) and all(terminates(h.body.body) for h in stmt.handlers):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
                 return True
         elif isinstance(stmt, cst.While):
             t = stmt.test
@@ -358,7 +358,7 @@ class Walker:
         """Record a finding spanning from node's start to end's end (default: the node itself)."""
         if self._quiet:
             return
-        self.found.setdefault((id(node), code), (node, code, message, end or node))
+        self.found.setdefault((id(node), code), (node, code, message, end or node))  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
 
     def quietly(self, e: cst.BaseExpression, env: Env) -> Kind:
         """Evaluate an exception or an assert message: it is built only on the error path (whose test is
@@ -370,7 +370,7 @@ class Walker:
             self._quiet -= 1
 
     def src(self, node: cst.CSTNode) -> str:
-        return short(self.module, node)
+        return short(self.module, node)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
 
     def report_test(self, stmt_node, test, kind: Kind, what: str) -> None:
         """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size; a check (an
@@ -438,7 +438,7 @@ class Walker:
     # ---------------------------------------------------------------- statements
     def block(self, stmts, env: Env) -> Optional[Env]:
         for stmt in stmts:
-            env = self.stmt(stmt, env)
+            env = self.stmt(stmt, env)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
             if env is None:
                 return None
         return env
@@ -446,7 +446,7 @@ class Walker:
     def stmt(self, s: cst.BaseStatement, env: Env) -> Optional[Env]:
         if isinstance(s, cst.SimpleStatementLine):
             for small in s.body:
-                env = self.small(small, env)
+                env = self.small(small, env)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
                 if env is None:
                     return None
             return env
@@ -623,7 +623,7 @@ class Walker:
             return rt, dict(env)
         env_t, env_f = dict(env), dict(env)
         negate = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
-        call = test.expression if negate else test
+        call = test.expression if negate else test  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
         if not (
             isinstance(call, cst.Call)
             and dotted(call.func) == "isinstance"
@@ -855,7 +855,7 @@ class Walker:
                     const_index = -int(v.expression.value, 0)
             else:
                 is_slice = True
-                for part in (el.slice.lower, el.slice.upper, el.slice.step):
+                for part in (el.slice.lower, el.slice.upper, el.slice.step):  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
                     if part is not None:
                         idx_kinds.append(self.ev(part, env))
         # a tensor index into a Python sequence calls Tensor.__index__ (a tensor indexes a tensor in the graph);
@@ -885,7 +885,7 @@ class Walker:
                 and all(k is not None for k in per_key)
                 and not any(isinstance(a, tuple) and a[0] == "dictof" and a not in _literal_dictofs(base) for a in base)
             ):
-                return join(*per_key)
+                return join(*per_key)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
         for a in base:
             if a == T:
                 out.append(KT)
@@ -904,7 +904,7 @@ class Walker:
             elif isinstance(a, tuple) and a[0] == "dictof":
                 out.append(a[1])
             elif isinstance(a, tuple) and a[0] == "iter":
-                out.append(frozenset({a}) if is_slice else a[1])
+                out.append(frozenset({a}) if is_slice else a[1])  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
             elif isinstance(a, tuple) and a[0] == "dict":
                 if not any(isinstance(b, tuple) and b[0] == "dictof" for b in base):
                     out.append(KP)
@@ -1186,7 +1186,7 @@ class Walker:
         if (
             q is not None
             and q.startswith("numpy.")
-            and fname.split(".")[0] in self.ref.module.imports
+            and fname.split(".")[0] in self.ref.module.imports  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
             and any(traced(k) for k in pos)
         ):
             self.report(e, "TS106", f"`{fname}()` converts a tensor to a NumPy value: frozen by tracing")
@@ -1516,7 +1516,7 @@ def tensor_uses(fn: cst.FunctionDef) -> set[str]:
                 )
             ):
                 out.add(n.value.value)
-        stack.extend(n.children)
+        stack.extend(n.children)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
     return out
 
 

@@ -11,7 +11,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import libcst as cst
 
@@ -116,6 +116,7 @@ class Def:
         """The libcst node (parsed on first use). Raises SourceError when libcst cannot parse it."""
         if self._node is None:
             self._parse()
+        assert self._node is not None  # _parse sets it or raises
         return self._node
 
     def _parse(self) -> None:
@@ -145,7 +146,8 @@ class Def:
         finally:
             PHASES["parse (libcst)"] += time.perf_counter() - t0
             PHASES["functions parsed"] += 1
-        node = tree.body[0].body.body[0] if header else tree.body[0]
+        first: Any = tree.body[0]
+        node = first.body.body[0] if header else first
         if not isinstance(node, cst.FunctionDef) or node.name.value != self.name:  # pragma: no cover
             raise SourceError(f"internal: `{self.qualname}` not found at line {self.start}")
         self._node, self.tree = node, tree
@@ -317,7 +319,7 @@ def _index_imports(info: ModuleInfo, stmts: list) -> None:
 def _index_defs(info: ModuleInfo, stmts: list, order: list[Def]) -> None:
     for s in stmts:
         if isinstance(s, _DEFS):
-            d = Def(info, s.name, _def_start(s), s.end_lineno)
+            d = Def(info, s.name, _def_start(s), s.end_lineno or s.lineno)
             info.functions[s.name] = d
             order.append(d)
         elif isinstance(s, ast.ClassDef):
@@ -325,7 +327,7 @@ def _index_defs(info: ModuleInfo, stmts: list, order: list[Def]) -> None:
             info.classes[s.name] = ci
             for m in s.body:
                 if isinstance(m, _DEFS):
-                    d = Def(info, f"{s.name}.{m.name}", _def_start(m), m.end_lineno)
+                    d = Def(info, f"{s.name}.{m.name}", _def_start(m), m.end_lineno or m.lineno)
                     ci.methods[m.name] = d
                     order.append(d)
         elif isinstance(s, ast.If):
@@ -387,7 +389,7 @@ class Project:
         t0 = time.perf_counter()
         try:
             text = source_text(source)
-            whole = _parse_cst(text) if (self.whole if whole is None else whole) else None
+            module = _parse_cst(text) if (self.whole if whole is None else whole) else None
             tree = _parse_ast(text)
         finally:
             PHASES["index (ast)"] += time.perf_counter() - t0
@@ -403,13 +405,13 @@ class Project:
                 modname = p.stem or "__main__"
         info = ModuleInfo(path, text, modname, package, parsed=self.parsed)
         order = index_module(info, tree)
-        if whole is not None:
-            info.tree = whole
-            nodes = _cst_defs(whole)
+        if module is not None:
+            info.tree = module
+            nodes = _cst_defs(module)
             if len(nodes) != len(order) or any(n.name.value != d.name for n, d in zip(nodes, order)):
                 raise SourceError("internal: libcst and ast disagree on the definitions")  # pragma: no cover
             for n, d in zip(nodes, order):
-                d._node, d.tree = n, whole
+                d._node, d.tree = n, module
         old = self._by_path.get(path)
         if old is not None:
             _release(old)  # the same file parsed again (as a whole, or with new text)
@@ -418,7 +420,7 @@ class Project:
             path in self.loaded
             or modname not in self._by_mod
             or self._by_mod[modname] is None
-            or self._by_mod[modname].path == path
+            or getattr(self._by_mod[modname], "path", None) == path
         ):
             self._by_mod[modname] = info  # a file added again (rewritten by `fix`) replaces its old text
         return info

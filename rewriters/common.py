@@ -238,7 +238,7 @@ def _scalar(e: cst.BaseExpression) -> bool:
     if number(e):
         return True
     return (
-        isinstance(e, cst.Subscript)
+        isinstance(e, cst.Subscript)  # type: ignore[return-value]  # libcst's unions / an invariant mypy cannot see
         and isinstance(e.value, cst.Attribute)
         and e.value.attr.value == "shape"
         or isinstance(e, cst.Call)
@@ -321,7 +321,7 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
                 and not stmt.body[0].relative
             ):
                 imp = stmt.body[0]
-                names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in imp.names]
+                names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in imp.names]  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
                 names += [cst.ImportAlias(cst.Name(n)) for n in wanted]
                 body[idx] = stmt.with_changes(body=[imp.with_changes(names=names)])
                 tree = tree.with_changes(body=body)
@@ -333,7 +333,7 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
         return tree
     i = 0
     while i < len(body):
-        s = body[i]
+        s = body[i]  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
         if (
             isinstance(s, cst.SimpleStatementLine)
             and len(s.body) == 1

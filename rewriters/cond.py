@@ -245,9 +245,9 @@ def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter:
         n = stack.pop()
         t = type(n)
         if t is cst.Name:
-            counts[n.value] += 1
+            counts[n.value] += 1  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
         elif t is cst.Attribute or t is cst.Arg:
-            stack.append(n.value)
+            stack.append(n.value)  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
         elif t is not cst.AssignTarget or targets:
             stack.extend(child_nodes(n))
     return counts
@@ -383,13 +383,13 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
             if nxt.body[0].value is None:
                 raise Refuse("a bare `return` (a `None` output)")
             b.ret = nxt.body[0]
-            b.values.append(b.ret.value)
+            b.values.append(b.ret.value)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
             consumed.append(nxt)
     if (a.ret is None) != (b.ret is None):
         raise Refuse("one arm returns and the other does not")
     ra = rb = None
     if a.ret is not None:
-        ra, rb = a.ret.value, b.ret.value
+        ra, rb = a.ret.value, b.ret.value  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
         n = len(ra.elements) if isinstance(ra, cst.Tuple) else None
         nb = len(rb.elements) if isinstance(rb, cst.Tuple) else None
         if n != nb:
@@ -411,7 +411,7 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
         arm_envs = [outs[0], outs[1] if len(outs) > 1 else env_before]
         for v in outputs:
             for arm, env in zip((a, b), arm_envs):
-                if isinstance(arm.last.get(v), cst.Name) and arm.last[v].value == "None":
+                if isinstance(arm.last.get(v), cst.Name) and arm.last[v].value == "None":  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
                     raise Refuse("an arm assigns `None`: use the flag or optional form")
                 if v not in arm.last and v not in env_before:
                     raise Refuse(f"`{v}` may be undefined when the other arm runs")
@@ -433,7 +433,7 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
         last = cst.SimpleStatementLine([cst.Return(call)])
     else:
         target = _pack([cst.Name(v) for v in outputs])
-        last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
+        last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
     safe = exact and a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
     return Plan(
         FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe", imports={("torch", None)}

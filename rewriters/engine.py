@@ -283,7 +283,7 @@ def _statement_lists(fn: cst.FunctionDef):
         yield fn.body
     for ch in fn.children:  # in source order: branch functions are named top-down
         if isinstance(ch, BLOCKS):
-            yield from _statement_lists(ch)
+            yield from _statement_lists(ch)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
 
 
 ELIF = "an `elif` branch: rewrite the chain as nested `if` statements first"
@@ -299,7 +299,7 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     lead, found = _leading_to(tree, olds)
     if found != olds:
         targets = {id(p.defn.node) for p in plans if p.defn is not None}
-        lead = _leading_to(tree, targets)[0] if all(p.defn is not None for p in plans) else None
+        lead = _leading_to(tree, targets)[0] if all(p.defn is not None for p in plans) else None  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
     else:
         targets = set()
 

@@ -44,7 +44,7 @@ def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
     ks = [kinds.get(id(o)) for o in operands]
     if any(k is None for k in ks):
         return "`and`/`or` in the condition (an operand of unknown kind)"
-    traced = [bool(k & {T, S}) for k in ks]
+    traced = [bool(k & {T, S}) for k in ks]  # type: ignore[operator]  # libcst's unions / an invariant mypy cannot see
     if not any(traced):
         return "the condition is not provably a tensor"
     if not all(_surely_tensor(k) for k, t in zip(ks, traced) if t):
@@ -147,9 +147,9 @@ def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents
     if split.python is None:
         new = new.with_changes(lpar=node.lpar, rpar=node.rpar)
     elif split.op is cst.And:  # `a if p and t else b`: `torch.where(t, a, b) if p else b`
-        new = node.with_changes(test=split.python, body=new)
+        new = node.with_changes(test=split.python, body=new)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
     else:  # `a if p or t else b`: `a if p else torch.where(t, a, b)`
-        new = node.with_changes(test=split.python, orelse=new)
+        new = node.with_changes(test=split.python, orelse=new)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
     safe = is_pure(node.body, qualify) and is_pure(node.orelse, qualify)
     return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
 
@@ -168,7 +168,7 @@ def _assignments(block: cst.BaseSuite) -> Optional[list[tuple[str, cst.BaseExpre
             if not (isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name)):
                 return None
             out.append((s.targets[0].target.value, s.value))
-    assigned = set()
+    assigned = set()  # type: ignore[var-annotated]  # libcst's unions / an invariant mypy cannot see
     for name, value in out:
         if _reads(value) & assigned:
             return None
@@ -297,7 +297,7 @@ def _plan_if(
                 and isinstance(nxt.body[0], cst.Return)
                 else None
             )
-            consumed = [node, nxt]
+            consumed = [node, nxt]  # type: ignore[list-item]  # libcst's unions / an invariant mypy cannot see
         if ret_b is None or ret_a.value is None or ret_b.value is None:
             return fail("arms return differently")
         value = _where_value(c, ret_a.value, ret_b.value)
@@ -338,7 +338,7 @@ def _plan_if(
         lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(tmp))], c)]))
         cond_expr = cst.Name(tmp)
     for name, value in body:
-        other = other_map[name]
+        other = other_map[name]  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
         if (
             isinstance(value, cst.Name)
             and value.value == "None"
@@ -348,12 +348,12 @@ def _plan_if(
             return fail("an arm assigns `None`")
         if kinds is not None:
             k_other = kinds.get(id(other)) if id(other) in kinds else (env_before or {}).get(name)
-            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other}, qualify)
+            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other}, qualify)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
             if problem:
                 return fail(problem)
         lines.append(
             cst.SimpleStatementLine(
-                [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]
+                [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
             )
         )
     lines[0] = lines[0].with_changes(leading_lines=node.leading_lines)
