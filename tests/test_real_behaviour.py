@@ -35,6 +35,7 @@ PKG = Path(transformers.__file__).resolve().parent
 MIN_MODELS = 30  # the floor for a form that changes model files
 WANTED = 36  # models compared per form (keeps `.ci/run` within budget)
 BATCH = 18
+COVER_BATCH = 40  # types run with line coverage at a time, until enough ran rewritten lines
 
 
 def _fix(form: str, root: Path, said: list | None = None) -> list[str]:
@@ -195,10 +196,25 @@ def test_fixed_models_behave_as_before(form, tmp_path, originals):
     eligible = _model_types(changed)
     lines = _changed_lines(tmp_path, changed)
     # the models whose forward pass or decode step runs a line the fix wrote (the fixed copy, with line
-    # coverage): only those say anything about the fix. Then an even spread of them, not picked by result.
-    cov = _run(eligible, tmp_path, tmp_path / "coverage.pt", lines, coverage=True)
-    exercising = [t for t in eligible if cov.get(t, {}).get("ran_changed")]
-    order = [t for k in range(4) for t in exercising[k::4]]
+    # coverage): only those say anything about the fix. The eligible types in an order spread evenly over them
+    # (not picked by result), in batches, until enough of them ran rewritten lines
+    from concurrent.futures import ThreadPoolExecutor
+
+    spread = [t for k in range(4) for t in eligible[k::4]]
+    batches = [spread[i : i + COVER_BATCH] for i in range(0, len(spread), COVER_BATCH)]
+    exercising: list[str] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two interpreters at a time, one per core
+        for i in range(0, len(batches), 2):
+            if len(exercising) >= WANTED + 6:
+                break
+            pair = batches[i : i + 2]
+            covs = pool.map(
+                lambda b: _run(b[1], tmp_path, tmp_path / f"coverage-{b[1][0]}.pt", lines, coverage=True),
+                enumerate(pair),
+            )
+            for batch, cov in zip(pair, covs):
+                exercising += [t for t in batch if cov.get(t, {}).get("ran_changed")]
+    order = exercising
     types, tried = [], 0
     while len(types) < WANTED and tried < len(order):
         batch = order[tried : tried + BATCH]
