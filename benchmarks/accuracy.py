@@ -178,9 +178,9 @@ def table() -> str:
         )
     lines += [
         "",
-        "Written by `python benchmarks/accuracy.py --readme`"
-        + (" --rescue-json …" if "dynamo" in FIGURES else "")
-        + ".",
+        "Written by `python benchmarks/accuracy.py --readme"
+        + (" --rescue-json <rescue.json from benchmarks/rescue.py>" if "dynamo" in FIGURES else "")
+        + "`.",
     ]
     return "\n".join(lines)
 

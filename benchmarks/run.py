@@ -186,7 +186,7 @@ def main() -> None:
     rows["cold checks between the fixes (4, spread)"] = max(checks) - min(checks)
 
     subset = [f"transformers/models/{m}" for m in SUBSET]
-    secs, n, _, _, _ = tracesafe(["--no-cache", "--jobs", "1", *subset], base)
+    secs, _subset_findings, _, _, _ = tracesafe(["--no-cache", "--jobs", "1", *subset], base)
     rows["tracesafe subset, 1 job"] = secs
     if not args.skip_torchfix:
         env_dir = torchfix_env()
@@ -287,7 +287,7 @@ def main() -> None:
     if args.readme:
         from readme import write_block
 
-        write_block("speed", _speed_table(rows, start, one, torch_imported, cached_libcst, digests, n))
+        write_block("speed", _speed_table(rows, start, one, torch_imported, cached_libcst, digests, nfiles))
     print("\n== per-phase profile, cold 1 job (seconds; parse includes helpers parsed on demand) ==")
     for k, v in profile1.items():
         print(f"  {k:<20} {v:8.2f}")
@@ -297,7 +297,7 @@ def main() -> None:
 
 
 def _speed_table(
-    rows: dict, start: dict, one: float, torch_imported: bool, cached_libcst: bool, digests: dict, n: int
+    rows: dict, start: dict, one: float, torch_imported: bool, cached_libcst: bool, digests: dict, nfiles: int
 ) -> str:
     def ratio(a: str, b: str) -> float:
         return rows[a] / rows[b]
@@ -310,7 +310,7 @@ def _speed_table(
     warm = 100 * ratio("tracesafe warm cache", "tracesafe cold, 2 jobs")
     same = "yes" if len(set(digests.values())) == 1 else "NO"
     lines = [
-        f"| transformers 5.24.0 ({n:,} files), this machine (2 cores), one run | result |",
+        f"| transformers 5.24.0 ({nfiles:,} files), this machine (2 cores), one run | result |",
         "|---|---|",
         f"| `check --no-cache`, 1 job / libcst's bare parse of every file | {cold1:.1f} s / {floor:.1f} s = "
         f"**{cold1 / floor:.2f}x** |",
