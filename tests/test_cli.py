@@ -130,6 +130,25 @@ def test_gitignore_and_exclude(run_in):
     assert [ln.split(":")[0] for ln in r.stdout.splitlines()] == [os.path.join("src", "m.py")]
 
 
+def test_a_named_directory_inside_an_ignored_one_is_checked(run_in, monkeypatch):
+    # The rescue benchmark checks transformers inside the project's own .venv/: a .gitignore or `exclude`
+    # rule covering the named directory must not empty the walk (exit 0, nothing said), as ruff does.
+    write(run_in / ".gitignore", ".venv/\n*_gen.py\n")
+    pkg = run_in / ".venv" / "lib" / "pkg"
+    write(pkg / "m.py", BAD_IF)
+    write(pkg / "skip_gen.py", BAD_IF)  # a rule not covering the named directory still applies beneath it
+    write(run_in / "vendor" / "v" / "m.py", BAD_IF)
+    write(run_in / "pyproject.toml", '[tool.tracesafe]\nexclude = ["vendor/"]\n')
+    assert run("check", "--no-cache", ".").exit_code == 0  # walked from the root, both stay out
+    monkeypatch.chdir(pkg)
+    r = run("check", "--no-cache", ".")
+    assert [ln.split(":")[0] for ln in r.stdout.splitlines()] == ["m.py"] and r.exit_code == 1
+    monkeypatch.chdir(run_in)
+    r = run("check", "--no-cache", os.path.join("vendor", "v"))
+    assert r.exit_code == 1 and "processed because it was named" in r.stderr
+    assert run("check", "--no-cache", "--force-exclude", os.path.join("vendor", "v")).exit_code == 0
+
+
 def test_noqa(run_in):
     write(run_in / "m.py", BAD_IF.replace("if x.sum() > 0:", "if x.sum() > 0:  # noqa: TS101"))
     assert run("check", "m.py").exit_code == 0

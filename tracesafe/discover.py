@@ -29,7 +29,7 @@ _SKIP_DIRS = {
 }
 
 
-def _gitignore(d: Path) -> Optional[pathspec.PathSpec]:
+def _gitignore(d: Path) -> Optional[pathspec.GitIgnoreSpec]:
     f = d / ".gitignore"
     try:
         lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -38,7 +38,7 @@ def _gitignore(d: Path) -> Optional[pathspec.PathSpec]:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _outer_specs(d: Path) -> list[tuple[Path, pathspec.PathSpec]]:
+def _outer_specs(d: Path) -> list[tuple[Path, pathspec.GitIgnoreSpec]]:
     """.gitignore files above a scanned directory, up to the repository root."""
     specs = []
     for parent in d.parents:
@@ -61,6 +61,16 @@ def _ignored(path: Path, is_dir: bool, specs) -> bool:
     return False
 
 
+def _uncovering(spec: pathspec.GitIgnoreSpec, d: Path, base: Path) -> pathspec.GitIgnoreSpec:
+    """spec without the patterns that match directory d (so that they do not cover what is beneath it)."""
+    try:
+        rel = d.relative_to(base).as_posix() + "/"
+    except ValueError:
+        return spec
+    kept = [pat for pat in spec.patterns if pat.include is None or not pat.match_file(rel)]
+    return spec if len(kept) == len(spec.patterns) else pathspec.GitIgnoreSpec(kept)
+
+
 def _symlink_problem(p: Path) -> Optional[str]:
     try:
         p.resolve(strict=True)
@@ -79,7 +89,7 @@ def discover(
     on_excluded(path) is told, so that an excluded file never looks clean in silence."""
     excl = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
-    def excluded(p: Path, is_dir: bool) -> bool:
+    def excluded(p: Path, is_dir: bool, excl=excl) -> bool:
         if excl is None:
             return False
         try:
@@ -111,7 +121,18 @@ def discover(
         if not p.is_dir():
             yield raw, "not a regular file or directory (broken symlink or special file)"
             continue
-        specs = _outer_specs(p.resolve())
+        # Like ruff, a directory named on the command line is walked even when a .gitignore above it or
+        # `exclude` covers it (say, a package inside .venv/): the patterns that cover the named directory
+        # itself do not apply beneath it, or every file would be skipped and the run would look clean.
+        root = p.resolve()
+        specs = [(base, _uncovering(spec, root, base)) for base, spec in _outer_specs(root)]
+        walk_excl = excl
+        if excl is not None and excluded(p, True):
+            if force_exclude:
+                continue
+            if on_excluded is not None:
+                on_excluded(raw)
+            walk_excl = _uncovering(excl, root, exclude_root.resolve())
         visited: set = set()
         for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
             d = Path(dirpath)
@@ -136,7 +157,7 @@ def discover(
                     # a directory named like a module file: skip with a note
                     yield os.path.normpath(str(sub)), "is a directory, not a Python file"
                     continue
-                if specs and _ignored(sub.resolve(), True, specs) or excluded(sub, True):
+                if specs and _ignored(sub.resolve(), True, specs) or excluded(sub, True, walk_excl):
                     continue
                 keep.append(name)
             dirnames[:] = keep
@@ -154,7 +175,7 @@ def discover(
                     specs
                     and real is not None
                     and _ignored(f.resolve() if link else real / name, False, specs)
-                    or excluded(f, False)
+                    or excluded(f, False, walk_excl)
                 ):
                     continue
                 key = os.path.normpath(str(f))
