@@ -1,6 +1,14 @@
 """tracesafe.analyzer: find tracer-unsafe control flow in PyTorch modules with libcst."""
 
+from typing import TYPE_CHECKING, Any
+
 from .rules import RULES, Rule, select_codes
+
+if TYPE_CHECKING:  # what __getattr__ loads on first use, as the type checker should see it
+    from .api import analyze_root, check_source
+    from .config import Config
+    from .finding import Finding
+    from .source import SourceError
 
 _LAZY = {
     "Config": "config",
@@ -11,7 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # libcst loads with the analysis, not with the rule registry (`tracesafe rule`, `--version`)
     if name in _LAZY:
         import importlib

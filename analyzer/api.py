@@ -11,22 +11,23 @@ import time
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import AbstractSet, Any, Callable, Optional
 
 from .config import Config
 from .engine import Analysis, to_findings
 from .finding import Finding
-from .project import PHASES, Project, SourceError
+from .project import PHASES, ModuleInfo, Project, SourceError
 
 
 @dataclass
 class RootResult:
     findings: list[Finding]
     error: Optional[str]  # one line, when the root itself could not be read or parsed
-    deps: dict[str, str]  # other files read, path -> content hash
+    deps: dict[str, Optional[str]]  # other files read, path -> content hash (None: unreadable)
 
 
-Planner = Callable[[Analysis, object, str], dict]
+# (analysis, root module, form) -> id(node) -> the `fix` field of the finding at that node
+Planner = Callable[[Analysis, ModuleInfo, str], dict[int, Any]]
 
 
 def analyze_root(
@@ -34,7 +35,7 @@ def analyze_root(
     data: bytes | str,
     config: Config,
     project: Optional[Project] = None,
-    only: Optional[set] = None,
+    only: Optional[AbstractSet[str]] = None,
     plan: Optional[Planner] = None,
 ) -> RootResult:
     """Analyze one file's entry points and what they reach (other files parsed on demand). Findings are
@@ -60,7 +61,7 @@ def analyze_root(
     codes = config.codes()
     found = [f for f in to_findings(an.raw_findings(), config.target, fixes, only, mod) if f.code in codes]
     PHASES["rules+positions"] += time.perf_counter() - t2
-    return RootResult(found, None, project.deps(path))  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+    return RootResult(found, None, project.deps(path))
 
 
 def analyze_source(
@@ -70,7 +71,7 @@ def analyze_source(
     whole: bool = False,
     in_tree: bool = False,
     project: Optional[Project] = None,
-):
+) -> tuple[Analysis, ModuleInfo]:
     """(Analysis, ModuleInfo) for one source string; `whole` parses the whole module with libcst (for
     rewriting it). With `in_tree` and a path that is a file, the source is that file in its package (its
     relative imports and base classes resolve, as in `check`); otherwise a module on its own. Raises

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .rules import select_codes
+
+if TYPE_CHECKING:
+    from .engine import Settings
 
 
 @dataclass
@@ -22,7 +25,7 @@ class Config:
     def codes(self) -> set[str]:
         return select_codes(self.select, self.ignore)
 
-    def settings(self):
+    def settings(self) -> Settings:
         from .engine import Settings  # the analysis (and libcst) load only when a file is analysed
 
         return Settings(target=self.target, entry_points=tuple(self.entry_points))

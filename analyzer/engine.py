@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
-from typing import Iterable, Optional
+from typing import AbstractSet, Any, Iterable, Iterator, Literal, Optional, Union
 
 import libcst as cst
 from libcst.metadata import CodePosition, CodeRange
@@ -30,6 +30,8 @@ from .kinds import (
     N,
     P,
     U,
+    Arg,
+    Env,
     Kind,
     atoms_of,
     dictof as dictof_kind,
@@ -71,11 +73,18 @@ class FuncRef:
     def qualname(self) -> str:
         return self.defn.qualname
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.key)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, FuncRef) and self.key == other.key
+
+
+FuncKey = tuple[str, str]  # (path, qualname)
+# a function's state: one per function of the root module, one per tuple of argument kinds elsewhere
+StateKey = Union[FuncKey, tuple[FuncKey, frozenset[tuple[str, Kind]]]]
+# (module, definition, node, code, end node, message)
+RawFinding = tuple[ModuleInfo, Def, cst.CSTNode, str, cst.CSTNode, str]
 
 
 @dataclass
@@ -85,13 +94,13 @@ class FuncState:
     params: dict[str, Kind]
     ret: Kind = EMPTY
     visits: int = 0
-    callers: set = field(default_factory=set)
-    found: dict = field(default_factory=dict)
-    returns: list = field(default_factory=list)
-    envs: dict = field(default_factory=dict)
-    operand_kinds: dict = field(default_factory=dict)
-    callees: set = field(default_factory=set)  # state keys this function's walks called
-    test_kinds: dict = field(default_factory=dict)  # id(tested expression or ternary arm) -> its kind
+    callers: set[StateKey] = field(default_factory=set)
+    found: dict[tuple[int, str], tuple[cst.CSTNode, str, str, cst.CSTNode]] = field(default_factory=dict)
+    returns: list[tuple[cst.Return, Kind]] = field(default_factory=list)
+    envs: dict[int, tuple[Env, list[Optional[Env]]]] = field(default_factory=dict)
+    operand_kinds: dict[int, Kind] = field(default_factory=dict)
+    callees: set[StateKey] = field(default_factory=set)  # state keys this function's walks called
+    test_kinds: dict[int, Kind] = field(default_factory=dict)  # id(tested expression or ternary arm) -> its kind
     provisional: bool = False  # the last walk used a stand-in for a callee with no result yet
 
 
@@ -101,14 +110,16 @@ class Settings:
     entry_points: tuple[str, ...] = ("forward",)
 
 
-def default_params(fn: cst.FunctionDef, is_method: bool, names=None, top: bool = False) -> dict[str, Kind]:
+def default_params(
+    fn: cst.FunctionDef, is_method: bool, names: Optional[Names] = None, top: bool = False
+) -> dict[str, Kind]:
     """Kinds of parameters no caller passes. For a top-level entry point (`top`: a `forward` no caller in
     the tree reaches, so the tracer calls it): a parameter without a default is an example input, a
     tensor; one defaulting to `None` is a tensor when the body uses it as only a tensor can be used, and
     opaque otherwise (a flag, a cache, a tensor handed on). An annotation decides where it is known."""
     out: dict[str, Kind] = {}
     params = all_params(fn.params)
-    uses = None
+    uses: Optional[set[str]] = None
     for i, p in enumerate(params):
         name = p.name.value
         if is_method and i == 0 and not fn.params.posonly_params or name == "self":
@@ -135,7 +146,13 @@ def default_params(fn: cst.FunctionDef, is_method: bool, names=None, top: bool =
     return out
 
 
-def bind_arguments(fn: cst.FunctionDef, args, is_method: bool, defaults: dict, names=None) -> dict[str, Kind]:
+def bind_arguments(
+    fn: cst.FunctionDef,
+    args: Iterable[Arg],
+    is_method: bool,
+    defaults: dict[str, Kind],
+    names: Optional[Names] = None,
+) -> dict[str, Kind]:
     """The kinds of fn's parameters for a call passing `args` ((keyword, star, kind) each): positions map
     until a `*args` (then only keywords do), a `**kwargs` may fill any parameter not passed by name, and
     parameters not passed keep their defaults' kinds. An annotation is a hint: the value actually passed
@@ -182,17 +199,20 @@ class Analysis:
         self._depth = 0
         self._pending = False  # the walk under way used a stand-in for a callee with no result yet
         self.settings = settings
-        self.states: dict[tuple[str, str], FuncState] = {}
-        self.queue: deque = deque()
-        self._attr_cache: dict = {}
+        self.states: dict[StateKey, FuncState] = {}
+        self.queue: deque[StateKey] = deque()
+        self._class_refs: dict[str, Optional[ClassInfo]] = {}
+        self._name_kinds: dict[tuple[str, str], Optional[Kind]] = {}
+        self._attr_kinds: dict[tuple[str, str], Kind] = {}
         self._class_cache: dict[str, bool] = {}
-        self._walking: list = []  # state keys being walked (the innermost is the caller of a call)
-        self._contexts: dict = {}  # library function key -> contexts created
-        self._defaults: dict = {}  # function key -> its parameters' kinds when a call does not pass them
+        self._walking: list[StateKey] = []  # state keys being walked (the innermost is the caller of a call)
+        # library function key -> contexts created (keyed by a state key's head: a context's function)
+        self._contexts: dict[Union[str, FuncKey], int] = {}
+        self._defaults: dict[FuncKey, dict[str, Kind]] = {}  # parameters' kinds when a call does not pass them
 
     # ------------------------------------------------------------------ entry points
     def entry_points(self, mod: ModuleInfo) -> list[FuncRef]:
-        out = []  # type: ignore[var-annotated]  # libcst's unions / an invariant mypy cannot see
+        out: list[FuncRef] = []
         for ci in mod.classes.values():
             # a class without its own entry-point method has nothing to analyze: skip resolving its bases
             # (which may parse other files)
@@ -238,7 +258,7 @@ class Analysis:
             ):
                 store[key] = st
 
-    def _installable(self, key, seen: set) -> bool:
+    def _installable(self, key: StateKey, seen: set[StateKey]) -> bool:
         """A summary, and every summary it called, exist, and installing them keeps each function within
         _MAX_CONTEXTS for this root (the walk they stand for would have stayed within it too)."""
         if key in self.states or key in seen:
@@ -251,7 +271,7 @@ class Analysis:
             return False
         return all(self._installable(c, seen) for c in snap.callees)
 
-    def _install(self, key) -> None:
+    def _install(self, key: StateKey) -> None:
         if key in self.states:
             return
         snap = self.project.summaries[key]
@@ -276,7 +296,7 @@ class Analysis:
         for c in snap.callees:
             self._install(c)
 
-    def submodule_classes(self, mod: ModuleInfo) -> set:
+    def submodule_classes(self, mod: ModuleInfo) -> set[str]:
         """Qualified names of mod's classes named in the body of another class of mod: built by it
         (`self.layer = Layer(config)`, `SwinStage(..., downsample=SwinPatchMerging)`). Only the order of
         analysis depends on it (a class no caller reaches is analysed as a top-level model all the same,
@@ -291,7 +311,7 @@ class Analysis:
                     out.add(mod.classes[m.group()].qualname)
         return out
 
-    def _visit(self, key) -> None:
+    def _visit(self, key: StateKey) -> None:
         st = self.states[key]
         if st.visits >= _MAX_VISITS:
             return
@@ -326,7 +346,7 @@ class Analysis:
         return [st for st in self.states.values() if st.ref.module is mod]
 
     # ------------------------------------------------------------------ reach
-    def bind_nested(self, fn: cst.FunctionDef, args, names: "Names") -> dict[str, Kind]:
+    def bind_nested(self, fn: cst.FunctionDef, args: Iterable[Arg], names: "Names") -> dict[str, Kind]:
         """A function defined in a body, called with args: its parameters' kinds (as for any call)."""
         return bind_arguments(fn, args, False, default_params(fn, False, names), names)
 
@@ -349,7 +369,7 @@ class Analysis:
         head = qualname.split(".")[0]
         return head != "torch" and self.project.lookup(qualname) is not None
 
-    def resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
+    def resolve_call(self, ref: FuncRef, func: cst.BaseExpression) -> Union[FuncRef, str, None]:
         """The reached function a call goes to: a FuncRef (parsed), "class" for a constructor, or None."""
         out = self._resolve_call(ref, func)
         if isinstance(out, FuncRef):
@@ -362,7 +382,7 @@ class Analysis:
                 return None
         return out
 
-    def _resolve_call(self, ref: FuncRef, func: cst.BaseExpression):
+    def _resolve_call(self, ref: FuncRef, func: cst.BaseExpression) -> Union[FuncRef, str, None]:
         mod = ref.module
         if (
             isinstance(func, cst.Attribute)
@@ -407,7 +427,7 @@ class Analysis:
             return "class"
         return None
 
-    def call(self, caller: FuncRef, callee: FuncRef, args) -> Kind:
+    def call(self, caller: FuncRef, callee: FuncRef, args: Iterable[Arg]) -> Kind:
         try:
             callee.parse()
         except SourceError:
@@ -421,16 +441,16 @@ class Analysis:
         if defaults is None:
             defaults = self._defaults[callee.key] = default_params(callee.node, is_method, names)
         base = bind_arguments(callee.node, args, is_method, defaults, names)
-        key = callee.key
+        key: StateKey = callee.key
         if callee.module is not self.root:
             # library code: one state per argument kinds, up to _MAX_CONTEXTS of them per function. The
             # count is of the contexts this root holds, walked or installed from a summary alike: which
             # summaries an earlier root of the process left must not change this root's result
             ctx = (callee.key, frozenset(base.items()))
             if ctx in self.states:
-                key = ctx  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
+                key = ctx
             elif self._contexts.get(callee.key, 0) < _MAX_CONTEXTS:
-                key = ctx  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
+                key = ctx
                 if ctx in self.project.summaries and self._installable(ctx, set()):
                     self._install(ctx)
                 else:
@@ -463,7 +483,9 @@ class Analysis:
             self._pending = True  # this caller's walk uses a stand-in: see _visit
         return st.ret if st.ret else KP
 
-    def call_module(self, caller: FuncRef, classes, args, method: Optional[str] = None) -> Kind:
+    def call_module(
+        self, caller: FuncRef, classes: Iterable[str], args: Iterable[Arg], method: Optional[str] = None
+    ) -> Kind:
         """Calling an nn.Module instance of one of these classes (its `forward`), or one of its methods
         (`self.layer.method(...)`), with the caller's kinds."""
         out = []
@@ -477,7 +499,7 @@ class Analysis:
                 out.append(KU)
         return join(*out) if out else KU
 
-    def call_method(self, caller: FuncRef, ci: ClassInfo, name: str, args) -> Kind:
+    def call_method(self, caller: FuncRef, ci: ClassInfo, name: str, args: Iterable[Arg]) -> Kind:
         """A method of a tree class called on one of its instances; its torch.nn base's when not defined
         in the tree (a subclass of nn.Linear without its own forward returns a tensor)."""
         for c in self.project.mro(ci):
@@ -497,19 +519,18 @@ class Analysis:
         local = ref.module.classes.get(q.rsplit(".", 1)[-1]) if q.startswith(ref.module.modname + ".") else None
         if local is not None:
             return local
-        key = ("class", q)
-        if key not in self._attr_cache:
-            self._attr_cache[key] = self.project.resolve_class(q)
-        return self._attr_cache[key]
+        if q not in self._class_refs:
+            self._class_refs[q] = self.project.resolve_class(q)
+        return self._class_refs[q]
 
     # ------------------------------------------------------------------ module-level values
     def name_kind(self, mod: ModuleInfo, name: str) -> Optional[Kind]:
         """A module-level name used as a value: a function of the tree (`fns`), a registry of them (a dict
         literal of functions, or an instance of a class holding one: its values), else None."""
-        key = ("name", mod.path, name)
-        if key in self._attr_cache:
-            return self._attr_cache[key]
-        self._attr_cache[key] = None  # a cycle of aliases resolves to nothing
+        key = (mod.path, name)
+        if key in self._name_kinds:
+            return self._name_kinds[key]
+        self._name_kinds[key] = None  # a cycle of aliases resolves to nothing
         out = None
         if name in mod.functions:
             out = fns_kind({FuncRef(mod, None, mod.functions[name])})
@@ -527,7 +548,7 @@ class Analysis:
                     and (last in other.functions or last in other.globals or last in other.imports)
                 ):
                     out = self.name_kind(other, last)
-        self._attr_cache[key] = out
+        self._name_kinds[key] = out
         return out
 
     def _global_kind(self, mod: ModuleInfo, value: ast.expr) -> Optional[Kind]:
@@ -563,7 +584,7 @@ class Analysis:
             return None
         return dictof_kind(join(fns_kind(refs), KU) if unknown else fns_kind(refs))
 
-    def module_attr_kind(self, ref: FuncRef, classes, name: str) -> Kind:
+    def module_attr_kind(self, ref: FuncRef, classes: Iterable[str], name: str) -> Kind:
         """An attribute of a submodule instance: its class's own attribute kinds."""
         out = []
         for q in classes:
@@ -584,7 +605,7 @@ class Analysis:
 
     def _attr_kind_of_class(self, ci: ClassInfo, name: str) -> Kind:
         key = (ci.qualname, name)
-        kind = self._attr_cache.get(key)
+        kind = self._attr_kinds.get(key)
         if kind is None:
             kind = KP
             for c in self.project.mro(ci):
@@ -597,18 +618,18 @@ class Analysis:
                 if name in ("weight", "bias") and any(_param_layer(b) for b in c.bases):
                     kind = KT  # a subclass of nn.Linear, nn.Conv2d, nn.Embedding...: the layer's parameters
                     break
-            self._attr_cache[key] = kind
+            self._attr_kinds[key] = kind
         return kind
 
     # ------------------------------------------------------------------ results
-    def raw_findings(self) -> Iterable[tuple[ModuleInfo, str, cst.CSTNode, str, str]]:
+    def raw_findings(self) -> Iterator[RawFinding]:
         for st in self.states.values():
             for node, code, msg, end in st.found.values():
-                yield st.ref.module, st.ref.defn, node, code, end, msg  # type: ignore[misc]  # libcst's unions / an invariant mypy cannot see
+                yield st.ref.module, st.ref.defn, node, code, end, msg
             if st.entry:
                 yield from self._return_findings(st)
 
-    def _return_findings(self, st: FuncState):
+    def _return_findings(self, st: FuncState) -> Iterator[RawFinding]:
         fn = st.ref.node
         mod = st.ref.module
         rets = st.returns
@@ -685,7 +706,7 @@ def _param_layer(base: str) -> bool:
 _MODULE_STATE = {"training", "__class__", "__dict__"}
 
 
-def _optional_tensor(ann) -> bool:
+def _optional_tensor(ann: Optional[cst.Annotation]) -> bool:
     e = ann.annotation if ann is not None else None
     return (
         isinstance(e, cst.Subscript)
@@ -695,7 +716,7 @@ def _optional_tensor(ann) -> bool:
     )
 
 
-def _structure(k: Kind):
+def _structure(k: Kind) -> Optional[tuple[Any, ...]]:
     atoms = [a for a in k if a != N and not (isinstance(a, tuple) and a[0] in ("dictof", "dkv"))]
     if len(atoms) != 1:
         return None
@@ -709,7 +730,7 @@ def _structure(k: Kind):
     return None
 
 
-def _describe(s) -> str:
+def _describe(s: tuple[Any, ...]) -> str:
     if s[0] == "tensor":
         return "a tensor"
     if s[0] == "tuple":
@@ -784,7 +805,7 @@ def _self_attrs(ci: ClassInfo) -> dict[str, Kind]:
     return out
 
 
-def _assign_self(out: dict, ci: ClassInfo, target, value) -> None:
+def _assign_self(out: dict[str, Kind], ci: ClassInfo, target: ast.expr, value: Optional[ast.expr]) -> None:
     """`self.<attr> = value` in a class's code: the attribute's kind joins the value's. (Not a closure in
     _self_attrs: a recursive closure is a cycle, which kept a module `fix` dropped alive.)"""
     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
@@ -795,12 +816,12 @@ def _assign_self(out: dict, ci: ClassInfo, target, value) -> None:
             _assign_self(out, ci, elt.value if isinstance(elt, ast.Starred) else elt, None)
 
 
-def _local_values(ci: ClassInfo, name: str, seen: set) -> list:
+def _local_values(ci: ClassInfo, name: str, seen: set[str]) -> list[ast.expr]:
     """What a local list of the class's methods holds: appended values, followed through local names."""
     if ci._locals is None:
         # local names of the class's methods -> values given to them (`stage = Stage(...)`,
         # `layers.append(stage)`), for a ModuleList built from a local list: computed when one is met
-        local: dict[str, list] = {}
+        local: dict[str, list[ast.expr]] = {}
         for n in ast.walk(ci.node):
             if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
                 local.setdefault(n.targets[0].id, []).append(n.value)
@@ -878,7 +899,7 @@ def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) ->
     if q.startswith("torch.nn.") and last in ("ParameterList", "ParameterDict"):
         return KLT if last == "ParameterList" else dictof_kind(KT)
     if q.startswith("torch.nn.") and last in _CONTAINERS:
-        classes: set = set()
+        classes: set[str] = set()
         known = True
         for a in e.args:
             elts = (
@@ -932,18 +953,27 @@ _FIXABLE = {code for code, rule in RULES.items() if rule.forms}
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:[\s,]+[A-Za-z0-9]+)*))?", re.IGNORECASE)
 
 
+Computed = dict[cst.CSTNode, tuple[int, int, int, int]]  # node -> (line, column, end line, end column)
+
+
 class _Recorder:
     """`with state.record_syntactic_position(node)` without a generator per node."""
 
     __slots__ = ("state", "node", "start_node", "end_node", "start")
 
-    def __init__(self, state, node, start_node, end_node):
+    def __init__(
+        self,
+        state: _PositionState,
+        node: cst.CSTNode,
+        start_node: Optional[cst.CSTNode],
+        end_node: Optional[cst.CSTNode],
+    ):
         self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.start = (self.state.line, self.state.column)
 
-    def __exit__(self, exc_type, *exc):
+    def __exit__(self, exc_type: Optional[type[BaseException]], *exc: object) -> Literal[False]:
         if exc_type is not None:  # the pass stopped early (_Done): this node's end was never reached
             return False
         st = self.state
@@ -962,9 +992,9 @@ class _PositionState(CodegenState):
     def __init__(self, module: cst.Module):
         super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
         self.line, self.column = 1, 0
-        self.computed: dict = {}
-        self._stack: list = []
-        self.wanted: frozenset | set = frozenset()
+        self.computed: Computed = {}
+        self._stack: list[tuple[int, int]] = []
+        self.wanted: frozenset[cst.CSTNode] | set[cst.CSTNode] = frozenset()
         self.remaining = -1
 
     def add_indent_tokens(self) -> None:
@@ -980,10 +1010,10 @@ class _PositionState(CodegenState):
         else:
             self.column += len(value)
 
-    def before_codegen(self, node) -> None:
+    def before_codegen(self, node: cst.CSTNode) -> None:
         self._stack.append((self.line, self.column))
 
-    def after_codegen(self, node) -> None:
+    def after_codegen(self, node: cst.CSTNode) -> None:
         start = self._stack.pop()
         if node not in self.computed:
             self.computed[node] = (*start, self.line, self.column)
@@ -992,21 +1022,27 @@ class _PositionState(CodegenState):
             if not self.remaining:
                 raise _Done  # the rest of the definition holds no reported node
 
-    def record_syntactic_position(self, node, *, start_node=None, end_node=None):
+    def record_syntactic_position(  # type: ignore[override]  # a context manager object, not a generator's
+        self,
+        node: cst.CSTNode,
+        *,
+        start_node: Optional[cst.CSTNode] = None,
+        end_node: Optional[cst.CSTNode] = None,
+    ) -> _Recorder:
         return _Recorder(self, node, start_node, end_node)
 
 
 class Positions:
     """node -> CodeRange (1-based lines, 0-based columns, as libcst's PositionProvider)."""
 
-    def __init__(self, computed: dict):
+    def __init__(self, computed: Computed):
         self._c = computed
 
-    def get(self, node, default=None):
+    def get(self, node: cst.CSTNode, default: Optional[CodeRange] = None) -> Optional[CodeRange]:
         t = self._c.get(node)
         return default if t is None else CodeRange(CodePosition(t[0], t[1]), CodePosition(t[2], t[3]))
 
-    def __getitem__(self, node):
+    def __getitem__(self, node: cst.CSTNode) -> CodeRange:
         r = self.get(node)
         if r is None:
             raise KeyError(node)
@@ -1017,7 +1053,7 @@ class _Done(Exception):
     pass
 
 
-def position_def(d: Def, computed: dict, wanted: Optional[set] = None) -> None:
+def position_def(d: Def, computed: Computed, wanted: Optional[set[cst.CSTNode]] = None) -> None:
     """Add the positions of one parsed definition's nodes, at the definition's lines in its file: one
     codegen pass over the definition instead of over the module, stopped once the `wanted` nodes (when
     given) have theirs."""
@@ -1081,14 +1117,18 @@ def file_noqa(text: str) -> Optional[list[str]]:
 
 
 def to_findings(
-    raw, target: str, fixes: Optional[dict] = None, only: Optional[set] = None, fixes_for: Optional[ModuleInfo] = None
+    raw: Iterable[RawFinding],
+    target: str,
+    fixes: Optional[dict[int, Any]] = None,
+    only: Optional[AbstractSet[str]] = None,
+    fixes_for: Optional[ModuleInfo] = None,
 ) -> list[Finding]:
     """Turn (module, definition, node, code, end, message) into positioned, de-duplicated, unsuppressed
     Findings; with `only` (canonical paths), just for those files. `fixes` (node id -> fix field) were
     planned for the module `fixes_for`: a helper module's copy of the same text may share its nodes.
     Positions come from a codegen pass over each reported definition, up to its last reported node."""
     items = [r for r in raw if target in RULES[r[3]].targets and (only is None or canonical(r[0].path) in only)]
-    by_def: dict[int, tuple[Def, set]] = {}
+    by_def: dict[int, tuple[Def, set[cst.CSTNode]]] = {}
     for mod, d, node, _code, end, _msg in items:
         if node not in mod.computed or end not in mod.computed:
             by_def.setdefault(id(d), (d, set()))[1].update((node, end))

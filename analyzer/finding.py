@@ -18,7 +18,7 @@ class Finding:
     code: str
     message: str
     function: str
-    fix: Optional[dict] = field(default=None, compare=False)  # {"form", "applicability"} or None
+    fix: Optional[dict[str, Any]] = field(default=None, compare=False)  # {"form", "applicability"} or None
 
     @property
     def name(self) -> str:
@@ -57,5 +57,5 @@ class Finding:
             d.get("fix"),
         )
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[str, int, int, str, int, int]:
         return (self.path, self.line, self.column, self.code, self.end_line, self.end_column)

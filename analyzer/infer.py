@@ -29,6 +29,9 @@ from .kinds import (
     ST,
     T,
     U,
+    Arg,
+    Atom,
+    Env,
     Kind,
     atoms_of,
     dct,
@@ -49,9 +52,9 @@ from .kinds import (
 from .project import dotted
 
 if TYPE_CHECKING:
-    from .engine import Analysis, FuncRef
+    from .engine import Analysis, FuncRef, Names
+    from .project import ModuleInfo
 
-Env = dict  # name -> Kind
 
 _BUILTIN_CONVERT = {
     "int": "a Python int",
@@ -157,7 +160,7 @@ def _typing_name(q: str) -> Optional[str]:
     return q if "." not in q else None
 
 
-def annotation_kind(ann: Optional[cst.Annotation], names=None) -> Optional[Kind]:
+def annotation_kind(ann: Optional[cst.Annotation], names: Optional[Names] = None) -> Optional[Kind]:
     """The kind an annotation declares, or None when unknown. `names` (Analysis.names: the annotation's
     module and the scanned tree's classes) resolves names as calls are resolved: `Tensor` is torch's only
     when the module imports it from torch (`tf.Tensor` or a local `class Parameter` is not), a string
@@ -169,7 +172,7 @@ def annotation_kind(ann: Optional[cst.Annotation], names=None) -> Optional[Kind]
     return _ann(ann.annotation, mod, names, 0)
 
 
-def _ann(e: cst.BaseExpression, mod, names, depth: int) -> Optional[Kind]:
+def _ann(e: cst.BaseExpression, mod: Optional[ModuleInfo], names: Optional[Names], depth: int) -> Optional[Kind]:
     if depth > 4:
         return None
     if isinstance(e, cst.BinaryOperation) and isinstance(e.operator, cst.BitOr):  # PEP 604: `int | None`
@@ -222,7 +225,7 @@ def _ann(e: cst.BaseExpression, mod, names, depth: int) -> Optional[Kind]:
     return None
 
 
-def _alias(value) -> Optional[cst.BaseExpression]:
+def _alias(value: object) -> Optional[cst.BaseExpression]:
     """A module-level type alias (`Mask = torch.Tensor`, `Mask = Optional[torch.Tensor]`) as an expression."""
     import ast
 
@@ -268,7 +271,7 @@ def short(module: cst.Module, node: cst.CSTNode, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def terminates(stmts: Iterable[cst.BaseStatement]) -> bool:
+def terminates(stmts: Iterable[cst.CSTNode]) -> bool:
     """Does this block always end in return/raise (so control never falls through)?"""
     for stmt in stmts:
         if isinstance(stmt, cst.SimpleStatementLine):
@@ -278,13 +281,13 @@ def terminates(stmts: Iterable[cst.BaseStatement]) -> bool:
             if stmt.orelse is None:
                 continue
             other = [stmt.orelse] if isinstance(stmt.orelse, cst.If) else stmt.orelse.body.body
-            if terminates(stmt.body.body) and terminates(other):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+            if terminates(stmt.body.body) and terminates(other):
                 return True
         elif isinstance(stmt, (cst.With,)):
-            if terminates(stmt.body.body):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+            if terminates(stmt.body.body):
                 return True
         elif isinstance(stmt, cst.Try):
-            if terminates(stmt.body.body) and all(terminates(h.body.body) for h in stmt.handlers):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+            if terminates(stmt.body.body) and all(terminates(h.body.body) for h in stmt.handlers):
                 return True
         elif isinstance(stmt, cst.While):
             t = stmt.test
@@ -304,16 +307,16 @@ class _Break(cst.CSTVisitor):
 
     found = False
 
-    def visit_Break(self, n):
+    def visit_Break(self, n: cst.Break) -> None:
         self.found = True
 
-    def visit_For(self, n):
+    def visit_For(self, n: cst.For) -> bool:
         return False
 
-    def visit_While(self, n):
+    def visit_While(self, n: cst.While) -> bool:
         return False
 
-    def visit_FunctionDef(self, n):
+    def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
         return False
 
 
@@ -336,7 +339,7 @@ class Walker:
         ref.parse()  # before the walk: its module gives codegen settings for messages
         self.module = ref.defn.tree
         self.target = target
-        self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str]] = {}
+        self.found: dict[tuple[int, str], tuple[cst.CSTNode, str, str, cst.CSTNode]] = {}
         self.returns: list[tuple[cst.Return, Kind]] = []
         self.handler_returns: set[int] = set()  # returns inside `except` handlers
         # for flagged if/while statements: the env before them and after each arm (the cond form needs
@@ -349,7 +352,7 @@ class Walker:
         self.test_kinds: dict[int, Kind] = {}
         self._quiet = 0
         self._nesting = 0
-        self.nested: dict[int, tuple] = {}  # id(nested def) -> (node, env where it is defined)
+        self.nested: dict[int, tuple[cst.FunctionDef, Env]] = {}  # id(nested def) -> (node, env where defined)
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
 
@@ -358,7 +361,7 @@ class Walker:
         """Record a finding spanning from node's start to end's end (default: the node itself)."""
         if self._quiet:
             return
-        self.found.setdefault((id(node), code), (node, code, message, end or node))  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+        self.found.setdefault((id(node), code), (node, code, message, end or node))
 
     def quietly(self, e: cst.BaseExpression, env: Env) -> Kind:
         """Evaluate an exception or an assert message: it is built only on the error path (whose test is
@@ -372,7 +375,7 @@ class Walker:
     def src(self, node: cst.CSTNode) -> str:
         return short(self.module, node)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
 
-    def report_test(self, stmt_node, test, kind: Kind, what: str) -> None:
+    def report_test(self, stmt_node: cst.CSTNode, test: cst.BaseExpression, kind: Kind, what: str) -> None:
         """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size; a check (an
         `if` whose arm only raises or warns, an `assert` on a size) is TS109."""
         if what in ("check", "size-assert"):
@@ -436,14 +439,15 @@ class Walker:
         return join(*kinds) if kinds else KN
 
     # ---------------------------------------------------------------- statements
-    def block(self, stmts, env: Env) -> Optional[Env]:
+    def block(self, stmts: Iterable[cst.CSTNode], env: Env) -> Optional[Env]:
         for stmt in stmts:
-            env = self.stmt(stmt, env)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
-            if env is None:
+            after = self.stmt(stmt, env)
+            if after is None:
                 return None
+            env = after
         return env
 
-    def stmt(self, s: cst.BaseStatement, env: Env) -> Optional[Env]:
+    def stmt(self, s: cst.CSTNode, env: Env) -> Optional[Env]:
         if isinstance(s, cst.SimpleStatementLine):
             for small in s.body:
                 env = self.small(small, env)  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
@@ -520,7 +524,7 @@ class Walker:
         """The functions defined in this body that a value of kind k may be (keys of self.nested)."""
         return [a[1] for a in k if isinstance(a, tuple) and a[0] == "nested" and a[1] in self.nested]
 
-    def call_nested(self, key: int, args) -> Kind:
+    def call_nested(self, key: int, args: list[Arg]) -> Kind:
         """A call to a function defined in this body: its return kind for these arguments, from a quiet
         walk of its body (its findings were reported where it is defined)."""
         fn, env = self.nested[key]
@@ -675,7 +679,7 @@ class Walker:
         return start
 
     # ---------------------------------------------------------------- binding
-    def bind(self, target: cst.BaseExpression, k: Kind, env: Env, value=None) -> None:
+    def bind(self, target: cst.BaseExpression, k: Kind, env: Env, value: Optional[cst.BaseExpression] = None) -> None:
         if isinstance(target, cst.Name):
             env[target.value] = k
         elif isinstance(target, (cst.Tuple, cst.List)):
@@ -737,7 +741,7 @@ class Walker:
             return k
         return frozenset(a for a in k if a in (T, S))
 
-    def coerce(self, node, k: Kind, what: str) -> None:
+    def coerce(self, node: cst.CSTNode, k: Kind, what: str) -> None:
         """A tensor or traced size turned into a Python bool here."""
         if is_tensor(k):
             self.report(node, "TS104", f"{what} converts a tensor to a Python bool: tracing freezes it")
@@ -752,7 +756,8 @@ class Walker:
                 if isinstance(child, cst.BaseExpression):
                     self.ev(child, env)
             return KP
-        return m(e, env)
+        k: Kind = m(e, env)
+        return k
 
     def iterate(self, node: cst.BaseExpression, env: Env) -> Kind:
         """Evaluate something a `for` iterates over; iterating a tensor is TS107."""
@@ -774,12 +779,12 @@ class Walker:
         # a function of the tree held as a value, or a registry of them
         return self.an.name_kind(self.ref.module, e.value) or KP
 
-    def ev_Integer(self, e, env):
+    def ev_Integer(self, e: cst.BaseExpression, env: Env) -> Kind:
         return KP
 
     ev_Float = ev_Imaginary = ev_SimpleString = ev_Ellipsis = ev_Integer
 
-    def ev_ConcatenatedString(self, e, env):
+    def ev_ConcatenatedString(self, e: cst.ConcatenatedString, env: Env) -> Kind:
         self.ev(e.left, env)
         self.ev(e.right, env)
         return KP
@@ -914,7 +919,7 @@ class Walker:
                 out.append(KU)
         return join(*out) if out else KP
 
-    def ev_BinaryOperation(self, e, env):
+    def ev_BinaryOperation(self, e: cst.BinaryOperation, env: Env) -> Kind:
         lk, rk = self.ev(e.left, env), self.ev(e.right, env)
         if self.target == "dynamo" and isinstance(e.operator, cst.Multiply):
             for seq, n in ((e.left, rk), (e.right, lk)):
@@ -927,7 +932,7 @@ class Walker:
                     )
         return self.binop(e.operator, lk, rk)
 
-    def binop(self, op, lk: Kind, rk: Kind) -> Kind:
+    def binop(self, op: cst.BaseBinaryOp, lk: Kind, rk: Kind) -> Kind:
         both = join(lk, rk)
         if not traced(both) and isinstance(op, (cst.BitOr, cst.BitAnd)):
             # bools known while exporting: `is_tracing |= ...`
@@ -956,7 +961,7 @@ class Walker:
             return KU
         return KP
 
-    def ev_UnaryOperation(self, e, env):
+    def ev_UnaryOperation(self, e: cst.UnaryOperation, env: Env) -> Kind:
         k = self.ev(e.expression, env)
         if isinstance(e.operator, cst.Not):
             b = known_bool(k)
@@ -966,7 +971,7 @@ class Walker:
             return KP
         return frozenset(a for a in k if a in (T, S)) or KP
 
-    def ev_BooleanOperation(self, e, env):
+    def ev_BooleanOperation(self, e: cst.BooleanOperation, env: Env) -> Kind:
         lk = self.ev(e.left, env)
         is_and = isinstance(e.operator, cst.And)
         lb = known_bool(lk)
@@ -1037,7 +1042,7 @@ class Walker:
             kinds.append(k)
         return tup(kinds)
 
-    def ev_List(self, e, env):
+    def ev_List(self, e: cst.List | cst.Tuple, env: Env) -> Kind:
         kinds = [self.ev(el.value, env) for el in e.elements]
         if any(isinstance(el, cst.StarredElement) for el in e.elements):
             kinds = [element(k) if isinstance(el, cst.StarredElement) else k for el, k in zip(e.elements, kinds)]
@@ -1047,7 +1052,7 @@ class Walker:
             return KST
         return tup(kinds) if kinds and not any(isinstance(el, cst.StarredElement) for el in e.elements) else KP
 
-    def ev_Set(self, e, env):
+    def ev_Set(self, e: cst.Set, env: Env) -> Kind:
         if self.target == "script":
             self.report(e, "TS301", "set literals are not supported by torch.jit.script")
         for el in e.elements:
@@ -1073,28 +1078,28 @@ class Walker:
             out = join(out, frozenset({("dkv", tuple(sorted(zip(keys, values), key=lambda kv: kv[0])))}))
         return join(out, dictof(join(*values))) if values else out
 
-    def ev_Lambda(self, e, env):
+    def ev_Lambda(self, e: cst.Lambda, env: Env) -> Kind:
         if self.target == "script":
             self.report(e, "TS301", "`lambda` is not supported by torch.jit.script")
         return KP
 
-    def ev_NamedExpr(self, e, env):
+    def ev_NamedExpr(self, e: cst.NamedExpr, env: Env) -> Kind:
         k = self.ev(e.value, env)
         self.bind(e.target, k, env)
         return k
 
-    def ev_Await(self, e, env):
+    def ev_Await(self, e: cst.Await, env: Env) -> Kind:
         self.ev(e.expression, env)
         return KP
 
-    def ev_Yield(self, e, env):
+    def ev_Yield(self, e: cst.Yield, env: Env) -> Kind:
         if self.target == "script":
             self.report(e, "TS301", "generators are not supported by torch.jit.script")
         return KP
 
-    def _comprehension(self, e, env: Env, elts) -> list[Kind]:
+    def _comprehension(self, e: cst.BaseComp, env: Env, elts: list[cst.BaseExpression]) -> list[Kind]:
         inner = dict(env)
-        f = e.for_in
+        f: Optional[cst.CompFor] = e.for_in
         while f is not None:
             it = self.iterate(f.iter, inner)
             self.bind(f.target, element(it), inner)
@@ -1104,25 +1109,25 @@ class Walker:
             f = f.inner_for_in
         return [self.ev(x, inner) for x in elts]
 
-    def ev_ListComp(self, e, env):
+    def ev_ListComp(self, e: cst.ListComp | cst.GeneratorExp, env: Env) -> Kind:
         (k,) = self._comprehension(e, env, [e.elt])
         if surely_tensor(k):
             return KLT
         # elements that may be tensors or tuples of them (`tuple(v for v in [h, all_h] if v is not None)`)
         return iterable(k) if is_tensor(k) else KST if is_size(k) else KP
 
-    def ev_GeneratorExp(self, e, env):
+    def ev_GeneratorExp(self, e: cst.GeneratorExp, env: Env) -> Kind:
         if self.target == "script":
             self.report(e, "TS301", "generator expressions are not supported by torch.jit.script")
         return self.ev_ListComp(e, env)
 
-    def ev_SetComp(self, e, env):
+    def ev_SetComp(self, e: cst.SetComp, env: Env) -> Kind:
         if self.target == "script":
             self.report(e, "TS301", "set comprehensions are not supported by torch.jit.script")
         self._comprehension(e, env, [e.elt])
         return KP
 
-    def ev_DictComp(self, e, env):
+    def ev_DictComp(self, e: cst.DictComp, env: Env) -> Kind:
         self._comprehension(e, env, [e.key, e.value])
         return KP
 
@@ -1138,7 +1143,7 @@ class Walker:
             for a in e.args:
                 self.quietly(a.value, env)
             return KP
-        args = [(a.keyword.value if a.keyword else None, a.star, self.ev(a.value, env)) for a in e.args]
+        args: list[Arg] = [(a.keyword.value if a.keyword else None, a.star, self.ev(a.value, env)) for a in e.args]
         pos = [k for kw, star, k in args if kw is None and not star]
         func = e.func
         if (
@@ -1194,7 +1199,7 @@ class Walker:
         # calls into reached code: self.method(...), helpers, imported functions
         callee = self.an.resolve_call(self.ref, func)
         if callee is not None:
-            if callee == "class":
+            if isinstance(callee, str):  # "class": a constructor
                 return KP
             return self.an.call(self.ref, callee, args)
         # a value called: a submodule (its class's forward), functions held in a registry (each of them)
@@ -1222,7 +1227,7 @@ class Walker:
             return KU
         return KP
 
-    def builtin(self, e: cst.Call, name: str, args, pos) -> Optional[Kind]:
+    def builtin(self, e: cst.Call, name: str, args: list[Arg], pos: list[Kind]) -> Optional[Kind]:
         anyk = join(*(k for _, _, k in args)) if args else EMPTY
         if name == "bool":
             if pos:
@@ -1308,7 +1313,7 @@ class Walker:
             return KP
         return None
 
-    def method(self, e: cst.Call, name: str, recv: Kind, args, pos) -> Optional[Kind]:
+    def method(self, e: cst.Call, name: str, recv: Kind, args: list[Arg], pos: list[Kind]) -> Optional[Kind]:
         """A method call on a tensor (or a shape, or a sequence of tensors, or an opaque value)."""
         if U in recv and name in api.TENSOR_MEMBERS:
             recv = recv | KT  # only a tensor has this method
@@ -1365,7 +1370,7 @@ class Walker:
             return None
         return None
 
-    def tensor_as_size(self, e: cst.Call, name: str, args) -> None:
+    def tensor_as_size(self, e: cst.Call, name: str, args: list[Arg]) -> None:
         """A tensor handed where a size goes (`x.view(b, torch.div(n, 2, rounding_mode="trunc"))`, `torch.zeros(t)`,
         `F.interpolate(size=t)`): torch.export reads it back as an integer it cannot know (data-dependent).
         The tracer records it (sizes are traced), so only for the dynamo target."""
@@ -1385,7 +1390,7 @@ class Walker:
                     f"torch.export reads it back as a data-dependent integer",
                 )
 
-    def torch_call(self, e: cst.Call, q: str, args, pos) -> Kind:
+    def torch_call(self, e: cst.Call, q: str, args: list[Arg], pos: list[Kind]) -> Kind:
         last = q.rsplit(".", 1)[-1]
         if q in _SIZE_TAKING_TORCH:
             self.tensor_as_size(e, last, args)
@@ -1477,10 +1482,10 @@ class Walker:
                 )
 
 
-_USES: dict = {}
+_USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
 
 
-def _literal_dictofs(k: Kind) -> set:
+def _literal_dictofs(k: Kind) -> set[Atom]:
     """The dictof atoms that only repeat the literals' values (no `d[k] = v` added to them)."""
     lit = [kv for a in k if isinstance(a, tuple) and a[0] == "dkv" for _, kv in a[1]]
     return {("dictof", join(*lit))} if lit else set()

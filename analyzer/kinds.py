@@ -26,6 +26,8 @@ Atoms:
 
 from __future__ import annotations
 
+from typing import Any, Iterable, Optional
+
 T = "T"  # a tensor value (data-dependent under tracing)
 S = "S"  # a traced size: x.shape[i], x.size(i), x.numel()
 ST = "ST"  # a sequence of traced sizes: x.shape, x.size()
@@ -36,7 +38,13 @@ U = "U"  # an opaque value: a call result the analysis cannot see into (maybe a 
 B1 = "B1"  # a Python bool known to be True while exporting under this target
 B0 = "B0"  # ... known to be False
 
-Kind = frozenset
+# An atom is one of the strings above or a tagged tuple ("tup", (kinds...)), ("mod", classes), ...: the
+# payload's type depends on the tag, which mypy cannot follow, so atoms are Any.
+Atom = Any
+Kind = frozenset[Atom]
+# a call's argument as the analysis sees it: (keyword or None, "" / "*" / "**", its kind)
+Arg = tuple[Optional[str], str, Kind]
+Env = dict[str, Kind]  # a name's kind at a point of a function
 
 EMPTY: Kind = frozenset()
 KT = frozenset({T})
@@ -52,11 +60,11 @@ KB0 = frozenset({B0})
 _MAX_TUPLE = 8
 
 
-def tup(kinds) -> Kind:
-    kinds = tuple(kinds)
-    if len(kinds) > _MAX_TUPLE:
-        return KLT if any(T in k for k in kinds) else KP
-    return frozenset({("tup", kinds)})
+def tup(kinds: Iterable[Kind]) -> Kind:
+    ks = tuple(kinds)
+    if len(ks) > _MAX_TUPLE:
+        return KLT if any(T in k for k in ks) else KP
+    return frozenset({("tup", ks)})
 
 
 def iterable(elem: Kind) -> Kind:
@@ -64,7 +72,7 @@ def iterable(elem: Kind) -> Kind:
     return frozenset({("iter", elem)})
 
 
-def dct(keys) -> Kind:
+def dct(keys: Iterable[Any]) -> Kind:
     return frozenset({("dict", frozenset(keys))})
 
 
@@ -73,28 +81,28 @@ def dictof(values: Kind) -> Kind:
     return frozenset({("dictof", values)})
 
 
-def mod(classes) -> Kind:
+def mod(classes: Iterable[Any]) -> Kind:
     return frozenset({("mod", frozenset(classes))})
 
 
-def mods(classes) -> Kind:
+def mods(classes: Iterable[Any]) -> Kind:
     return frozenset({("mods", frozenset(classes))})
 
 
-def fns(defs) -> Kind:
+def fns(defs: Iterable[Any]) -> Kind:
     return frozenset({("fns", frozenset(defs))})
 
 
-def atoms_of(k: Kind, tag: str) -> frozenset:
+def atoms_of(k: Kind, tag: str) -> frozenset[Any]:
     """The union of the payloads of k's atoms tagged `tag` (module classes, functions)."""
-    out: set = set()
+    out: set[Any] = set()
     for a in k:
         if isinstance(a, tuple) and a[0] == tag:
             out |= a[1]
     return frozenset(out)
 
 
-def known_bool(k: Kind):
+def known_bool(k: Kind) -> Optional[bool]:
     """True/False when k is a bool known while exporting, else None."""
     if k == KB1:
         return True
@@ -112,7 +120,7 @@ def join(*kinds: Kind) -> Kind:
             return b
     elif len(kinds) == 1:
         return kinds[0]
-    out: set = set()
+    out: set[Atom] = set()
     for k in kinds:
         out |= k
     compound = [a for a in out if type(a) is tuple]
@@ -126,9 +134,9 @@ def join(*kinds: Kind) -> Kind:
             payload = join(*(a[1] for a in tagged)) if tag == "dictof" else frozenset().union(*(a[1] for a in tagged))
             out.add((tag, payload))
     # keep tuple atoms bounded: two tuples of the same arity merge elementwise
-    tuples: list = [a for a in compound if a[0] == "tup"]
+    tuples: list[Atom] = [a for a in compound if a[0] == "tup"]
     if len(tuples) > 1:
-        by_len: dict[int, list] = {}
+        by_len: dict[int, list[Atom]] = {}
         for a in tuples:
             by_len.setdefault(len(a[1]), []).append(a)
         for group in by_len.values():

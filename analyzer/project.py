@@ -11,11 +11,21 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+import typing
+from typing import Any, Iterator, Optional, Sequence
 
 import libcst as cst
 
-from .source import SourceError, _ast, _syntax_message, canonical, content_hash, cpython_syntax_error, source_text
+from .kinds import Kind
+from .source import (
+    SourceError as SourceError,
+    _ast,
+    _syntax_message,
+    canonical,
+    content_hash,
+    cpython_syntax_error,
+    source_text,
+)
 
 
 def dotted(node: cst.BaseExpression) -> Optional[str]:
@@ -166,8 +176,8 @@ class ClassInfo:
     bases: list[str]  # qualified names of the bases
     methods: dict[str, Def] = field(default_factory=dict)
     # `self` attributes the class assigns -> the kind of their values (computed once, engine._self_attrs)
-    self_attrs: Optional[dict] = None
-    _locals: Optional[dict] = field(default=None, repr=False)  # local name -> values, in its methods
+    self_attrs: Optional[dict[str, Kind]] = None
+    _locals: Optional[dict[str, list[ast.expr]]] = field(default=None, repr=False)  # local name -> values
 
     @property
     def qualname(self) -> str:
@@ -186,14 +196,15 @@ class ModuleInfo:
     # module-level `NAME = <expr>` (the last one wins): registries of functions are looked up through them
     globals: dict[str, ast.expr] = field(default_factory=dict, repr=False)
     tree: Optional[cst.Module] = field(default=None, repr=False)  # the whole module, when parsed as a whole
-    computed: dict = field(default_factory=dict, repr=False)  # node -> position tuple, for positioned defs
+    # node -> (line, column, end line, end column), for positioned defs
+    computed: dict[cst.CSTNode, tuple[int, int, int, int]] = field(default_factory=dict, repr=False)
     # `import torch` / `import torch.nn` (no alias) at module level, under `if`/`try` too: `fix` adds no
     # import to such a module (its rewrites only change function bodies)
     imports_torch: bool = False
     # the project's definition text -> (tree, node, modules using it): one parse per distinct text
-    parsed: Optional[dict] = field(default=None, repr=False)
-    _starts: Optional[list] = field(default=None, repr=False)  # offset of each line
-    _lines: Optional[list] = field(default=None, repr=False)
+    parsed: Optional[dict[str, Any]] = field(default=None, repr=False)
+    _starts: Optional[list[int]] = field(default=None, repr=False)  # offset of each line
+    _lines: Optional[list[str]] = field(default=None, repr=False)
 
     @property
     def lines(self) -> list[str]:
@@ -264,7 +275,7 @@ def _resolve_relative(package: str, level: int, module: Optional[str]) -> str:
     return ".".join(base)
 
 
-def _def_start(node) -> int:
+def _def_start(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> int:
     return node.decorator_list[0].lineno if node.decorator_list else node.lineno
 
 
@@ -287,7 +298,7 @@ def index_module(info: ModuleInfo, tree: ast.Module) -> list[Def]:
     return order
 
 
-def _index_imports(info: ModuleInfo, stmts: list) -> None:
+def _index_imports(info: ModuleInfo, stmts: list[ast.stmt]) -> None:
     for s in stmts:
         if isinstance(s, ast.Import):
             for a in s.names:
@@ -308,7 +319,8 @@ def _index_imports(info: ModuleInfo, stmts: list) -> None:
             # imports under `if TYPE_CHECKING:` / `try: ... except ImportError:`
             _index_imports(info, s.body)
             _index_imports(info, s.orelse)
-        elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
+        elif isinstance(s, ast.Try) or type(s).__name__ == "TryStar":  # ast.TryStar: Python >= 3.11
+            s = typing.cast(ast.Try, s)  # TryStar has Try's fields
             _index_imports(info, s.body)
             for h in s.handlers:
                 _index_imports(info, h.body)
@@ -316,7 +328,7 @@ def _index_imports(info: ModuleInfo, stmts: list) -> None:
             _index_imports(info, s.finalbody)
 
 
-def _index_defs(info: ModuleInfo, stmts: list, order: list[Def]) -> None:
+def _index_defs(info: ModuleInfo, stmts: list[ast.stmt], order: list[Def]) -> None:
     for s in stmts:
         if isinstance(s, _DEFS):
             d = Def(info, s.name, _def_start(s), s.end_lineno or s.lineno)
@@ -339,7 +351,7 @@ def _cst_defs(module: cst.Module) -> list[cst.FunctionDef]:
     """The libcst FunctionDefs `index_module` records, in the same order (the same walk over libcst)."""
     out: list[cst.FunctionDef] = []
 
-    def visit(stmts):
+    def visit(stmts: Sequence[cst.CSTNode]) -> None:
         for s in stmts:
             if isinstance(s, cst.FunctionDef):
                 out.append(s)
@@ -370,7 +382,7 @@ _NOT_MODULES = {"Parameter", "UninitializedParameter", "UninitializedBuffer", "B
 class Project:
     """Parses files on demand and resolves qualified names to the scanned tree's definitions."""
 
-    def __init__(self, whole: bool = False, overlay: Optional[dict] = None):
+    def __init__(self, whole: bool = False, overlay: Optional[dict[str, bytes]] = None):
         self._by_path: dict[str, Optional[ModuleInfo]] = {}
         self._by_mod: dict[str, Optional[ModuleInfo]] = {}
         self._roots: list[Path] = []
@@ -379,8 +391,8 @@ class Project:
         self.loaded: dict[str, str] = {}  # path -> content hash of every file read on demand
         self.touched: set[str] = set()  # paths of on-demand modules used since the last reset
         # (function key, argument kinds) -> the converged state of a library function (engine.Analysis)
-        self.summaries: dict = {}
-        self.parsed: dict = {}  # definition text -> its libcst tree (Def._parse)
+        self.summaries: dict[Any, Any] = {}  # StateKey -> FuncState (engine's types: it imports this module)
+        self.parsed: dict[str, Any] = {}  # definition text -> its libcst tree (Def._parse)
         self.overlay = overlay or {}  # canonical path -> bytes standing in for the file on disk
 
     def add_module(
@@ -500,7 +512,7 @@ class Project:
                     return info
         return None
 
-    def lookup(self, qualname: str):
+    def lookup(self, qualname: str) -> Optional[tuple[str, ModuleInfo, Any]]:
         """Resolve ``pkg.mod.name`` to ('function'|'class'|'module', ModuleInfo, object)."""
         parts = qualname.split(".")
         for i in range(len(parts) - 1, 0, -1):
@@ -527,7 +539,8 @@ class Project:
     def resolve_class(self, qualname: str) -> Optional[ClassInfo]:
         hit = self.lookup(qualname)
         if hit and hit[0] == "class":
-            return hit[2]
+            ci: ClassInfo = hit[2]
+            return ci
         return None
 
     def base_class(self, ci: ClassInfo, base: str) -> Optional[ClassInfo]:
@@ -538,7 +551,7 @@ class Project:
                 return local
         return self.resolve_class(base)
 
-    def is_module_class(self, ci: ClassInfo, _seen: Optional[set] = None) -> bool:
+    def is_module_class(self, ci: ClassInfo, _seen: Optional[set[str]] = None) -> bool:
         seen = _seen if _seen is not None else set()
         if ci.qualname in seen:
             return False

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
+from typing import NamedTuple
 
 TARGETS = ("trace", "script", "dynamo")
 
+
 # A named tuple rather than a dataclass: `dataclasses` pulls in `inspect`, a sixth of the 0.1 s that
 # `tracesafe --version` and `tracesafe rule` may take.
-_RuleBase = namedtuple(
-    "_RuleBase", "code name severity summary what why example instead targets forms", defaults=(("trace", "dynamo"), ())
-)
+class Rule(NamedTuple):
+    """One rule: its code, ruff-style docs (what, why, example, instead), the targets it applies to and the
+    rewrite forms that can fix it."""
 
-
-class Rule(_RuleBase):
-    """code, name, severity ("error" | "warning"), summary (one line, SARIF shortDescription), what, why,
-    example, instead (the ruff-style docs), targets, forms (the rewrite forms that can fix it)."""
-
-    __slots__ = ()
+    code: str
+    name: str
+    severity: str  # "error" | "warning"
+    summary: str  # one line, SARIF shortDescription
+    what: str
+    why: str
+    example: str
+    instead: str
+    targets: tuple[str, ...] = ("trace", "dynamo")
+    forms: tuple[str, ...] = ()
 
     def docs(self) -> str:
         """ruff-style documentation in Markdown."""

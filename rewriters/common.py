@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import libcst as cst
 
 from tracesafe.analyzer.project import dotted
+
+# the qualified name an expression refers to in its module (ModuleInfo.qualify), None when it names nothing
+Qualify = Callable[[cst.BaseExpression], Optional[str]]
+Import = tuple[str, Optional[str]]  # ("torch", None): `import torch`; ("typing", "Tuple"): `from typing import Tuple`
 
 
 @dataclass
@@ -17,13 +21,13 @@ class Plan:
 
     form: str
     codes: set[str]
-    nodes: list  # the flagged nodes this plan fixes
+    nodes: list[cst.CSTNode]  # the flagged nodes this plan fixes
     # a node, or (for a plan that replaces statements) the list of the statements it consumes and of those it writes
     old: Any = None
     new: Any = None
     applicability: str = "safe"
     reason: Optional[str] = None  # set when the form refuses
-    imports: set = field(default_factory=set)  # ("torch", None) or ("typing", "Tuple")
+    imports: set[Import] = field(default_factory=set)
     changed_signature: Optional[str] = None  # "Class.forward" when callers must adapt
     position: Optional[tuple[int, int]] = None  # (line, column) of the first node, 1-based; set for reports
     defn: Any = None  # the analysed definition (analyzer.project.Def) holding the nodes (set by the engine)
@@ -74,7 +78,7 @@ def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
     return out
 
 
-def is_pure(e: cst.BaseExpression, qualify) -> bool:
+def is_pure(e: cst.BaseExpression, qualify: Qualify) -> bool:
     """Side-effect free and always valid to evaluate (no indexing, no unknown calls)."""
     if isinstance(e, (cst.Name, cst.Integer, cst.Float, cst.SimpleString)):
         return True
@@ -138,7 +142,7 @@ def chain(e: cst.BaseExpression, op: type) -> list[cst.BaseExpression]:
     return [e]
 
 
-def tensor_and(tests: list, op: type) -> cst.BaseExpression:
+def tensor_and(tests: Sequence[cst.BaseExpression], op: type) -> cst.BaseExpression:
     """`t1 and t2` on 0-d tensors as one bool tensor: `(t1) & (t2)` (`|` for `or`). Evaluates every
     operand: the caller proves those after the first are side-effect free."""
     bit = cst.BitAnd() if op is cst.And else cst.BitOr()
@@ -151,7 +155,7 @@ def tensor_and(tests: list, op: type) -> cst.BaseExpression:
     return pred
 
 
-def join_tests(tests: list, op: type) -> cst.BaseExpression:
+def join_tests(tests: Sequence[cst.BaseExpression], op: type[cst.BaseBooleanOp]) -> cst.BaseExpression:
     """Python operands joined again with their own `and`/`or`."""
     out = tests[0]
     for t in tests[1:]:
@@ -176,7 +180,7 @@ zeros_like ones_like full_like empty_like rand_like randn_like clone detach cont
 )
 
 
-def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
+def shape_base(e: cst.BaseExpression, qualify: Qualify) -> Optional[str]:
     """The expression whose shape e provably has ("" for a plain number), or None when unknown. A call is
     elementwise only when it is torch's: `torch.relu(t)`, `F.gelu(t)` through the module's imports, or a
     method of that name on a value (`t.softmax(-1)`)."""
@@ -212,7 +216,7 @@ def shape_base(e: cst.BaseExpression, qualify) -> Optional[str]:
 _REDUCTIONS = frozenset("mean sum amax amin std var norm logsumexp prod nansum nanmean".split())
 
 
-def _kept_reduction(e: cst.BaseExpression, qualify) -> Optional[str]:
+def _kept_reduction(e: cst.BaseExpression, qualify: Qualify) -> Optional[str]:
     """The base of `t.mean(dim, keepdim=True)` (any reduction with keepdim=True), or None."""
     if not (isinstance(e, cst.Call) and isinstance(e.func, cst.Attribute) and e.func.attr.value in _REDUCTIONS):
         return None
@@ -227,7 +231,7 @@ def _kept_reduction(e: cst.BaseExpression, qualify) -> Optional[str]:
     return shape_base(e.func.value, qualify)
 
 
-def _torch(e: cst.BaseExpression, qualify) -> bool:
+def _torch(e: cst.BaseExpression, qualify: Qualify) -> bool:
     """e names something in torch (a module or a function), resolved through the module's imports."""
     q = qualify(e) if isinstance(e, (cst.Name, cst.Attribute)) else None
     return q is not None and (q == "torch" or q.startswith("torch."))
@@ -255,7 +259,7 @@ def call(func: str, *args: cst.BaseExpression) -> cst.Call:
 def _imports_torch_anywhere(tree: cst.Module) -> bool:
     """`import torch` anywhere in the module, also under `if is_torch_available():` or `try:`: the module
     decides when torch is imported, and the rewritten functions run only where it is."""
-    stack: list = [tree]
+    stack: list[cst.CSTNode] = [tree]
     while stack:  # statements only (a visitor would walk every expression of the module)
         n = stack.pop()
         if isinstance(n, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
@@ -282,7 +286,7 @@ BLOCKS = (
 )
 
 
-def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
+def ensure_imports(tree: cst.Module, needed: set[Import]) -> cst.Module:
     """Add `import torch` / `from typing import X` when the module lacks them (after the docstring and
     `__future__` imports, before other code)."""
     have_torch = _imports_torch_anywhere(tree)
@@ -301,14 +305,15 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
                             have_torch = True
                 elif (
                     isinstance(s, cst.ImportFrom)
+                    and s.module is not None
                     and dotted(s.module) == "typing"
                     and not isinstance(s.names, cst.ImportStar)
                 ):
-                    typing_names |= {dotted(a.name) for a in s.names if a.asname is None}
+                    typing_names |= {a.name.value for a in s.names if a.asname is None and isinstance(a.name, cst.Name)}
     new_lines = []
     if ("torch", None) in needed and not have_torch:
         new_lines.append(cst.parse_statement("import torch\n"))
-    wanted = sorted(n for m, n in needed if m == "typing" and n not in typing_names)
+    wanted = sorted(n for m, n in needed if m == "typing" and n is not None and n not in typing_names)
     body = list(tree.body)
     if wanted:
         for idx, stmt in enumerate(body):  # extend an existing `from typing import ...` line
@@ -316,6 +321,7 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
                 isinstance(stmt, cst.SimpleStatementLine)
                 and len(stmt.body) == 1
                 and isinstance(stmt.body[0], cst.ImportFrom)
+                and stmt.body[0].module is not None
                 and dotted(stmt.body[0].module) == "typing"
                 and not isinstance(stmt.body[0].names, cst.ImportStar)
                 and not stmt.body[0].relative
@@ -341,6 +347,7 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
                 isinstance(s.body[0], cst.Expr)
                 and isinstance(s.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
                 or isinstance(s.body[0], cst.ImportFrom)
+                and s.body[0].module is not None
                 and dotted(s.body[0].module) == "__future__"
             )
         ):
@@ -350,13 +357,13 @@ def ensure_imports(tree: cst.Module, needed: set) -> cst.Module:
     return tree.with_changes(body=body[:i] + new_lines + body[i:])
 
 
-def annotate_params(fn: cst.FunctionDef) -> tuple[cst.Parameters, set]:
+def annotate_params(fn: cst.FunctionDef) -> tuple[cst.Parameters, set[Import]]:
     """fn's parameters with the annotations torch.jit.script needs: `torch.Tensor` for required ones,
     `Optional[torch.Tensor]` for those defaulting to None; `self` and annotated ones stay. Also the
     imports those annotations need."""
     from tracesafe.analyzer.infer import all_params
 
-    imports: set = set()
+    imports: set[Import] = set()
     every = all_params(fn.params)
     mapping = {}
     for i, p in enumerate(every):

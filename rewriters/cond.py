@@ -13,13 +13,13 @@ proves.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
+from typing import Iterable, Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import T, is_size, is_tensor
+from tracesafe.analyzer.kinds import T, Env, Kind, is_size, is_tensor
 
-from .common import Plan, as_bool_tensor, chain, child_nodes, is_pure, shape_base, tensor_and
+from .common import Plan, Qualify, as_bool_tensor, chain, child_nodes, is_pure, shape_base, tensor_and
 
 FORM = "cond"
 
@@ -37,11 +37,15 @@ class Refuse(Exception):
     pass
 
 
-def _is_tensor(kind) -> bool:
+# the env before a flagged statement, and after each of its arms (None: the arm does not fall through)
+Envs = tuple[Env, list[Optional[Env]]]
+
+
+def _is_tensor(kind: Kind) -> bool:
     return bool(kind) and all(a == T for a in kind)
 
 
-def _returns_tensors(kind, n: Optional[int]) -> bool:
+def _returns_tensors(kind: Kind, n: Optional[int]) -> bool:
     """kind is one tensor (n is None) or an n-tuple of tensors."""
     if n is None:
         return _is_tensor(kind)
@@ -53,26 +57,26 @@ def _returns_tensors(kind, n: Optional[int]) -> bool:
 class _Reads(cst.CSTVisitor):
     """Names read by a node, in order of first appearance (attribute names and keywords excluded)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.names: list[str] = []
 
-    def visit_Name(self, n):
+    def visit_Name(self, n: cst.Name) -> None:
         if n.value not in self.names:
             self.names.append(n.value)
 
-    def visit_Attribute(self, n):
+    def visit_Attribute(self, n: cst.Attribute) -> bool:
         n.value.visit(self)
         return False
 
-    def visit_Arg(self, n):
+    def visit_Arg(self, n: cst.Arg) -> bool:
         n.value.visit(self)
         return False
 
-    def visit_AssignTarget(self, n):
+    def visit_AssignTarget(self, n: cst.AssignTarget) -> bool:
         return False
 
 
-def reads(*nodes) -> list[str]:
+def reads(*nodes: Optional[cst.CSTNode]) -> list[str]:
     v = _Reads()
     for n in nodes:
         if n is not None:
@@ -123,7 +127,7 @@ class Arm:
         for v in self.values:
             _check_no_inplace(v)
 
-    def _small(self, sm, allow_return):
+    def _small(self, sm: cst.BaseSmallStatement, allow_return: bool) -> Optional[cst.BaseSmallStatement]:
         if isinstance(sm, cst.Pass):
             return None
         if isinstance(sm, cst.Assign):
@@ -162,7 +166,7 @@ class Arm:
             raise Refuse("a call for its side effects in an arm")
         raise Refuse(f"`{type(sm).__name__.lower()}` in an arm")
 
-    def _bind(self, target, value):
+    def _bind(self, target: cst.BaseExpression, value: Optional[cst.BaseExpression]) -> None:
         if isinstance(target, cst.Name):
             self.last[target.value] = value
         elif isinstance(target, (cst.Tuple, cst.List)):
@@ -180,7 +184,7 @@ class Arm:
         v = self.last[name]
         return _clone(cst.Name(name)) if v is None or _aliases(v) else cst.Name(name)
 
-    def pure(self, qualify) -> bool:
+    def pure(self, qualify: Qualify) -> bool:
         return all(is_pure(v, qualify) for v in self.values)
 
 
@@ -201,7 +205,7 @@ _BINOP = {
 }
 
 
-def _target_refusal(target) -> Refuse:
+def _target_refusal(target: cst.BaseExpression) -> Refuse:
     base = target
     while isinstance(base, (cst.Attribute, cst.Subscript)):
         base = base.value
@@ -214,7 +218,7 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
     found = []
 
     class V(cst.CSTVisitor):
-        def visit_Call(self, n):
+        def visit_Call(self, n: cst.Call) -> None:
             f = n.func
             if isinstance(f, cst.Attribute) and f.attr.value.endswith("_") and not f.attr.value.startswith("_"):
                 found.append(f.attr.value)
@@ -226,7 +230,7 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
             ):
                 found.append("inplace=")
 
-        def visit_Lambda(self, n):
+        def visit_Lambda(self, n: cst.Lambda) -> bool:
             return False
 
     e.visit(V())
@@ -234,20 +238,21 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
         raise Refuse(f"in-place `{found[0]}` in an arm")
 
 
-def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter:
+def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter[str]:
     """How many times each name occurs under node as _Reads finds them (attribute names and keywords
     excluded; assignment targets only with targets=True), in no particular order. A walk over the nodes'
     fields: a libcst visitor rebuilds every node it enters, which made this walk over a whole function a
     tenth of `fix --form cond`'s planning."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     stack = [node]
     while stack:
         n = stack.pop()
         t = type(n)
+        # `type() is` rather than isinstance: this walk visits every node of a function
         if t is cst.Name:
-            counts[n.value] += 1  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
+            counts[n.value] += 1  # type: ignore[attr-defined]  # narrowed by the exact type test above
         elif t is cst.Attribute or t is cst.Arg:
-            stack.append(n.value)  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
+            stack.append(n.value)  # type: ignore[attr-defined]  # narrowed by the exact type test above
         elif t is not cst.AssignTarget or targets:
             stack.extend(child_nodes(n))
     return counts
@@ -260,11 +265,11 @@ class Names:
 
     def __init__(self, fn: cst.FunctionDef):
         self._fn = fn
-        self._taken: Optional[set] = None
-        self._counts: Optional[Counter] = None
+        self._taken: Optional[set[str]] = None
+        self._counts: Optional[Counter[str]] = None
 
     @property
-    def taken(self) -> set:
+    def taken(self) -> set[str]:
         if self._taken is None:
             # every name the function uses: read, assigned, or defined (a parameter's is a Name under it)
             self._taken = set(name_counts(self._fn, targets=True))
@@ -288,7 +293,12 @@ class Names:
 
 
 def _local_fn(
-    name: str, params: list[str], stmts: list, ret: cst.BaseExpression, like: Optional[cst.BaseSuite], leading_lines=()
+    name: str,
+    params: list[str],
+    stmts: Iterable[cst.BaseStatement],
+    ret: cst.BaseExpression,
+    like: Optional[cst.BaseSuite],
+    leading_lines: Iterable[cst.EmptyLine] = (),
 ) -> cst.FunctionDef:
     body_stmts = list(stmts) + [cst.SimpleStatementLine([cst.Return(ret)])]
     if isinstance(like, cst.IndentedBlock):
@@ -312,7 +322,7 @@ def _pack(items: list[cst.BaseExpression]) -> cst.BaseExpression:
     return items[0] if len(items) == 1 else _tuple(items, parens=False)
 
 
-def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpression, bool]:
+def _pred(test: cst.BaseExpression, kinds: dict[int, Kind], qualify: Qualify) -> tuple[cst.BaseExpression, bool]:
     """(predicate, exact). For `and`/`or`, the Python tests stay Python and short-circuit (torch.cond takes a
     Python bool and then runs just that arm, so `r is not None and r.sum() > 0` never touches a `None`);
     they go first, which moves a Python test written after a tensor test only when both are side-effect
@@ -342,7 +352,7 @@ def _pred(test: cst.BaseExpression, kinds: dict, qualify) -> tuple[cst.BaseExpre
     return pred, exact
 
 
-def _operands(names: list[str], env_before: dict) -> list[str]:
+def _operands(names: list[str], env_before: Env) -> list[str]:
     return [n for n in names if n != "self" and _is_tensor(env_before.get(n, frozenset()))]
 
 
@@ -351,32 +361,43 @@ def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
 
 
 def plan_if(
-    stmts: list,
+    stmts: list[cst.CSTNode],
     i: int,
     fn: cst.FunctionDef,
-    envs: tuple,
-    ret_kinds: dict,
+    envs: Envs,
+    ret_kinds: dict[int, Kind],
     names: Names,
-    qualify,
+    qualify: Qualify,
     code: str,
-    operand_kinds: Optional[dict] = None,
+    operand_kinds: Optional[dict[int, Kind]] = None,
 ) -> Plan:
-    node: cst.If = stmts[i]
+    node = stmts[i]
     try:
         return _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds or {})
     except Refuse as r:
         return Plan(FORM, {code}, [node], reason=str(r))
 
 
-def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds) -> Plan:
-    node: cst.If = stmts[i]
+def _plan_if(
+    stmts: list[cst.CSTNode],
+    i: int,
+    fn: cst.FunctionDef,
+    envs: Envs,
+    ret_kinds: dict[int, Kind],
+    names: Names,
+    qualify: Qualify,
+    code: str,
+    operand_kinds: dict[int, Kind],
+) -> Plan:
+    node = stmts[i]
+    assert isinstance(node, cst.If)  # the engine defers `if` statements only
     env_before, outs = envs
     pred, exact = _pred(node.test, operand_kinds, qualify)
     if isinstance(node.orelse, cst.If):
         raise Refuse("an `elif` chain")
     a = Arm(node.body, allow_return=True)
     b = Arm(node.orelse.body if node.orelse is not None else None, allow_return=True)
-    consumed: list = [node]
+    consumed: list[cst.CSTNode] = [node]
     if a.ret is not None and node.orelse is None:
         nxt = stmts[i + 1] if i + 1 < len(stmts) else None
         if isinstance(nxt, cst.SimpleStatementLine) and len(nxt.body) == 1 and isinstance(nxt.body[0], cst.Return):
@@ -387,9 +408,12 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
             consumed.append(nxt)
     if (a.ret is None) != (b.ret is None):
         raise Refuse("one arm returns and the other does not")
-    ra = rb = None
-    if a.ret is not None:
-        ra, rb = a.ret.value, b.ret.value  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
+    ra: Optional[cst.BaseExpression] = None
+    rb: Optional[cst.BaseExpression] = None
+    if a.ret is not None and b.ret is not None:
+        ra, rb = a.ret.value, b.ret.value
+        if ra is None or rb is None:  # Arm refused a bare return already
+            raise Refuse("a bare `return` (a `None` output)")
         n = len(ra.elements) if isinstance(ra, cst.Tuple) else None
         nb = len(rb.elements) if isinstance(rb, cst.Tuple) else None
         if n != nb:
@@ -397,7 +421,10 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
         for r in (a.ret, b.ret):
             if not _returns_tensors(ret_kinds.get(id(r), frozenset()), n):
                 raise Refuse("an arm returns `None` or a non-tensor")
-        items = lambda v: [e.value for e in v.elements] if n is not None else [v]  # noqa: E731
+
+        def items(v: cst.BaseExpression) -> list[cst.BaseExpression]:
+            return [e.value for e in v.elements] if isinstance(v, cst.Tuple) else [v]
+
         ret_a = [_clone(e) if _aliases(e) else e for e in items(ra)]
         ret_b = [_clone(e) if _aliases(e) else e for e in items(rb)]
         outputs = None
@@ -440,7 +467,14 @@ def _plan_if(stmts, i, fn, envs, ret_kinds, names, qualify, code, operand_kinds)
     )
 
 
-def _shape_safe(a: "Arm", b: "Arm", outputs, ra, rb, qualify) -> None:
+def _shape_safe(
+    a: "Arm",
+    b: "Arm",
+    outputs: Optional[list[str]],
+    ra: Optional[cst.BaseExpression],
+    rb: Optional[cst.BaseExpression],
+    qualify: Qualify,
+) -> None:
     """A size test's arms, for torch.cond: the original exported (torch.export guarded on the size and kept the
     arm taken), but torch.cond traces both arms for every length, and an arm written for some lengths only (a
     slice, a pad, a topk) fails the export or gives outputs of another shape. Only arms that compute
@@ -462,19 +496,21 @@ def _shape_safe(a: "Arm", b: "Arm", outputs, ra, rb, qualify) -> None:
             if not isinstance(x, cst.Tuple)
             else zip([e.value for e in x.elements], [e.value for e in y.elements] if isinstance(y, cst.Tuple) else [])
         ):
+            if ex is None or ey is None:
+                raise Refuse(why)
             bx, by = shape_base(ex, qualify), shape_base(ey, qualify)
             if bx is None or bx != by and "" not in (bx, by):
                 raise Refuse(why)
 
 
-def plan_while(node: cst.While, fn: cst.FunctionDef, envs: tuple, names: Names, qualify) -> Plan:
+def plan_while(node: cst.While, fn: cst.FunctionDef, envs: Envs, names: Names, qualify: Qualify) -> Plan:
     try:
         return _plan_while(node, fn, envs, names, qualify)
     except Refuse as r:
         return Plan(FORM, {"TS102"}, [node], reason=str(r))
 
 
-def _plan_while(node: cst.While, fn, envs, names: Names, qualify) -> Plan:
+def _plan_while(node: cst.While, fn: cst.FunctionDef, envs: Envs, names: Names, qualify: Qualify) -> Plan:
     env_before, (body_env,) = envs
     if node.orelse is not None:
         raise Refuse("`while ... else`")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import libcst as cst
 
-from tracesafe.analyzer.api import Config, analyze_source
-from tracesafe.analyzer.engine import Analysis, position_def
-from tracesafe.analyzer.project import Project, SourceError, parse_source
+from tracesafe.analyzer.api import analyze_source
+from tracesafe.analyzer.config import Config
+from tracesafe.analyzer.engine import Analysis, FuncState, position_def
+from tracesafe.analyzer.project import ClassInfo, ModuleInfo, Project, SourceError, parse_source
 from tracesafe.analyzer.rules import RULES
 
 from . import FORMS, cond, flag, guard, optional, sizes, where
-from .common import BLOCKS, Plan, child_nodes, ensure_imports
+from .common import BLOCKS, Import, Plan, child_nodes, ensure_imports
 
 # the export target each form serves: after a fix, `check --target <it>` has nothing the form could fix
 FORM_TARGET = {"flag": "script", "optional": "script", "where": "trace", "cond": "dynamo"}
@@ -27,14 +28,18 @@ class FixResult:
     skipped_unsafe: list[Plan] = field(default_factory=list)
     refused: list[Plan] = field(default_factory=list)
     # (Analysis, ModuleInfo) of the last planning pass: the fixed text, analysed in its tree
-    final: Optional[tuple] = field(default=None, repr=False)
+    final: Optional[tuple[Analysis, ModuleInfo]] = field(default=None, repr=False)
 
     @property
     def changed_signatures(self) -> list[str]:
         return sorted({p.changed_signature for p in self.applied if p.changed_signature})
 
 
-def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
+# a finding as the analysis holds it: (node, code, message, end node)
+Found = tuple[cst.CSTNode, str, str, cst.CSTNode]
+
+
+def plan_analysis(an: Analysis, mod: ModuleInfo, form: str) -> list[Plan]:
     """Plans for every finding of `mod` the form addresses (refusals included, with their reason)."""
     plans: list[Plan] = []
     for st in an.states_in(mod):
@@ -44,7 +49,7 @@ def plan_analysis(an: Analysis, mod, form: str) -> list[Plan]:
     return plans
 
 
-def _builders(ci) -> list[str]:
+def _builders(ci: ClassInfo) -> list[str]:
     """The module's other classes that build `ci` (`self.up = nn.Sequential(..., PixelShuffleND(3))`): its
     forward is then a submodule's, whatever the analysis could follow of the call."""
     import ast
@@ -60,7 +65,7 @@ def _builders(ci) -> list[str]:
     return sorted(out)
 
 
-def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
+def _state_plans(an: Analysis, st: FuncState, mod: ModuleInfo, form: str) -> list[Plan]:
     plans: list[Plan] = []
     fn, qualify = st.ref.node, mod.qualify
     returned = list(an._return_findings(st)) if st.entry else []
@@ -98,7 +103,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
                 plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
             elif code == "TS102":
                 plans.append(Plan(form, {code}, [node], reason="a `while` loop: `where` has no loop (use `cond`)"))
-            elif guard.applies(code, node):
+            elif guard.applies(node, code):
                 plans.append(guard.plan_guard(form, code, node))
             elif code in ("TS101", "TS108") and isinstance(node, cst.If):
                 if code == "TS108":
@@ -123,7 +128,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
         for node, code, _msg, _end in found:
             if code == "TS103" and isinstance(node, cst.IfExp):
                 plans.append(Plan(form, {code}, [node], reason="a conditional expression: use the `where` form"))
-            elif guard.applies(code, node):
+            elif guard.applies(node, code):
                 if isinstance(node, cst.Assert) and lines is None:
                     lines = {
                         id(sm): s
@@ -164,7 +169,7 @@ def _state_plans(an: Analysis, st, mod, form: str) -> list[Plan]:
     return plans + _unaddressed_plans(form, plans, found + other_returns)
 
 
-def _unaddressed_plans(form: str, plans: list[Plan], found: list) -> list[Plan]:
+def _unaddressed_plans(form: str, plans: list[Plan], found: list[Found]) -> list[Plan]:
     """Every finding the form's exporter still counts gets a reason, the ones no rewrite addresses too."""
     target = FORM_TARGET[form]
     planned = {(id(n), c) for p in plans for n in p.nodes for c in p.codes}
@@ -212,9 +217,9 @@ def unaddressed(form: str, code: str, node: cst.CSTNode) -> str:
     return "no rewrite of this form addresses it"
 
 
-def _parents(fn: cst.CSTNode) -> dict:
+def _parents(fn: cst.CSTNode) -> dict[cst.CSTNode, cst.CSTNode]:
     """child -> parent for every node of a function."""
-    out: dict = {}
+    out: dict[cst.CSTNode, cst.CSTNode] = {}
     stack = [fn]
     while stack:
         node = stack.pop()
@@ -224,7 +229,7 @@ def _parents(fn: cst.CSTNode) -> dict:
     return out
 
 
-def fix_fields(an: Analysis, mod, form: str) -> dict:
+def fix_fields(an: Analysis, mod: ModuleInfo, form: str) -> dict[int, Any]:
     """node id -> the JSON `fix` field, for the findings `form` can rewrite (the analyzer's `plan`)."""
     out = {}
     for plan in resolve_plans(plan_analysis(an, mod, form)):
@@ -234,7 +239,7 @@ def fix_fields(an: Analysis, mod, form: str) -> dict:
     return out
 
 
-def safe_fix_fields(an: Analysis, mod, form: str) -> dict:
+def safe_fix_fields(an: Analysis, mod: ModuleInfo, form: str) -> dict[int, Any]:
     """fix_fields, where a planning bug costs the fix fields, never the findings."""
     try:
         return fix_fields(an, mod, form)
@@ -246,11 +251,11 @@ class _Deferred(Plan):
     """A plan for a statement that needs its enclosing statement list (it may consume the next
     statement): resolved while the engine walks blocks."""
 
-    def __init__(self, form, code, node, resolver):
+    def __init__(self, form: str, code: str, node: cst.CSTNode, resolver: Callable[[list[cst.CSTNode], int], Plan]):
         super().__init__(form, {code}, [node])
         self.resolver = resolver
 
-    def resolve(self, stmts, i) -> Plan:
+    def resolve(self, stmts: list[cst.CSTNode], i: int) -> Plan:
         return self.resolver(stmts, i)
 
 
@@ -276,20 +281,22 @@ def resolve_plans(plans: list[Plan]) -> list[Plan]:
     ]
 
 
-def _statement_lists(fn: cst.FunctionDef):
-    """The body of every indented block under fn, descending through statements only (a libcst visitor
-    would walk every expression too)."""
+def _statement_lists(fn: cst.CSTNode) -> Iterator[Sequence[cst.BaseStatement]]:
+    """The body of every indented block under fn (a definition), descending through statements only (a
+    libcst visitor would walk every expression too)."""
     if isinstance(fn, cst.IndentedBlock):
         yield fn.body
     for ch in fn.children:  # in source order: branch functions are named top-down
         if isinstance(ch, BLOCKS):
-            yield from _statement_lists(ch)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+            yield from _statement_lists(ch)
 
 
 ELIF = "an `elif` branch: rewrite the chain as nested `if` statements first"
 
 
 def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
+    lead: Optional[set[int]]
+    targets: set[int]
     single = {id(p.old): p.new for p in plans if not isinstance(p.old, list)}
     multi = {id(p.old[0]): p for p in plans if isinstance(p.old, list)}
     dropped = {id(o) for p in plans if isinstance(p.old, list) for o in p.old[1:]}
@@ -299,7 +306,7 @@ def _apply(tree: cst.Module, plans: list[Plan]) -> cst.Module:
     lead, found = _leading_to(tree, olds)
     if found != olds:
         targets = {id(p.defn.node) for p in plans if p.defn is not None}
-        lead = _leading_to(tree, targets)[0] if all(p.defn is not None for p in plans) else None  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
+        lead = _leading_to(tree, targets)[0] if all(p.defn is not None for p in plans) else None
     else:
         targets = set()
 
@@ -312,12 +319,19 @@ class _Splice(cst.CSTTransformer):
     A class of the module, not of each call: a class made per call is cyclic garbage that kept every
     rewritten file's plans and old module alive until a full collection."""
 
-    def __init__(self, single: dict, multi: dict, dropped: set, lead: Optional[set], targets: set):
+    def __init__(
+        self,
+        single: dict[int, cst.CSTNode],
+        multi: dict[int, Plan],
+        dropped: set[int],
+        lead: Optional[set[int]],
+        targets: set[int],
+    ):
         super().__init__()
         self.single, self.multi, self.dropped, self.lead, self.targets = single, multi, dropped, lead, targets
         self.inside = 0
 
-    def on_visit(self, node) -> bool:
+    def on_visit(self, node: cst.CSTNode) -> bool:
         if self.lead is None or self.inside:
             return True
         if id(node) in self.targets:
@@ -325,7 +339,9 @@ class _Splice(cst.CSTTransformer):
             return True
         return id(node) in self.lead
 
-    def on_leave(self, orig, new):
+    def on_leave(  # type: ignore[override]  # returns what replaces the node, of whatever type it is
+        self, orig: cst.CSTNode, new: cst.CSTNode
+    ) -> cst.CSTNode | cst.FlattenSentinel[cst.CSTNode] | cst.RemovalSentinel:
         if self.lead is not None and id(orig) in self.targets:
             self.inside -= 1
         if id(orig) in self.single:
@@ -337,13 +353,13 @@ class _Splice(cst.CSTTransformer):
         return new
 
 
-def _leading_to(tree: cst.Module, targets: set) -> tuple[set, set]:
+def _leading_to(tree: cst.Module, targets: set[int]) -> tuple[set[int], set[int]]:
     """ids of the module, blocks and statements on the way to the target statements (or definitions),
     and the ids of the targets found on the way (an expression is not)."""
-    out: set = set()
-    found: set = set()
+    out: set[int] = set()
+    found: set[int] = set()
 
-    def walk(node, chain: list) -> None:
+    def walk(node: cst.CSTNode, chain: list[int]) -> None:
         if id(node) in targets:
             out.update(chain)
             found.add(id(node))
@@ -363,11 +379,11 @@ def _leading_to(tree: cst.Module, targets: set) -> tuple[set, set]:
     return out, found
 
 
-def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
+def _apply_in_place(mod: ModuleInfo, plans: list[Plan], needed: set[Import]) -> Optional[str]:
     """The module text with each planned definition rewritten in its own parse and spliced back over its
     lines: what the planning analysis already parsed, instead of analysing the whole module again. None
     when that cannot be done (a plan outside a definition, an import to add that needs the module)."""
-    groups: dict[int, tuple] = {}
+    groups: dict[int, tuple[Any, list[Plan]]] = {}  # id(definition) -> (its Def, its plans)
     for p in plans:
         if p.defn is None or p.defn.tree is None or p.defn.module is not mod or p.defn.tree is mod.tree:
             return None
@@ -383,6 +399,7 @@ def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
         edits.append((d.start, d.end, code))
     mod.segment(1, 1)  # fills the line offsets
     starts, text = mod._starts, mod.text
+    assert starts is not None
     out, at = [], 0
     for start, end, code in sorted(edits):
         a = starts[start - 1]
@@ -397,7 +414,7 @@ def _apply_in_place(mod, plans: list[Plan], needed: set) -> Optional[str]:
     return code
 
 
-def _has_imports(mod, needed: set) -> bool:
+def _has_imports(mod: ModuleInfo, needed: set[Import]) -> bool:
     """Nothing to add: the module's index saw `import torch` (rewrites change function bodies only). Any
     other case asks ensure_imports, which decides on the whole module."""
     return needed == {("torch", None)} and mod.imports_torch
@@ -412,7 +429,7 @@ def fix_source(
     *,
     unsafe_fixes: bool = False,
     path: str = "<string>",
-    codes: Optional[set] = None,
+    codes: Optional[set[str]] = None,
     config: Optional[Config] = None,
     at: Optional[tuple[int, int]] = None,
 ) -> FixResult:
@@ -444,10 +461,10 @@ def fix_source(
     return FixResult(res.source, applied, res.skipped_unsafe, res.refused, res.final)
 
 
-def _position(plans: list[Plan], mod, which: Optional[list[Plan]] = None) -> None:
+def _position(plans: list[Plan], mod: ModuleInfo, which: Optional[list[Plan]] = None) -> None:
     """Set each plan's (line, column): one codegen pass per definition holding one of `which` (default:
     all), stopped at its last one."""
-    wanted: dict[int, tuple] = {}
+    wanted: dict[int, tuple[Any, set[cst.CSTNode]]] = {}  # id(definition) -> (its Def, the plans' nodes)
     for p in plans if which is None else which:
         if p.defn is not None:
             wanted.setdefault(id(p.defn), (p.defn, set()))[1].add(p.nodes[0])
@@ -458,11 +475,19 @@ def _position(plans: list[Plan], mod, which: Optional[list[Plan]] = None) -> Non
         p.position = (t[0], t[1] + 1) if t is not None else None
 
 
-def _rewritten(source: str, *args, **kwargs) -> FixResult:
+def _rewritten(
+    source: str,
+    form: str,
+    unsafe_fixes: bool,
+    path: str,
+    codes: Optional[set[str]],
+    config: Optional[Config],
+    apply: bool = True,
+) -> FixResult:
     """A pass over rewritten text. Its analysis indexes the text with CPython's parser first: that is the
     syntax check of every rewrite (the returned source is always the text the last pass analysed)."""
     try:
-        return _fix_once(source, *args, **kwargs)
+        return _fix_once(source, form, unsafe_fixes, path, codes, config, apply)
     except SourceError as e:  # the text parsed before it was rewritten: a bug in a form, not a user error
         raise SourceError(f"internal: the rewrite did not parse ({e}); file left unchanged") from None
 
@@ -478,8 +503,13 @@ def new_run() -> None:
 
 
 def _plans(
-    source: str, form: str, path: str, whole: bool, codes: Optional[set] = None, config: Optional[Config] = None
-):
+    source: str,
+    form: str,
+    path: str,
+    whole: bool,
+    codes: Optional[set[str]] = None,
+    config: Optional[Config] = None,
+) -> tuple[Analysis, ModuleInfo, list[Plan]]:
     _SHARED.touched = set()  # the helper files this analysis reads (a fixed file's dependencies)
     an, mod = analyze_source(
         source, path, config or Config(target=FORM_TARGET[form]), whole=whole, in_tree=True, project=_SHARED
@@ -495,7 +525,7 @@ def _fix_once(
     form: str,
     unsafe_fixes: bool,
     path: str,
-    codes: Optional[set] = None,
+    codes: Optional[set[str]] = None,
     config: Optional[Config] = None,
     apply: bool = True,
     at: Optional[tuple[int, int]] = None,
@@ -528,6 +558,7 @@ def _fix_once(
     if code is None:
         an, mod, plans = _plans(source, form, path, whole=True, codes=codes, config=config)
         todo = [p for p in plans if p.ok and (unsafe_fixes or p.applicability != "unsafe")]
+        assert mod.tree is not None  # whole=True parsed the whole module
         code = ensure_imports(_apply(mod.tree, todo), needed).code
     res.source = code  # checked by the next pass (_rewritten)
     res.applied = todo

@@ -7,44 +7,44 @@ It changes what callers receive, so it is always an unsafe fix.
 
 from __future__ import annotations
 
-from typing import Optional, cast
+from typing import Optional, Union, cast
 
 import libcst as cst
 
 from tracesafe.analyzer.infer import all_params, terminates
-from tracesafe.analyzer.kinds import N, T
+from tracesafe.analyzer.kinds import N, T, Kind
 
-from .common import Plan, annotate_params, shape_base
+from .common import Plan, Qualify, annotate_params, shape_base
 
 FORM = "flag"
 
 
-def _returns(fn: cst.FunctionDef):
+def _returns(fn: cst.FunctionDef) -> list[tuple[cst.Return, bool]]:
     """(return node, inside a loop?) for every return of fn, nested functions excluded."""
     out = []
 
     class V(cst.CSTVisitor):
         depth = 0
 
-        def visit_FunctionDef(self, n):
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
             return n is fn
 
-        def visit_Lambda(self, n):
+        def visit_Lambda(self, n: cst.Lambda) -> bool:
             return False
 
-        def visit_For(self, n):
+        def visit_For(self, n: cst.For) -> None:
             self.depth += 1
 
-        def leave_For(self, n):
+        def leave_For(self, n: cst.For) -> None:
             self.depth -= 1
 
-        def visit_While(self, n):
+        def visit_While(self, n: cst.While) -> None:
             self.depth += 1
 
-        def leave_While(self, n):
+        def leave_While(self, n: cst.While) -> None:
             self.depth -= 1
 
-        def visit_Return(self, n):
+        def visit_Return(self, n: cst.Return) -> None:
             out.append((n, self.depth > 0))
 
     fn.visit(V())
@@ -56,14 +56,14 @@ def _is_none(e: Optional[cst.BaseExpression]) -> bool:
 
 
 def _mentions_assign(node: cst.CSTNode, var: str) -> bool:
-    found = []
+    found: list[cst.CSTNode] = []
 
     class V(cst.CSTVisitor):
-        def visit_AssignTarget(self, n):
+        def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
             if isinstance(n.target, cst.Name) and n.target.value == var:
                 found.append(n)
 
-        def visit_AugAssign(self, n):
+        def visit_AugAssign(self, n: cst.AugAssign) -> None:
             if isinstance(n.target, cst.Name) and n.target.value == var:
                 found.append(n)
 
@@ -71,7 +71,7 @@ def _mentions_assign(node: cst.CSTNode, var: str) -> bool:
     return bool(found)
 
 
-def _arity(kinds) -> Optional[int]:
+def _arity(kinds: list[Kind]) -> Optional[int]:
     arities = set()
     for k in kinds:
         for a in k:
@@ -95,7 +95,12 @@ _FULL_REDUCTIONS = frozenset("sum mean amax amin max min prod norm std var media
 
 
 def _placeholders(
-    fn: cst.FunctionDef, rets: list, none_vars: dict, n: int, tensor_params: list[str], qualify
+    fn: cst.FunctionDef,
+    rets: list[cst.Return],
+    none_vars: dict[str, str],
+    n: int,
+    tensor_params: list[str],
+    qualify: Qualify,
 ) -> list[str]:
     """One placeholder per output element, shaped like the value it stands for where that follows from the
     code: an elementwise function of an unchanged tensor parameter gives `torch.zeros_like(param)`, a full
@@ -103,10 +108,10 @@ def _placeholders(
     not known statically and the placeholder is shaped like the first tensor parameter; `tracesafe export`
     fails when an output's shape then differs between branches."""
     unchanged = {p for p in tensor_params if not _mentions_assign(fn.body, p)}
-    values: list[list] = [[] for _ in range(n)]
+    values: list[list[cst.BaseExpression]] = [[] for _ in range(n)]
     for r in rets:
         v = r.value
-        if _is_none(v):
+        if v is None or _is_none(v):
             continue
         if isinstance(v, cst.Name) and v.value in none_vars:
             for assigned in _assigned_values(fn, v.value):
@@ -130,7 +135,7 @@ def _placeholders(
 _CASTS = frozenset("float half double bfloat16 int long bool to type_as".split())
 
 
-def _like(e: cst.BaseExpression, params: set, qualify) -> Optional[str]:
+def _like(e: cst.BaseExpression, params: set[str], qualify: Qualify) -> Optional[str]:
     if _casts(e):
         return None
     base = shape_base(e, qualify)
@@ -148,10 +153,10 @@ def _like(e: cst.BaseExpression, params: set, qualify) -> Optional[str]:
 
 
 def _casts(e: cst.CSTNode) -> bool:
-    found = []
+    found: list[cst.Call] = []
 
     class V(cst.CSTVisitor):
-        def visit_Call(self, n):
+        def visit_Call(self, n: cst.Call) -> None:
             if isinstance(n.func, cst.Attribute) and n.func.attr.value in _CASTS:
                 found.append(n)
 
@@ -159,11 +164,11 @@ def _casts(e: cst.CSTNode) -> bool:
     return bool(found)
 
 
-def _assigned_values(fn: cst.FunctionDef, var: str) -> list:
+def _assigned_values(fn: cst.FunctionDef, var: str) -> list[cst.BaseExpression]:
     out = []
 
     class V(cst.CSTVisitor):
-        def visit_Assign(self, n):
+        def visit_Assign(self, n: cst.Assign) -> None:
             if any(isinstance(t.target, cst.Name) and t.target.value == var for t in n.targets):
                 out.append(n.value)
 
@@ -171,8 +176,16 @@ def _assigned_values(fn: cst.FunctionDef, var: str) -> list:
     return out
 
 
-def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qualify) -> Plan:
-    fail = lambda why: Plan(FORM, {"TS201"}, nodes, reason=why)  # noqa: E731
+def plan_flag(
+    fn: cst.FunctionDef,
+    qualname: str,
+    returns: list[tuple[cst.Return, Kind]],
+    nodes: list[cst.CSTNode],
+    qualify: Qualify,
+) -> Plan:
+    def fail(why: str) -> Plan:
+        return Plan(FORM, {"TS201"}, nodes, reason=why)
+
     rets = _returns(fn)
     if any(in_loop for _, in_loop in rets):
         return fail("a return inside a loop")
@@ -201,9 +214,10 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
     # Measured (torch 2.13, opset 17): assigning (value, flag) in the arms and returning after the
     # `if` scripts, but the TorchScript ONNX exporter then writes a graph whose value output is wrong;
     # returns inside the arms export a correct ONNX `If`.
-    tails: dict[int, tuple] = {}  # id(if stmt) -> (var, id(return line))
+    # id(if stmt) -> (var, id(return line), does the `if` arm set it to None?, does the `else` arm?)
+    tails: dict[int, tuple[str, int, bool, bool]] = {}
 
-    def arm_sets_none(block, var) -> Optional[bool]:
+    def arm_sets_none(block: cst.BaseSuite, var: str) -> Optional[bool]:
         last = None
         for st in block.body:
             if isinstance(st, cst.SimpleStatementLine):
@@ -221,10 +235,10 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         return last
 
     class Blocks(cst.CSTVisitor):
-        def visit_FunctionDef(self, node):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return node is fn
 
-        def visit_IndentedBlock(self, node):
+        def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
             body = list(node.body)
             for i, st in enumerate(body[1:], 1):
                 if not (
@@ -247,11 +261,11 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         return fail("`None` is assigned away from the `return`: make each branch return")
     dropped = {t[1] for t in tails.values()}
 
-    def arm(block, var, is_none):
+    def arm(block: cst.BaseSuite, var: str, is_none: bool) -> cst.BaseSuite:
         # The absent arm returns the placeholder directly instead of assigning `var`: measured, when
         # both arms assign the same name the TorchScript ONNX exporter writes a graph that returns
         # the wrong arm's value.
-        out = []
+        out: list[cst.CSTNode] = []
         for st in block.body:
             if (
                 is_none
@@ -272,32 +286,36 @@ def plan_flag(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list, qu
         return block.with_changes(body=out)
 
     class Rewrite(cst.CSTTransformer):
-        def visit_FunctionDef(self, node):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return node is fn
 
-        def leave_If(self, orig, new):
+        def leave_If(self, orig: cst.If, new: cst.If) -> cst.If:
             if id(orig) not in tails:
                 return new
             var, _, a, b = tails[id(orig)]
+            orelse = cast(cst.Else, new.orelse)  # tails holds only `if`s with an `else`
             return new.with_changes(
-                body=arm(new.body, var, a), orelse=new.orelse.with_changes(body=arm(new.orelse.body, var, b))
+                body=arm(new.body, var, a), orelse=orelse.with_changes(body=arm(orelse.body, var, b))
             )
 
-        def leave_SimpleStatementLine(self, orig, new):
+        def leave_SimpleStatementLine(
+            self, orig: cst.SimpleStatementLine, new: cst.SimpleStatementLine
+        ) -> Union[cst.SimpleStatementLine, cst.RemovalSentinel]:
             if id(orig) in dropped:
                 return cst.RemoveFromParent()
             return new
 
-        def leave_Return(self, orig, new):
+        def leave_Return(self, orig: cst.Return, new: cst.Return) -> cst.Return:
             if _is_none(orig.value):
                 return new.with_changes(
                     value=_expr(f"({absent})").with_changes(lpar=[], rpar=[]),
                     whitespace_after_return=cst.SimpleWhitespace(" "),
                 )
             flag = cst.Element(_expr("torch.tensor(False)"))
-            if isinstance(orig.value, cst.Tuple):
-                return new.with_changes(value=new.value.with_changes(elements=list(new.value.elements) + [flag]))
-            return new.with_changes(value=cst.Tuple([cst.Element(new.value), flag], lpar=[], rpar=[]))
+            value = cast(cst.BaseExpression, new.value)  # not `None`: that return was rewritten above
+            if isinstance(value, cst.Tuple):
+                return new.with_changes(value=value.with_changes(elements=list(value.elements) + [flag]))
+            return new.with_changes(value=cst.Tuple([cst.Element(value), flag], lpar=[], rpar=[]))
 
     new_fn = cast(cst.FunctionDef, fn.visit(Rewrite()))
     body = new_fn.body

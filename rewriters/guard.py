@@ -18,14 +18,14 @@ split it into one check per condition.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypeGuard
 
 import libcst as cst
 
 from tracesafe.analyzer.infer import checks_only
-from tracesafe.analyzer.kinds import is_size, is_tensor
+from tracesafe.analyzer.kinds import Kind, is_size, is_tensor
 
-from .common import Plan, chain, is_pure, paren, tensor_and
+from .common import Plan, Qualify, chain, is_pure, paren, tensor_and
 
 TRACE_GUARD = "torch.jit.is_tracing"
 COMPILING = "torch.compiler.is_compiling"
@@ -39,7 +39,7 @@ def raises_only(node: cst.If) -> bool:
     return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Raise)
 
 
-def applies(code: str, node) -> bool:
+def applies(node: cst.CSTNode, code: str) -> TypeGuard[cst.If | cst.Assert]:
     """The finding is a check (TS109: an `if` on a tensor or size whose arm only raises or warns, an `assert`
     on a size), or an `assert` on a tensor (TS105)."""
     return (
@@ -52,13 +52,14 @@ def plan_guard(
     code: str,
     node: cst.If | cst.Assert,
     line: Optional[cst.SimpleStatementLine] = None,
-    kinds: Optional[dict] = None,
-    qualify=None,
+    kinds: Optional[dict[int, Kind]] = None,
+    qualify: Optional[Qualify] = None,
 ) -> Plan:
     if form == "cond" and isinstance(node, cst.If) and not raises_only(node):
         # a warning: nothing to keep in the exported program, which cannot warn; eager warns as before
         return _plan_eager_only(form, code, node, COMPILING)
     if form == "cond":
+        assert qualify is not None, "the cond form plans checks with the module's names"
         try:
             return _plan_check(code, node, line, kinds or {}, qualify)
         except _Refuse as r:
@@ -119,7 +120,9 @@ def _size_holds(test: cst.BaseExpression, negate: bool) -> cst.BaseExpression:
     )
 
 
-def _checks(parts: list, kinds: dict, negate: bool, op: type, qualify) -> list[cst.Call]:
+def _checks(
+    parts: list[cst.BaseExpression], kinds: dict[int, Kind], negate: bool, op: type, qualify: Qualify
+) -> list[cst.Call]:
     """torch._check calls that hold when the traced operands joined by `op` hold (negate: when they do not)."""
     sizes = [is_size(kinds.get(id(p), frozenset())) and not is_tensor(kinds.get(id(p), frozenset())) for p in parts]
     if all(sizes) and (len(parts) == 1 or negate == (op is cst.Or)):
@@ -145,7 +148,13 @@ def _checks(parts: list, kinds: dict, negate: bool, op: type, qualify) -> list[c
     ]
 
 
-def _plan_check(code: str, node, line, kinds: dict, qualify) -> Plan:
+def _plan_check(
+    code: str,
+    node: cst.If | cst.Assert,
+    line: Optional[cst.SimpleStatementLine],
+    kinds: dict[int, Kind],
+    qualify: Qualify,
+) -> Plan:
     test = node.test
     op = (
         cst.Or

@@ -11,6 +11,7 @@ from __future__ import annotations
 import libcst as cst
 
 from tracesafe.analyzer.infer import terminates
+from tracesafe.analyzer.kinds import Kind
 
 from .common import Plan, annotate_params
 from .flag import _arity
@@ -18,8 +19,12 @@ from .flag import _arity
 FORM = "optional"
 
 
-def plan_optional(fn: cst.FunctionDef, qualname: str, returns: list, nodes: list) -> Plan:
-    fail = lambda why: Plan(FORM, {"TS201"}, nodes, reason=why)  # noqa: E731
+def plan_optional(
+    fn: cst.FunctionDef, qualname: str, returns: list[tuple[cst.Return, Kind]], nodes: list[cst.CSTNode]
+) -> Plan:
+    def fail(why: str) -> Plan:
+        return Plan(FORM, {"TS201"}, nodes, reason=why)
+
     n = _arity([k for _, k in returns])
     if n is None:
         return fail("returns of different or unknown structure")

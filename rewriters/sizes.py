@@ -16,9 +16,9 @@ from typing import Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import is_size, is_tensor
+from tracesafe.analyzer.kinds import Kind, is_size, is_tensor
 
-from .common import Plan
+from .common import Plan, Qualify
 
 FORM = "cond"
 
@@ -31,7 +31,7 @@ def _string(e: cst.BaseExpression) -> Optional[str]:
     return e.evaluated_value if isinstance(e, cst.SimpleString) and isinstance(e.evaluated_value, str) else None
 
 
-def plan_div(node: cst.Call, kinds: dict, qualify) -> Optional[Plan]:
+def plan_div(node: cst.Call, kinds: dict[int, Kind], qualify: Qualify) -> Optional[Plan]:
     if qualify(node.func) != "torch.div":
         return None
     pos = [a for a in node.args if a.keyword is None and not a.star]
@@ -63,7 +63,7 @@ def _par(e: cst.BaseExpression) -> cst.BaseExpression:
     return e.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
-def plan_tensor_of_range(node: cst.Call, qualify) -> Optional[Plan]:
+def plan_tensor_of_range(node: cst.Call, qualify: Qualify) -> Optional[Plan]:
     """`torch.tensor(list(range(...))[::-1], device=d)` -> `torch.arange(..., device=d).flip(0)`."""
     if qualify(node.func) != "torch.tensor" or not node.args or node.args[0].keyword is not None:
         return None

@@ -6,13 +6,13 @@ effects makes the fix unsafe.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import N, S, T
+from tracesafe.analyzer.kinds import N, S, T, Env, Kind
 
-from .common import Plan, as_bool_tensor, call, chain, is_pure, join_tests, number, shape_base, tensor_and
+from .common import Plan, Qualify, as_bool_tensor, call, chain, is_pure, join_tests, number, shape_base, tensor_and
 
 FORM = "where"
 
@@ -25,7 +25,7 @@ class _Split:
         self.op, self.python, self.tensor = op, python, tensor
 
 
-def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
+def _split(test: cst.BaseExpression, kinds: dict[int, Kind], qualify: Qualify) -> "_Split | str":
     """The condition as a Python part and a tensor part, or why it cannot be split.
 
     `if x.dtype == torch.float16 and torch.isinf(x).any():` keeps `x.dtype == torch.float16` a Python
@@ -60,16 +60,18 @@ def _split(test: cst.BaseExpression, kinds: dict, qualify) -> "_Split | str":
     )
 
 
-def _surely_tensor(kind) -> bool:
+def _surely_tensor(kind: Optional[Kind]) -> bool:
     """Only a tensor: `torch.where` rejects a Python bool, a size, None or an opaque value."""
     return kind is not None and T in kind and kind <= {T}
 
 
-def _is_none(e: cst.BaseExpression, kinds: dict) -> bool:
+def _is_none(e: cst.BaseExpression, kinds: Mapping[int, Kind]) -> bool:
     return isinstance(e, cst.Name) and e.value == "None" or N in kinds.get(id(e), frozenset())
 
 
-def _arm_problem(a: cst.BaseExpression, b: cst.BaseExpression, kinds: dict, qualify) -> Optional[str]:
+def _arm_problem(
+    a: cst.BaseExpression, b: cst.BaseExpression, kinds: Mapping[int, Optional[Kind]], qualify: Qualify
+) -> Optional[str]:
     """Why torch.where(c, a, b) might not mean `a if c else b` for every input, or None. Both arms are
     evaluated and broadcast together: each must be a tensor (or both plain numbers), and the two must
     provably have one shape (the same tensor through elementwise operations)."""
@@ -109,7 +111,7 @@ _PYTHON_CONSUMERS = {
 }
 
 
-def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
+def _used_by_python(node: cst.CSTNode, parents: dict[cst.CSTNode, cst.CSTNode]) -> Optional[str]:
     """Why the value of node goes back into Python (so rewriting it removes nothing), or None."""
     child, p = node, parents.get(node)
     while isinstance(p, (cst.Arg, cst.Element)) or isinstance(p, cst.Tuple) and child in [e.value for e in p.elements]:
@@ -129,7 +131,12 @@ def _used_by_python(node: cst.CSTNode, parents: dict) -> Optional[str]:
     return None
 
 
-def plan_ternary(node: cst.IfExp, qualify, kinds: Optional[dict] = None, parents: Optional[dict] = None) -> Plan:
+def plan_ternary(
+    node: cst.IfExp,
+    qualify: Qualify,
+    kinds: Optional[dict[int, Kind]] = None,
+    parents: Optional[dict[cst.CSTNode, cst.CSTNode]] = None,
+) -> Plan:
     kinds = kinds or {}
     split = _split(node.test, kinds, qualify)
     if isinstance(split, str):
@@ -182,7 +189,7 @@ def _reads(e: cst.CSTNode) -> set[str]:
     names = set()
 
     class V(cst.CSTVisitor):
-        def visit_Name(self, n):
+        def visit_Name(self, n: cst.Name) -> None:
             names.add(n.value)
 
     e.visit(V())
@@ -201,7 +208,7 @@ def _single_return(block: cst.BaseSuite) -> Optional[cst.Return]:
     return None
 
 
-def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cst.BaseExpression]:
+def _where_value(c: cst.BaseExpression, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cst.BaseExpression]:
     if isinstance(a, cst.Tuple) or isinstance(b, cst.Tuple):
         if not (isinstance(a, cst.Tuple) and isinstance(b, cst.Tuple) and len(a.elements) == len(b.elements)):
             return None
@@ -215,7 +222,9 @@ def _where_value(c, a: cst.BaseExpression, b: cst.BaseExpression) -> Optional[cs
     return call("torch.where", c, a, b)
 
 
-def _pairs(a, ka, b, kb):
+def _pairs(
+    a: cst.BaseExpression, ka: Optional[Kind], b: cst.BaseExpression, kb: Optional[Kind]
+) -> list[tuple[cst.BaseExpression, Optional[Kind], cst.BaseExpression, Optional[Kind]]]:
     """(arm, kind) pairs of two returned values, element by element for tuples."""
     if isinstance(a, cst.Tuple) and isinstance(b, cst.Tuple):
         ea = _tuple_kinds(ka, len(a.elements))
@@ -224,16 +233,22 @@ def _pairs(a, ka, b, kb):
     return [(a, ka, b, kb)]
 
 
-def _tuple_kinds(k, n: int) -> list:
+def _tuple_kinds(k: Optional[Kind], n: int) -> list[Optional[Kind]]:
     tups = [x for x in (k or ()) if isinstance(x, tuple) and x[0] == "tup" and len(x[1]) == n]
-    return list(tups[0][1]) if len(tups) == 1 and len(k) == 1 else [None] * n
+    return list(tups[0][1]) if len(tups) == 1 and k is not None and len(k) == 1 else [None] * n
 
 
 def plan_if(
-    stmts: list, i: int, defined: set[str], qualify, kinds: Optional[dict] = None, env_before: Optional[dict] = None
+    stmts: list[cst.CSTNode],
+    i: int,
+    defined: set[str],
+    qualify: Qualify,
+    kinds: Optional[dict[int, Kind]] = None,
+    env_before: Optional[Env] = None,
 ) -> Plan:
     """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
-    node: cst.If = stmts[i]
+    node = stmts[i]
+    assert isinstance(node, cst.If)  # the engine defers `if` statements only
     if isinstance(node.orelse, cst.If):
         return Plan(FORM, {"TS101"}, [node], reason="`elif` chain")
     split = _split(node.test, kinds or {}, qualify)
@@ -273,16 +288,20 @@ def _under_python_test(plan: Plan, node: cst.If, split: _Split) -> Plan:
 
 
 def _plan_if(
-    stmts: list,
+    stmts: list[cst.CSTNode],
     i: int,
     c: cst.BaseExpression,
     defined: set[str],
-    qualify,
-    kinds: Optional[dict],
-    env_before: Optional[dict],
+    qualify: Qualify,
+    kinds: Optional[dict[int, Kind]],
+    env_before: Optional[Env],
 ) -> Plan:
-    node: cst.If = stmts[i]
-    fail = lambda why: Plan(FORM, {"TS101"}, [node], reason=why)  # noqa: E731
+    node = stmts[i]
+    assert isinstance(node, cst.If)
+
+    def fail(why: str) -> Plan:
+        return Plan(FORM, {"TS101"}, [node], reason=why)
+
     ret_a = _single_return(node.body)
     if ret_a is not None:
         if node.orelse is not None:
@@ -322,7 +341,7 @@ def _plan_if(
         other = _assignments(node.orelse.body)
         if other is None or {n for n, _ in other} != {n for n, _ in body}:
             return fail("arms assign different names")
-        other_map = dict(other)
+        other_map: dict[str, cst.BaseExpression] = dict(other)
     else:
         missing = [n for n, _ in body if n not in defined]
         if missing:
@@ -338,22 +357,17 @@ def _plan_if(
         lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(tmp))], c)]))
         cond_expr = cst.Name(tmp)
     for name, value in body:
-        other = other_map[name]  # type: ignore[assignment]  # libcst's unions / an invariant mypy cannot see
-        if (
-            isinstance(value, cst.Name)
-            and value.value == "None"
-            or isinstance(other, cst.Name)
-            and other.value == "None"
-        ):
+        alt = other_map[name]
+        if isinstance(value, cst.Name) and value.value == "None" or isinstance(alt, cst.Name) and alt.value == "None":
             return fail("an arm assigns `None`")
         if kinds is not None:
-            k_other = kinds.get(id(other)) if id(other) in kinds else (env_before or {}).get(name)
-            problem = _arm_problem(value, other, {id(value): kinds.get(id(value)), id(other): k_other}, qualify)  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+            k_other = kinds.get(id(alt)) if id(alt) in kinds else (env_before or {}).get(name)
+            problem = _arm_problem(value, alt, {id(value): kinds.get(id(value)), id(alt): k_other}, qualify)
             if problem:
                 return fail(problem)
         lines.append(
             cst.SimpleStatementLine(
-                [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, other))]  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+                [cst.Assign([cst.AssignTarget(cst.Name(name))], call("torch.where", cond_expr, value, alt))]
             )
         )
     lines[0] = lines[0].with_changes(leading_lines=node.leading_lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import pathspec
 
@@ -50,7 +50,7 @@ def _outer_specs(d: Path) -> list[tuple[Path, pathspec.GitIgnoreSpec]]:
     return specs
 
 
-def _ignored(path: Path, is_dir: bool, specs) -> bool:
+def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, pathspec.GitIgnoreSpec]]) -> bool:
     for base, spec in specs:
         try:
             rel = path.relative_to(base).as_posix()
@@ -82,21 +82,25 @@ def _symlink_problem(p: Path) -> Optional[str]:
 
 
 def discover(
-    paths: Iterable[str], exclude: list[str], exclude_root: Path, force_exclude: bool = True, on_excluded=None
-):
+    paths: Iterable[str],
+    exclude: list[str],
+    exclude_root: Optional[Path],
+    force_exclude: bool = True,
+    on_excluded: Optional[Callable[[str], None]] = None,
+) -> Iterator[tuple[str, Optional[str]]]:
     """Yield (path, error) pairs: error is a one-line message for a path that cannot be used. A file named
     explicitly is excluded only with force_exclude (ruff's rule); otherwise it is kept and
     on_excluded(path) is told, so that an excluded file never looks clean in silence."""
     excl = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
 
-    def excluded(p: Path, is_dir: bool, excl=excl) -> bool:
-        if excl is None:
+    def excluded(p: Path, is_dir: bool, excl: Optional[pathspec.GitIgnoreSpec] = excl) -> bool:
+        if excl is None or exclude_root is None:
             return False
         try:
             rel = p.resolve().relative_to(exclude_root.resolve()).as_posix()
         except ValueError:
             rel = p.as_posix()
-        return excl.match_file(rel + "/" if is_dir else rel)
+        return bool(excl.match_file(rel + "/" if is_dir else rel))
 
     seen: set[str] = set()
     for raw in paths:
@@ -132,8 +136,8 @@ def discover(
                 continue
             if on_excluded is not None:
                 on_excluded(raw)
-            walk_excl = _uncovering(excl, root, exclude_root.resolve())
-        visited: set = set()
+            walk_excl = _uncovering(excl, root, exclude_root.resolve()) if exclude_root is not None else excl
+        visited: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
             d = Path(dirpath)
             try:

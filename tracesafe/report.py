@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tracesafe import __version__
 from tracesafe.analyzer import Finding
@@ -181,7 +182,7 @@ def sarif(findings: list[Finding], root: Path) -> str:
         key = f"{uri}\0{f.code}\0{f.function}\0{_line_text(f.path, f.line, lines)}"
         seen[key] += 1
         fp = hashlib.sha256(f"{key}\0{seen[key]}".encode()).hexdigest()[:32]
-        res = {
+        res: dict[str, Any] = {
             "ruleId": f.code,
             "ruleIndex": codes.index(f.code),
             "level": "error" if f.severity == "error" else "warning",
@@ -208,7 +209,7 @@ def sarif(findings: list[Finding], root: Path) -> str:
             # result only, so a consumer applying each result's fix applies it once (never overlapping)
             form, region, inserted = fixes.pop(f.path)
             covered = [g for g in findings if g.path == f.path and g.fix]
-            unsafe = any(g.fix["applicability"] == "unsafe" for g in covered)
+            unsafe = any(g.fix is not None and g.fix["applicability"] == "unsafe" for g in covered)
             where = ", ".join(f"{g.code} at line {g.line}" for g in covered)
             res["fixes"] = [
                 {

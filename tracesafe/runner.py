@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import pathspec
 
@@ -30,6 +30,10 @@ from tracesafe.analyzer.source import (
 
 if TYPE_CHECKING:
     from tracesafe.analyzer.project import Project
+
+T = TypeVar("T")
+# one file of a batch, as plain data for the parent: (path, findings as JSON, error, deps -> content hash)
+BatchResult = tuple[str, list[dict[str, Any]], Optional[str], dict[str, Optional[str]]]
 
 # the analysis (libcst, the rewriters) is imported where a file is analysed: a run whose files all hit
 # the cache answers without it
@@ -53,7 +57,7 @@ def norm(path: str) -> str:
     return ap if rel.startswith("..") else rel
 
 
-def _entry_pattern(config: Config) -> re.Pattern:
+def _entry_pattern(config: Config) -> re.Pattern[bytes]:
     names = "|".join(re.escape(n) for n in config.entry_points)
     return re.compile(rb"def\s+(?:" + names.encode() + rb")\s*\(")
 
@@ -61,7 +65,7 @@ def _entry_pattern(config: Config) -> re.Pattern:
 _WORKER_PROJECT: Optional[Project] = None
 
 
-def _worker_init(overlay: Optional[dict] = None) -> None:
+def _worker_init(overlay: Optional[dict[str, bytes]] = None) -> None:
     # one parse cache per worker process for the whole run: shared helpers (modeling_utils.py...) are
     # parsed once per worker, not once per batch
     from tracesafe.analyzer.project import Project
@@ -76,7 +80,7 @@ def use_project(project: Project) -> None:
     _WORKER_PROJECT = project
 
 
-def _overlay(project: Project, overlay: Optional[dict]) -> None:
+def _overlay(project: Project, overlay: Optional[dict[str, bytes]]) -> None:
     """Give a project that may hold files' old text their new text (absolute path -> bytes)."""
     new = {path: data for path, data in (overlay or {}).items() if project.overlay.get(path) != data}
     if new:
@@ -84,10 +88,10 @@ def _overlay(project: Project, overlay: Optional[dict]) -> None:
         project.overlay.update(new)
 
 
-_LOADED: dict = {}  # overlay file -> its dict, read once per worker
+_LOADED: dict[str, dict[str, bytes]] = {}  # overlay file -> its dict, read once per worker
 
 
-def _load_overlay(path: Optional[str]) -> Optional[dict]:
+def _load_overlay(path: Optional[str]) -> Optional[dict[str, bytes]]:
     if path is not None and path not in _LOADED:
         with open(path, "rb") as f:
             _LOADED[path] = pickle.load(f)
@@ -97,10 +101,10 @@ def _load_overlay(path: Optional[str]) -> Optional[dict]:
 def _analyze_batch(
     batch: list[tuple[str, bytes, bool]],
     config: Config,
-    only: Optional[frozenset] = None,
+    only: Optional[frozenset[str]] = None,
     project: Optional[Project] = None,
     overlay_file: Optional[str] = None,
-):
+) -> tuple[list[BatchResult], dict[str, float]]:
     """Analyze roots sharing one parse cache (the caller's, or the worker's in a pool), and syntax-check
     the prefiltered files (no entry point: nothing to analyze); return plain data for the parent."""
     from tracesafe.analyzer.api import analyze_root
@@ -108,9 +112,10 @@ def _analyze_batch(
     from tracesafe.rewriters.engine import safe_fix_fields
 
     project = project or _WORKER_PROJECT
+    assert project is not None, "a pool's workers start with _worker_init"
     _overlay(project, _load_overlay(overlay_file))
     before = dict(PHASES)
-    out: list[tuple] = []
+    out: list[BatchResult] = []
     syntax = 0.0
     for path, data, analyze in batch:
         if not analyze:
@@ -130,7 +135,7 @@ def _analyze_batch(
     return out, {"syntax check": syntax, **{k: PHASES[k] - before[k] for k in PHASES}}
 
 
-def batched(items: list, jobs: int) -> list[list]:
+def batched(items: list[T], jobs: int) -> list[list[T]]:
     """Small contiguous batches for a pool of `jobs` workers: they balance the load, and each worker keeps
     its parse cache across them."""
     n = max(1, min(len(items) // (jobs * 8), 32))
@@ -169,7 +174,7 @@ class Cache:
         self.dir = root / ".tracesafe_cache"
         self.salt = content_hash(f"{__version__}|{_tool_digest()}|{config.fingerprint()}".encode())[:16]
         self.file = self.dir / f"v1-{self.salt}.json"
-        self.entries: dict = {}
+        self.entries: dict[str, Any] = {}
         self.dirty = False
         # a shared helper is a dependency of hundreds of roots: read and hash it once per run
         self._dep_hashes: dict[str, Optional[str]] = {}
@@ -178,8 +183,8 @@ class Cache:
         except (OSError, ValueError):
             self.entries = {}
 
-    def get(self, path: str, digest: str):
-        e = self.entries.get(canonical(path))
+    def get(self, path: str, digest: str) -> Optional[dict[str, Any]]:
+        e: Optional[dict[str, Any]] = self.entries.get(canonical(path))
         if not e or e["hash"] != digest:
             return None
         for dep, h in e["deps"].items():
@@ -192,7 +197,14 @@ class Cache:
                 return None
         return e
 
-    def put(self, path: str, digest: str, findings, error, deps) -> None:
+    def put(
+        self,
+        path: str,
+        digest: str,
+        findings: list[dict[str, Any]],
+        error: Optional[str],
+        deps: dict[str, Optional[str]],
+    ) -> None:
         # every path canonical: what is read back must not depend on the cwd or spelling that filled it
         self.entries[canonical(path)] = {
             "hash": digest,
@@ -218,7 +230,7 @@ class Cache:
             pass  # a read-only tree still gets its results; only the cache is lost
 
 
-def per_file_ignored(f: Finding, config: Config, root=None, real: Optional[str] = None) -> bool:
+def per_file_ignored(f: Finding, config: Config, root: Optional[str | Path] = None, real: Optional[str] = None) -> bool:
     """Does the config's `per-file-ignores` (patterns relative to its directory `root`) drop this finding?"""
     if not config.per_file_ignores:
         return False
@@ -231,10 +243,10 @@ def per_file_ignored(f: Finding, config: Config, root=None, real: Optional[str] 
     return False
 
 
-_SPECS: dict[str, pathspec.PathSpec] = {}
+_SPECS: dict[str, pathspec.GitIgnoreSpec] = {}
 
 
-def _spec(pattern: str) -> pathspec.PathSpec:
+def _spec(pattern: str) -> pathspec.GitIgnoreSpec:
     s = _SPECS.get(pattern)
     if s is None:
         s = _SPECS[pattern] = pathspec.GitIgnoreSpec.from_lines([pattern])
@@ -251,9 +263,9 @@ def check_paths(
     report_only: Optional[set[str]] = None,
     config_root: Optional[Path] = None,
     contents: Optional[dict[str, bytes]] = None,
-    known: Optional[list[dict]] = None,
+    known: Optional[list[dict[str, Any]]] = None,
     progress: Optional[Callable[[int, int], None]] = None,
-    pool=None,
+    pool: Any = None,  # a multiprocessing pool of `jobs` workers
     project: Optional[Project] = None,
 ) -> RunResult:
     """Findings for the given files (paths as discovered); errors never stop the other files. `contents`
@@ -270,7 +282,7 @@ def check_paths(
     entry = _entry_pattern(config)
     todo: list[tuple[str, bytes, bool]] = []
     digests: dict[str, str] = {}
-    raw: list[dict] = list(known or [])
+    raw: list[dict[str, Any]] = list(known or [])
     for path in files:
         ts = time.perf_counter()
         try:
@@ -296,7 +308,7 @@ def check_paths(
         phases["prefilter"] += time.perf_counter() - ts
 
     ts = time.perf_counter()
-    results = []
+    results: list[BatchResult] = []
     # what the files would hold, for the roots and for the helpers they reach alike (in any order)
     overlay = {canonical(p): d for p, d in contents.items()} if contents else None
     # findings are kept for the files asked about; a cached result must not depend on which those were,
@@ -313,8 +325,8 @@ def check_paths(
             todo.sort(key=lambda t: -len(t[1]))
             if overlay:
                 fd, overlay_file = tempfile.mkstemp(prefix="tracesafe-", suffix=".overlay")
-                with os.fdopen(fd, "wb") as f:
-                    pickle.dump(overlay, f, protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(fd, "wb") as out_file:
+                    pickle.dump(overlay, out_file, protocol=pickle.HIGHEST_PROTOCOL)
         batches = batched(todo, jobs)
         try:
             with (

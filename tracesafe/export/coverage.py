@@ -79,7 +79,7 @@ def record_sides(static, taken: dict):
                 taken[at].add("false")  # it ran, so it also stopped
         return orig_loop(cond_fn, body_fn, carried, *a, **k)
 
-    torch.cond = cond  # type: ignore[assignment]  # as the model's code looks them up
+    torch.cond = cond  # as the model's code looks them up
     torch.while_loop = while_loop  # type: ignore[assignment]
     old = sys.gettrace()
     sys.settrace(tracer)
