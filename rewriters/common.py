@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import AbstractSet, Any, Callable, Optional, Sequence
 
 import libcst as cst
 
@@ -180,21 +181,22 @@ zeros_like ones_like full_like empty_like rand_like randn_like clone detach cont
 )
 
 
-def shape_base(e: cst.BaseExpression, qualify: Qualify) -> Optional[str]:
+def shape_base(e: cst.BaseExpression, qualify: Qualify, scalars: AbstractSet[str] = frozenset()) -> Optional[str]:
     """The expression whose shape e provably has ("" for a plain number), or None when unknown. A call is
     elementwise only when it is torch's: `torch.relu(t)`, `F.gelu(t)` through the module's imports, or a
-    method of that name on a value (`t.softmax(-1)`)."""
-    if number(e):
+    method of that name on a value (`t.softmax(-1)`). `scalars` are names known to hold Python values (no
+    tensor): broadcasting with one keeps the other operand's shape."""
+    if number(e) or _scalar_name(e, scalars):
         return ""
     if isinstance(e, (cst.Name, cst.Attribute)):
         return cst.Module([]).code_for_node(e.with_changes(lpar=[], rpar=[]))
     if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus, cst.BitInvert)):
-        return shape_base(e.expression, qualify)
+        return shape_base(e.expression, qualify, scalars)
     if isinstance(e, cst.BinaryOperation):
-        left, right = shape_base(e.left, qualify), shape_base(e.right, qualify)
-        if _scalar(e.right):
+        left, right = shape_base(e.left, qualify, scalars), shape_base(e.right, qualify, scalars)
+        if _scalar(e.right) or right == "":
             return left
-        if _scalar(e.left):
+        if _scalar(e.left) or left == "":
             return right
         # `x - x.mean(0, keepdim=True)`: a reduction of the other operand that keeps its dimensions broadcasts
         # back to that operand's shape
@@ -206,11 +208,30 @@ def shape_base(e: cst.BaseExpression, qualify: Qualify) -> Optional[str]:
     if isinstance(e, cst.Call):
         f = e.func
         if isinstance(f, cst.Attribute) and f.attr.value in _ELEMENTWISE and not _torch(f.value, qualify):
-            return shape_base(f.value, qualify)  # `t.softmax(-1)`: the receiver's shape
+            if not _bounds_scalar(f.attr.value, e.args, scalars):
+                return None
+            return shape_base(f.value, qualify, scalars)  # `t.softmax(-1)`: the receiver's shape
         q = qualify(f) or ""
         if _torch(f, qualify) and q.rsplit(".", 1)[-1] in _ELEMENTWISE and e.args:
-            return shape_base(e.args[0].value, qualify)  # `torch.relu(t)`, `F.gelu(t)`
+            if not _bounds_scalar(q.rsplit(".", 1)[-1], e.args[1:], scalars):
+                return None
+            return shape_base(e.args[0].value, qualify, scalars)  # `torch.relu(t)`, `F.gelu(t)`
     return None
+
+
+# elementwise operations whose other operands broadcast with the first: a tensor bound or exponent may give
+# the result a larger shape (`torch.clamp(x, min=t)`)
+_BROADCASTING = frozenset("clamp clamp_min clamp_max clip pow".split())
+
+
+def _bounds_scalar(op: str, args: Sequence[cst.Arg], scalars: AbstractSet[str]) -> bool:
+    return op not in _BROADCASTING or all(number(a.value) or _scalar_name(a.value, scalars) for a in args)
+
+
+def _scalar_name(e: cst.BaseExpression, scalars: AbstractSet[str]) -> bool:
+    while isinstance(e, cst.UnaryOperation) and isinstance(e.operator, (cst.Minus, cst.Plus)):
+        e = e.expression
+    return isinstance(e, cst.Name) and e.value in scalars
 
 
 _REDUCTIONS = frozenset("mean sum amax amin std var norm logsumexp prod nansum nanmean".split())
@@ -381,3 +402,23 @@ def annotate_params(fn: cst.FunctionDef) -> tuple[cst.Parameters, set[Import]]:
         kwonly_params=[mapping[id(p)] for p in fn.params.kwonly_params],
     )
     return ps, imports
+
+
+def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter[str]:
+    """How many times each name occurs under node as _Reads finds them (attribute names and keywords
+    excluded; assignment targets only with targets=True), in no particular order. A walk over the nodes'
+    fields: a libcst visitor rebuilds every node it enters, which made this walk over a whole function a
+    tenth of `fix --form cond`'s planning."""
+    counts: Counter[str] = Counter()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        t = type(n)
+        # `type() is` rather than isinstance: this walk visits every node of a function
+        if t is cst.Name:
+            counts[n.value] += 1  # type: ignore[attr-defined]  # narrowed by the exact type test above
+        elif t is cst.Attribute or t is cst.Arg:
+            stack.append(n.value)  # type: ignore[attr-defined]  # narrowed by the exact type test above
+        elif t is not cst.AssignTarget or targets:
+            stack.extend(child_nodes(n))
+    return counts

@@ -19,7 +19,8 @@ import libcst as cst
 
 from tracesafe.analyzer.kinds import T, Env, Kind, is_size, is_tensor
 
-from .common import Plan, Qualify, as_bool_tensor, chain, child_nodes, is_pure, shape_base, tensor_and
+from .liveness import Liveness
+from .common import Plan, Qualify, name_counts, as_bool_tensor, chain, is_pure, shape_base, tensor_and
 
 FORM = "cond"
 
@@ -238,26 +239,6 @@ def _check_no_inplace(e: cst.CSTNode) -> None:
         raise Refuse(f"in-place `{found[0]}` in an arm")
 
 
-def name_counts(node: cst.CSTNode, targets: bool = False) -> Counter[str]:
-    """How many times each name occurs under node as _Reads finds them (attribute names and keywords
-    excluded; assignment targets only with targets=True), in no particular order. A walk over the nodes'
-    fields: a libcst visitor rebuilds every node it enters, which made this walk over a whole function a
-    tenth of `fix --form cond`'s planning."""
-    counts: Counter[str] = Counter()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        t = type(n)
-        # `type() is` rather than isinstance: this walk visits every node of a function
-        if t is cst.Name:
-            counts[n.value] += 1  # type: ignore[attr-defined]  # narrowed by the exact type test above
-        elif t is cst.Attribute or t is cst.Arg:
-            stack.append(n.value)  # type: ignore[attr-defined]  # narrowed by the exact type test above
-        elif t is not cst.AssignTarget or targets:
-            stack.extend(child_nodes(n))
-    return counts
-
-
 class Names:
     """What one enclosing function's plans ask of its names: fresh local-function names (true_fn,
     true_fn_2, ...), and the names read outside a statement. Each is one walk of the function, made
@@ -267,6 +248,7 @@ class Names:
         self._fn = fn
         self._taken: Optional[set[str]] = None
         self._counts: Optional[Counter[str]] = None
+        self._live: Optional[Liveness] = None
 
     @property
     def taken(self) -> set[str]:
@@ -274,6 +256,14 @@ class Names:
             # every name the function uses: read, assigned, or defined (a parameter's is a Name under it)
             self._taken = set(name_counts(self._fn, targets=True))
         return self._taken
+
+    def live_after(self, node: cst.CSTNode) -> set[str]:
+        """Names the function may read after the statement node runs (backward liveness; for a statement
+        the analysis does not follow, every name read outside it)."""
+        if self._live is None:
+            self._live = Liveness(self._fn)
+        live = self._live.after(node)
+        return live if live is not None else self.reads_outside(node)
 
     def reads_outside(self, node: cst.CSTNode) -> set[str]:
         """Names read anywhere in the function's body except inside node (a statement of it)."""

@@ -98,6 +98,7 @@ def _state_plans(an: Analysis, st: FuncState, mod: ModuleInfo, form: str) -> lis
     found = list(st.found.values())
     if form == "where":
         parents = _parents(fn) if any(code == "TS103" for _n, code, _m, _e in found) else {}
+        names = cond.Names(fn)  # walks the function the first time a plan asks what it reads
         for node, code, _msg, _end in found:
             if code == "TS103" and isinstance(node, cst.IfExp):
                 plans.append(where.plan_ternary(node, qualify, st.test_kinds, parents))
@@ -117,7 +118,12 @@ def _state_plans(an: Analysis, st: FuncState, mod: ModuleInfo, form: str) -> lis
                         code,
                         node,
                         partial(
-                            where.plan_if, defined=set(before), qualify=qualify, kinds=st.test_kinds, env_before=before
+                            where.plan_if,
+                            defined=set(before),
+                            qualify=qualify,
+                            kinds=st.test_kinds,
+                            env_before=before,
+                            names=names,
                         ),
                     )
                 )

@@ -6,12 +6,13 @@ effects makes the fix unsafe.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import AbstractSet, Mapping, Optional
 
 import libcst as cst
 
-from tracesafe.analyzer.kinds import N, S, T, Env, Kind
+from tracesafe.analyzer.kinds import B0, B1, N, P, S, T, Env, Kind
 
+from .cond import Names
 from .common import Plan, Qualify, as_bool_tensor, call, chain, is_pure, join_tests, number, shape_base, tensor_and
 
 FORM = "where"
@@ -60,6 +61,11 @@ def _split(test: cst.BaseExpression, kinds: dict[int, Kind], qualify: Qualify) -
     )
 
 
+def _python(kind: Optional[Kind]) -> bool:
+    """Only Python values (a number, a size, a bool, None): nothing that broadcasts like a tensor."""
+    return bool(kind) and kind is not None and kind <= {P, S, N, B0, B1}
+
+
 def _surely_tensor(kind: Optional[Kind]) -> bool:
     """Only a tensor: `torch.where` rejects a Python bool, a size, None or an opaque value."""
     return kind is not None and T in kind and kind <= {T}
@@ -70,7 +76,11 @@ def _is_none(e: cst.BaseExpression, kinds: Mapping[int, Kind]) -> bool:
 
 
 def _arm_problem(
-    a: cst.BaseExpression, b: cst.BaseExpression, kinds: Mapping[int, Optional[Kind]], qualify: Qualify
+    a: cst.BaseExpression,
+    b: cst.BaseExpression,
+    kinds: Mapping[int, Optional[Kind]],
+    qualify: Qualify,
+    scalars: AbstractSet[str] = frozenset(),
 ) -> Optional[str]:
     """Why torch.where(c, a, b) might not mean `a if c else b` for every input, or None. Both arms are
     evaluated and broadcast together: each must be a tensor (or both plain numbers), and the two must
@@ -80,7 +90,7 @@ def _arm_problem(
     for arm in (a, b):
         if not (number(arm) or _surely_tensor(kinds.get(id(arm)))):
             return "an arm is not provably a tensor"
-    ba, bb = shape_base(a, qualify), shape_base(b, qualify)
+    ba, bb = shape_base(a, qualify, scalars), shape_base(b, qualify, scalars)
     if ba is None or bb is None or (ba != bb and ba != "" and bb != ""):
         return "the arms may differ in shape"
     return None
@@ -161,8 +171,8 @@ def plan_ternary(
     return Plan(FORM, {"TS103"}, [node], node, new, "safe" if safe else "unsafe", imports={("torch", None)})
 
 
-def _assignments(block: cst.BaseSuite) -> Optional[list[tuple[str, cst.BaseExpression]]]:
-    """[(name, value)] when the block is only `name = value` lines that do not read each other."""
+def _steps(block: cst.BaseSuite) -> Optional[list[tuple[str, cst.BaseExpression]]]:
+    """[(name, value)] in order, when the block is only `name = value` lines."""
     if not isinstance(block, cst.IndentedBlock):
         return None
     out = []
@@ -175,13 +185,6 @@ def _assignments(block: cst.BaseSuite) -> Optional[list[tuple[str, cst.BaseExpre
             if not (isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name)):
                 return None
             out.append((s.targets[0].target.value, s.value))
-    assigned = set()  # type: ignore[var-annotated]  # libcst's unions / an invariant mypy cannot see
-    for name, value in out:
-        if _reads(value) & assigned:
-            return None
-        assigned.add(name)
-    if len(assigned) != len(out):
-        return None
     return out
 
 
@@ -245,8 +248,10 @@ def plan_if(
     qualify: Qualify,
     kinds: Optional[dict[int, Kind]] = None,
     env_before: Optional[Env] = None,
+    names: Optional[Names] = None,
 ) -> Plan:
-    """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it."""
+    """Plan for the flagged `if` at stmts[i]; may also consume the `return` right after it. With `names`
+    (what the enclosing function reads), a name an arm assigns and nothing reads afterwards is a temporary."""
     node = stmts[i]
     assert isinstance(node, cst.If)  # the engine defers `if` statements only
     if isinstance(node.orelse, cst.If):
@@ -254,7 +259,7 @@ def plan_if(
     split = _split(node.test, kinds or {}, qualify)
     if isinstance(split, str):
         return Plan(FORM, {"TS101"}, [node], reason=split)
-    plan = _plan_if(stmts, i, split.tensor, defined, qualify, kinds, env_before)
+    plan = _plan_if(stmts, i, split.tensor, defined, qualify, kinds, env_before, names)
     if not plan.ok or split.python is None:
         return plan
     return _under_python_test(plan, node, split)
@@ -295,6 +300,7 @@ def _plan_if(
     qualify: Qualify,
     kinds: Optional[dict[int, Kind]],
     env_before: Optional[Env],
+    names: Optional[Names] = None,
 ) -> Plan:
     node = stmts[i]
     assert isinstance(node, cst.If)
@@ -332,37 +338,74 @@ def _plan_if(
         safe = is_pure(ret_a.value, qualify) and is_pure(ret_b.value, qualify)
         new = [cst.SimpleStatementLine([cst.Return(value)], leading_lines=node.leading_lines)]
         return Plan(FORM, {"TS101"}, [node], consumed, new, "safe" if safe else "unsafe", imports={("torch", None)})
-    body = _assignments(node.body)
-    if body is None:
+    steps = [_steps(node.body), _steps(node.orelse.body) if node.orelse is not None else []]
+    arms = [arm for arm in steps if arm is not None]
+    if len(arms) != 2:
         return fail("arms do more than assign tensors")
-    if not body:
+    if not arms[0] and not arms[1]:
         return fail("the branch assigns nothing")
-    if node.orelse is not None:
-        other = _assignments(node.orelse.body)
-        if other is None or {n for n, _ in other} != {n for n, _ in body}:
-            return fail("arms assign different names")
-        other_map: dict[str, cst.BaseExpression] = dict(other)
-    else:
-        missing = [n for n, _ in body if n not in defined]
-        if missing:
-            return fail(f"`{missing[0]}` may be undefined when the branch is skipped")
-        other_map = {n: cst.Name(n) for n, _ in body}
-    lines = []
-    safe = all(is_pure(v, qualify) for _, v in body) and all(is_pure(v, qualify) for v in other_map.values())
+    # An output is a name read after the `if` (with no `names`: every name assigned); torch.where picks it.
+    # A temporary (assigned in one arm, read nowhere else: `clamp_value = ...` before `h = torch.clamp(h, ...)`)
+    # is computed unconditionally ahead of the torch.where lines, as both arms' values are.
+    after = names.live_after(node) if names is not None else None
+    assigned = [[n for n, _ in arm] for arm in arms]
+    outputs = list(dict.fromkeys(n for arm in assigned for n in arm if after is None or n in after))
+    temps = [[n for n in arm if n not in outputs] for arm in assigned]
+    if not outputs:
+        return fail("the branch assigns nothing read after it")
+    for k, arm in enumerate(arms):
+        if any(assigned[k].count(n) > 1 for n in outputs):
+            return fail("an arm assigns a name twice")
+        if any(n in temps[1 - k] or assigned[k].count(n) > 1 for n in temps[k]):
+            return fail("a temporary assigned in both arms or twice")
+        for j, (n, value) in enumerate(arm):
+            # a value must see what it saw in its arm: an output's old value (its own, or one the arm assigns
+            # later and whose torch.where line comes after this one), never the other arm's temporaries
+            earlier = set(assigned[k][:j])
+            for m in _reads(value):
+                if (
+                    m in temps[1 - k]  # the other arm's: computed ahead of this value, not in its arm
+                    or m in temps[k]
+                    and m not in earlier  # this arm's, assigned after it reads the name
+                    or m in outputs
+                    and m in earlier  # an output's new value: torch.where computes it later
+                    or m in outputs
+                    and n in outputs
+                    and m != n
+                    and outputs.index(m) < outputs.index(n)  # rebound by its torch.where line first
+                ):
+                    return fail("an arm's values read names the branch assigns, in another order")
+    if _reads(c) & set(temps[0] + temps[1]):
+        return fail("a temporary rebinds a name the condition reads")
+    values = [dict(arm) for arm in arms]
+    for n in outputs:
+        if any(n not in v for v in values) and n not in defined:
+            return fail(f"`{n}` may be undefined when the other arm runs")
+    scalars = {n for n, k in (env_before or {}).items() if _python(k) and n not in assigned[0] + assigned[1]}
+    if kinds is not None:
+        scalars |= {n for k, arm in enumerate(arms) for n, v in arm if n in temps[k] and _python(kinds.get(id(v)))}
+    lines: list[cst.SimpleStatementLine] = []
+    every = [v for arm in arms for _n, v in arm]
+    safe = all(is_pure(v, qualify) for v in every)
     cond_expr: cst.BaseExpression = c
-    if len(body) > 1:
+    if len(outputs) > 1 or temps[0] or temps[1]:
         tmp = "cond"
-        while tmp in defined or tmp in other_map:
+        while tmp in defined or tmp in assigned[0] or tmp in assigned[1] or (after is not None and tmp in after):
             tmp = "_" + tmp
         lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(tmp))], c)]))
         cond_expr = cst.Name(tmp)
-    for name, value in body:
-        alt = other_map[name]
+    for k, arm in enumerate(arms):
+        for n, v in arm:
+            if n in temps[k]:
+                lines.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(n))], v)]))
+    for name in outputs:
+        value, alt = values[0].get(name, cst.Name(name)), values[1].get(name, cst.Name(name))
         if isinstance(value, cst.Name) and value.value == "None" or isinstance(alt, cst.Name) and alt.value == "None":
             return fail("an arm assigns `None`")
         if kinds is not None:
-            k_other = kinds.get(id(alt)) if id(alt) in kinds else (env_before or {}).get(name)
-            problem = _arm_problem(value, alt, {id(value): kinds.get(id(value)), id(alt): k_other}, qualify)
+            kv = kinds.get(id(value)) if id(value) in kinds else (env_before or {}).get(name)
+            ka = kinds.get(id(alt)) if id(alt) in kinds else (env_before or {}).get(name)
+            problem = _arm_problem(value, alt, {id(value): kv, id(alt): ka}, qualify, scalars)
             if problem:
                 return fail(problem)
         lines.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def test_neovim_gets_diagnostics_from_the_server(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.tracesafe]\n")
     (tmp_path / "net.py").write_text((FIXTURES / "seed_formatting.py").read_text(encoding="utf-8"))
     (tmp_path / "run.lua").write_text(RUN)
-    env = dict(os.environ, SNIPPET=str(SNIPPET), TARGET="net.py", OUT=str(tmp_path / "out.txt"))
+    # the snippet starts `tracesafe` by name: the console script installed beside this interpreter
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    env = dict(os.environ, SNIPPET=str(SNIPPET), TARGET="net.py", OUT=str(tmp_path / "out.txt"), PATH=path)
     subprocess.run(
         [NVIM, "--headless", "-u", "NONE", "-c", "luafile run.lua"],
         cwd=tmp_path,
@@ -54,4 +57,5 @@ def test_neovim_gets_diagnostics_from_the_server(tmp_path):
 
 def test_the_server_command_is_on_path():
     """The snippet starts `tracesafe server` by name: the console script the package installs."""
-    assert shutil.which("tracesafe") and Path(shutil.which("tracesafe")).exists()
+    found = shutil.which("tracesafe", path=os.path.dirname(sys.executable))  # beside the interpreter running us
+    assert found and Path(found).exists()

@@ -608,6 +608,67 @@ def test_where_refuses_arms_it_cannot_prove(body, reason):
     assert not res.applied
 
 
+def test_where_computes_an_arms_temporaries_ahead():
+    # a Python temporary only the arm reads (transformers' fp16 clamp): computed unconditionally, then the
+    # output chosen by torch.where; pure, so safe
+    body = "        if x.sum() > 0:\n            s = 2.0\n            x = x * s\n        return x"
+    res = fix_source(WHERE_MODULE.format(body=body), "where")
+    assert "s = 2.0\n        x = torch.where(cond, x * s, x)" in res.source, [p.reason for p in res.refused]
+    assert "cond = x.sum() > 0\n" in res.source  # the test runs before any temporary rebinds a name
+
+
+def test_where_temporaries_are_what_no_later_statement_reads():
+    # transformers' T5-style layers repeat the clamp: each `clamp_value` is read only by its own branch, so
+    # each is a temporary (liveness, not "read anywhere else in the function")
+    arm = "            s = 2.0\n            x = x * s\n"
+    body = f"        if x.sum() > 0:\n{arm}        x = x + 1\n        if x.mean() > 0:\n{arm}        return x"
+    res = fix_source(WHERE_MODULE.format(body=body), "where")
+    assert res.source.count("torch.where(cond, x * s, x)") == 2, [p.reason for p in res.refused]
+    # in a loop the next iteration reads it: an output, whose new value the next line reads
+    body = "        s = 1.0\n        for _ in range(3):\n            x = x * s\n            if x.sum() > 0:\n"
+    body += "                s = 2.0\n                x = x + s\n        return x"
+    res, reasons = _where(body)
+    assert not res.applied and any("in another order" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        # read after the branch: not a temporary but an output, and a Python value torch.where cannot pick
+        (
+            "        s = 1.0\n        if x.sum() > 0:\n            s = 2.0\n            x = x * 2\n"
+            "        return x * s",
+            "an arm is not provably a tensor",
+        ),
+        # one temporary name in both arms: computing both ahead would keep only the second
+        (
+            "        if x.sum() > 0:\n            s = 2.0\n            x = x * s\n        else:\n            s = 3.0\n"
+            "            x = x + s\n        return x",
+            "a temporary assigned in both arms or twice",
+        ),
+        # a tensor bound broadcasts the clamped value to another shape
+        (
+            "        b = x.sum(0)\n        if x.sum() > 0:\n            x = torch.clamp(x, min=b)\n        return x",
+            "the arms may differ in shape",
+        ),
+        # the second assignment reads the first one's new value
+        (
+            "        y = x\n        if x.sum() > 0:\n            y = x + 1\n            x = y * 2\n        return x, y",
+            "in another order",
+        ),
+        # the condition reads a name a temporary rebinds
+        (
+            "        s = x\n        if s.sum() > 0:\n            s = 2.0\n            x = x * s\n        return x",
+            "a temporary rebinds a name the condition reads",
+        ),
+    ],
+)
+def test_where_refuses_temporaries_it_cannot_move(body, reason):
+    res, reasons = _where(body)
+    assert any(reason in r for r in reasons), reasons
+    assert not res.applied
+
+
 @pytest.mark.parametrize(
     "test,out",
     [
