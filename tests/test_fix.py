@@ -656,6 +656,13 @@ def test_where_temporaries_are_what_no_later_statement_reads():
             "        y = x\n        if x.sum() > 0:\n            y = x + 1\n            x = y * 2\n        return x, y",
             "in another order",
         ),
+        # the else arm reads `x` before rebinding it, but `x`'s torch.where line comes first: before the
+        # check, this was rewritten (as safe) into `y = torch.where(cond, 1.0, x + 1)` reading the new `x`
+        (
+            "        if x.sum() > 0:\n            x = x * 2\n            n = 1.0\n        else:\n"
+            "            n = x + 1\n            x = x - 1\n        return x, n",
+            "in another order",
+        ),
         # the condition reads a name a temporary rebinds
         (
             "        s = x\n        if s.sum() > 0:\n            s = 2.0\n            x = x * s\n        return x",
