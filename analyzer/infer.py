@@ -836,6 +836,11 @@ class Walker:
         if LT in base and name in ("values", "indices"):
             out.append(KT)
         for a in base:
+            if isinstance(a, tuple) and a[0] == "obj":
+                field = dict(a[1]).get(name)
+                if field is not None:
+                    out.append(field)
+        for a in base:
             if isinstance(a, tuple) and a[0] == "tup" and name in ("values", "indices"):
                 out.append(KT)
         return join(*out) if out else KP
@@ -884,7 +889,9 @@ class Walker:
         out = []
         key = e.slice[0].slice.value if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
         if isinstance(key, cst.SimpleString) and isinstance(key.evaluated_value, str):
-            per_key = [dict(a[1]).get(key.evaluated_value) for a in base if isinstance(a, tuple) and a[0] == "dkv"]
+            per_key = [
+                dict(a[1]).get(key.evaluated_value) for a in base if isinstance(a, tuple) and a[0] in ("dkv", "obj")
+            ]
             if (
                 per_key
                 and all(k is not None for k in per_key)
@@ -1200,6 +1207,11 @@ class Walker:
         callee = self.an.resolve_call(self.ref, func)
         if callee is not None:
             if isinstance(callee, str):  # "class": a constructor
+                fields = [(kw, k) for kw, star, k in args if kw is not None and not star]
+                if fields and self.an.constructs_dataclass(self.ref, func):
+                    # a dataclass of the tree (a ModelOutput): its fields read back as what was passed
+                    # (`outputs.last_hidden_state`, `outputs["logits"]`)
+                    return frozenset({("obj", tuple(sorted(fields, key=lambda f: f[0])))})
                 return KP
             return self.an.call(self.ref, callee, args)
         # a value called: a submodule (its class's forward), functions held in a registry (each of them)

@@ -15,6 +15,8 @@ Atoms:
 - ``("tup", kinds)`` a tuple of known arity, ``("iter", elem)`` something iterated element by element,
   ``("dict", keys)`` a dict literal's keys, ``("dictof", values)`` the kind of a dict's values (from its
   literal and from ``d[k] = v``);
+- ``("obj", ((field, kind), ...))`` an instance of a dataclass of the tree (a ModelOutput) built with these
+  keyword fields: reading a field gives its kind;
 - ``("mod", classes)`` an ``nn.Module`` instance of one of these classes (qualified names; ``torch.nn.X``
   or a class of the scanned tree), ``("mods", classes)`` a ModuleList/ModuleDict/Sequential of them:
   calling one runs the class's ``forward`` with the caller's argument kinds;
