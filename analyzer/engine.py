@@ -367,10 +367,8 @@ class Analysis:
 
     def constructs_dataclass(self, ref: FuncRef, func: cst.BaseExpression) -> bool:
         """Does `func(...)` build an instance of a `@dataclass` of the scanned tree (a ModelOutput)?"""
-        ci = ref.module.classes.get(func.value) if isinstance(func, cst.Name) else None
-        if ci is None:
-            q = ref.module.qualify(func)
-            ci = self.project.resolve_class(q) if q is not None else None
+        q = ref.module.qualify(func)
+        ci = self._module_class(ref, q) if q is not None else None
         return ci is not None and any(
             (ast_dotted(d.func if isinstance(d, ast.Call) else d) or "").rsplit(".", 1)[-1] == "dataclass"
             for d in ci.node.decorator_list

@@ -37,6 +37,8 @@ TESTS = ROOT / "tests"
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(HERE))
 
+from real_models import fix_command  # noqa: E402  (tests/ is on the path from here)
+
 
 def model_types() -> list[str]:
     """Every model type whose class the runner can build inputs for, sorted."""
@@ -157,19 +159,7 @@ def fix_copy(pkg: Path, work: Path, form: str) -> tuple[Path, str, float]:
     shutil.copytree(pkg, tree / "transformers", ignore=shutil.ignore_patterns("__pycache__"))
     t = time.perf_counter()
     p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tracesafe",
-            "fix",
-            "--unsafe-fixes",
-            "--form",
-            form,
-            "--jobs",
-            "2",
-            "--exit-zero",
-            "transformers",
-        ],
+        fix_command(form, "transformers"),
         cwd=tree,
         capture_output=True,
         text=True,

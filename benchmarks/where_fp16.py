@@ -23,6 +23,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
+sys.path.insert(0, str(TESTS))
+
+from real_models import fix_command  # noqa: E402
+
 TYPES = "bart,marian,mvp,plbart,blenderbot-small,nllb-moe,led,bigbird_pegasus"
 
 _RUN = """
@@ -79,8 +83,7 @@ def main() -> None:
     shutil.copytree(
         Path(transformers.__file__).parent, tree / "transformers", ignore=shutil.ignore_patterns("__pycache__")
     )
-    cmd = [sys.executable, "-m", "tracesafe", "fix", "--form", "where", "--unsafe-fixes", "--exit-zero", "--jobs", "2"]
-    subprocess.run([*cmd, "transformers"], cwd=tree, check=True, capture_output=True)
+    subprocess.run(fix_command("where", "transformers"), cwd=tree, check=True, capture_output=True)
     before, after = run(types, None), run(types, tree)
     # sites are (file, line); a rewrite above a site shifts its line, so a moved site shows as gone and new
     print("| model type | TracerWarning sites before | after | lines gone | lines new (fixed file) | eager outputs |")

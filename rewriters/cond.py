@@ -20,7 +20,7 @@ import libcst as cst
 from tracesafe.analyzer.kinds import T, Env, Kind, is_size, is_tensor
 
 from .liveness import Liveness
-from .common import Plan, Qualify, name_counts, as_bool_tensor, chain, is_pure, shape_base, tensor_and
+from .common import Plan, Qualify, name_counts, as_bool_tensor, call, chain, is_pure, shape_base, tensor_and
 
 FORM = "cond"
 
@@ -346,10 +346,6 @@ def _operands(names: list[str], env_before: Env) -> list[str]:
     return [n for n in names if n != "self" and _is_tensor(env_before.get(n, frozenset()))]
 
 
-def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
-    return cst.Call(cst.parse_expression(func), [cst.Arg(a) for a in args])
-
-
 def plan_if(
     stmts: list[cst.CSTNode],
     i: int,
@@ -445,12 +441,12 @@ def _plan_if(
         raise Refuse("the arms read no tensor")
     t_fn = _local_fn(t_name, ops, a.stmts, _pack(ret_a), node.body, node.leading_lines)
     f_fn = _local_fn(f_name, ops, b.stmts, _pack(ret_b), node.orelse.body if node.orelse is not None else None)
-    call = _call("torch.cond", pred, cst.Name(t_name), cst.Name(f_name), _tuple([cst.Name(o) for o in ops]))
+    rewritten = call("torch.cond", pred, cst.Name(t_name), cst.Name(f_name), _tuple([cst.Name(o) for o in ops]))
     if outputs is None:
-        last = cst.SimpleStatementLine([cst.Return(call)])
+        last = cst.SimpleStatementLine([cst.Return(rewritten)])
     else:
         target = _pack([cst.Name(v) for v in outputs])
-        last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
+        last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], rewritten)])  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
     safe = exact and a.pure(qualify) and b.pure(qualify) and not (a.rewrote_aug or b.rewrote_aug)
     return Plan(
         FORM, {code}, [node], consumed, [t_fn, f_fn, last], "safe" if safe else "unsafe", imports={("torch", None)}
@@ -527,8 +523,8 @@ def _plan_while(node: cst.While, fn: cst.FunctionDef, envs: Envs, names: Names, 
     b_fn = _local_fn(
         b_name, carried, body.stmts, _tuple([body.output(v) for v in carried], parens=len(carried) == 1), node.body
     )
-    call = _call("torch.while_loop", cst.Name(c_name), cst.Name(b_name), _tuple([cst.Name(v) for v in carried]))
+    rewritten = call("torch.while_loop", cst.Name(c_name), cst.Name(b_name), _tuple([cst.Name(v) for v in carried]))
     target = _tuple([cst.Name(v) for v in carried], parens=len(carried) == 1)
-    last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)])
+    last = cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], rewritten)])
     # the loop state must keep shape and dtype across iterations: no static check proves it
     return Plan(FORM, {"TS102"}, [node], [node], [c_fn, b_fn, last], "unsafe", imports={("torch", None)})

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import libcst as cst
 
-from .common import name_counts
+from .common import child_nodes, name_counts
 
 
 def _reads(node: Optional[cst.CSTNode]) -> set[str]:
@@ -46,7 +46,7 @@ class Liveness:
             if isinstance(n, (cst.FunctionDef, cst.Lambda)):
                 out |= _reads(n)
             else:
-                stack.extend(n.children)
+                stack.extend(child_nodes(n))
         return out
 
     def _block(self, stmts: Sequence[cst.CSTNode], out: set[str]) -> set[str]:

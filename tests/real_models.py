@@ -8,6 +8,8 @@ forward pass and a trace take well under a second on a CPU.
 
 from __future__ import annotations
 
+import sys
+
 # (model class, family). The family decides the inputs.
 SAMPLE = [
     # text encoders
@@ -366,3 +368,21 @@ def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lamb
                 text = " ".join(ln.strip() for ln in lines[a - 1 : b])
                 alarms.append((bool(re.search(r"\b(and|or)\b", text)), f"{rel}:{a} {code} {text[:100]}"))
     return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms}
+
+
+def fix_command(form: str, *paths: str) -> list[str]:
+    """`tracesafe fix` with every rewrite of one form (unsafe ones too), on two workers, as the real-code
+    measurements run it (the behaviour test, the rescue and fp16 benchmarks)."""
+    return [
+        sys.executable,
+        "-m",
+        "tracesafe",
+        "fix",
+        "--unsafe-fixes",
+        "--form",
+        form,
+        "--jobs",
+        "2",
+        "--exit-zero",
+        *paths,
+    ]

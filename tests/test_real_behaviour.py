@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from real_models import fix_command
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers", reason="the real-code behaviour test needs transformers 5.24.0")
 
@@ -44,19 +46,7 @@ def _fix(form: str, root: Path, said: list | None = None) -> list[str]:
     tree = root / "transformers"
     shutil.copytree(PKG, tree, ignore=shutil.ignore_patterns("__pycache__"))
     p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tracesafe",
-            "fix",
-            "--unsafe-fixes",
-            "--form",
-            form,
-            "--jobs",
-            "2",
-            "--exit-zero",
-            "transformers",
-        ],
+        fix_command(form, "transformers"),
         cwd=root,
         capture_output=True,
         text=True,
@@ -74,19 +64,7 @@ def _fix(form: str, root: Path, said: list | None = None) -> list[str]:
         compile((tree / rel).read_text(encoding="utf-8"), rel, "exec")
     if changed:  # and fixing them again changes nothing
         again = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tracesafe",
-                "fix",
-                "--unsafe-fixes",
-                "--form",
-                form,
-                "--jobs",
-                "2",
-                "--exit-zero",
-                *changed,
-            ],
+            fix_command(form, *changed),
             cwd=tree,
             capture_output=True,
             text=True,
