@@ -40,6 +40,7 @@ from .kinds import (
     iterable,
     mod as mod_kind,
     mods as mods_kind,
+    partial_of,
     tup,
 )
 from .source import canonical
@@ -111,7 +112,7 @@ class Settings:
 
 
 def default_params(
-    fn: cst.FunctionDef, is_method: bool, names: Optional[Names] = None, top: bool = False
+    fn: cst.FunctionDef, is_method: bool, names: Optional[Names] = None, top: bool = False, cls: Optional[str] = None
 ) -> dict[str, Kind]:
     """Kinds of parameters no caller passes. For a top-level entry point (`top`: a `forward` no caller in
     the tree reaches, so the tracer calls it): a parameter without a default is an example input, a
@@ -120,10 +121,14 @@ def default_params(
     out: dict[str, Kind] = {}
     params = all_params(fn.params)
     uses: Optional[set[str]] = None
+    instance = cls is not None and not any(
+        dotted(d.decorator) in ("staticmethod", "classmethod") for d in fn.decorators
+    )
     for i, p in enumerate(params):
         name = p.name.value
         if is_method and i == 0 and not fn.params.posonly_params or name == "self":
-            out[name] = KP
+            # the instance, so `self` handed to a helper (`attn.prepare_attention_mask(...)`) keeps its class
+            out[name] = mod_kind({cls}) if instance and i == 0 else KP
             continue
         ann = annotation_kind(p.annotation, names)
         if ann is not None:
@@ -224,17 +229,26 @@ class Analysis:
     def run(self, mod: ModuleInfo) -> None:
         """Raises SourceError when libcst cannot parse one of the root's reached functions.
 
-        Entry points of classes that another class of the module builds as a submodule are not seeded
-        first: their parameters take what the parent's `self.layer(...)` call hands them. Whatever no
-        caller reached is then analysed as a top-level model, called by the tracer."""
+        Entry points of classes that another class of the module names are not seeded first: their
+        parameters take what the parent's `self.layer(...)` call hands them. Those no class builds
+        (named only by an `isinstance` or a docstring) come next, then the rest: whatever no caller
+        reached is analysed as a top-level model, called by the tracer."""
         self.root = mod
         entries = self.entry_points(mod)
-        inner = self.submodule_classes(mod)
-        for top_level in (True, False):
+        named, built = self.submodule_classes(mod)
+        tier = {
+            ref.key: 2 if ref.cls.qualname in built else 1 if ref.cls.qualname in named else 0  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
+            for ref in entries
+        }
+        for level in (0, 1, 2):
             for ref in entries:
-                if (ref.cls.qualname in inner) == top_level or ref.key in self.states:  # type: ignore[union-attr]  # libcst's unions / an invariant mypy cannot see
+                if tier[ref.key] != level or ref.key in self.states:
                     continue
-                self.states[ref.key] = FuncState(ref, True, default_params(ref.node, True, self.names(ref), top=True))
+                self.states[ref.key] = FuncState(
+                    ref,
+                    True,
+                    default_params(ref.node, True, self.names(ref), top=True, cls=ref.cls.qualname),  # type: ignore[union-attr]  # entry points are methods
+                )
                 self.queue.append(ref.key)
             while self.queue:
                 self._visit(self.queue.popleft())
@@ -296,20 +310,24 @@ class Analysis:
         for c in snap.callees:
             self._install(c)
 
-    def submodule_classes(self, mod: ModuleInfo) -> set[str]:
-        """Qualified names of mod's classes named in the body of another class of mod: built by it
-        (`self.layer = Layer(config)`, `SwinStage(..., downsample=SwinPatchMerging)`). Only the order of
-        analysis depends on it (a class no caller reaches is analysed as a top-level model all the same,
-        after the others), so a name in a docstring costs nothing; one regex over the classes' text."""
+    def submodule_classes(self, mod: ModuleInfo) -> tuple[set[str], set[str]]:
+        """Qualified names of mod's classes named in the body of another class of mod (`SwinStage(...,
+        downsample=SwinPatchMerging)`), and of those called there (`self.layer = Layer(config)`), built by
+        it. Only the order of analysis depends on it (a class no caller reaches is analysed as a top-level
+        model all the same, after the others), so a name in a docstring costs nothing; one regex over the
+        classes' text."""
         if len(mod.classes) < 2:
-            return set()
-        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, mod.classes)) + r")\b")
-        out = set()
+            return set(), set()
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, mod.classes)) + r")\b(\s*\()?")
+        named, built = set(), set()
         for ci in mod.classes.values():
             for m in pattern.finditer(mod.segment(ci.node.lineno, ci.node.end_lineno)):  # type: ignore[arg-type]  # libcst's unions / an invariant mypy cannot see
-                if m.group() != ci.name:
-                    out.add(mod.classes[m.group()].qualname)
-        return out
+                if m.group(1) != ci.name:
+                    q = mod.classes[m.group(1)].qualname
+                    named.add(q)
+                    if m.group(2):
+                        built.add(q)
+        return named, built
 
     def _visit(self, key: StateKey) -> None:
         st = self.states[key]
@@ -365,14 +383,34 @@ class Analysis:
             hit = self._class_cache[q] = ci is not None and not any(b.endswith("Tensor") for b in ci.bases)
         return hit
 
-    def constructs_dataclass(self, ref: FuncRef, func: cst.BaseExpression) -> bool:
-        """Does `func(...)` build an instance of a `@dataclass` of the scanned tree (a ModelOutput)?"""
+    def are_modules(self, ref: FuncRef, classes: Iterable[str]) -> bool:
+        """Are instances of these classes nn.Modules (torch.nn's, or a subclass of one in the tree)?"""
+        for q in classes:
+            if q.startswith("torch.nn."):
+                if not q.rsplit(".", 1)[-1][:1].isupper():
+                    return False
+                continue
+            ci = self._module_class(ref, q)
+            if ci is None or not self.project.is_module_class(ci):
+                return False
+        return True
+
+    def dataclass_fields(self, ref: FuncRef, func: cst.BaseExpression) -> Optional[list[str]]:
+        """When `func(...)` builds an instance of a `@dataclass` of the scanned tree (a ModelOutput): its
+        fields in declaration order (bases first, as `dataclasses.fields` lists them), else None."""
         q = ref.module.qualify(func)
         ci = self._module_class(ref, q) if q is not None else None
-        return ci is not None and any(
+        if ci is None or not any(
             (ast_dotted(d.func if isinstance(d, ast.Call) else d) or "").rsplit(".", 1)[-1] == "dataclass"
             for d in ci.node.decorator_list
-        )
+        ):
+            return None
+        out: list[str] = []
+        for c in reversed(list(self.project.mro(ci))):
+            for st in c.node.body:
+                if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.target.id not in out:
+                    out.append(st.target.id)
+        return out
 
     def is_tree_name(self, ref: FuncRef, qualname: str) -> bool:
         head = qualname.split(".")[0]
@@ -448,7 +486,9 @@ class Analysis:
         names = self.names(callee)
         defaults = self._defaults.get(callee.key)
         if defaults is None:
-            defaults = self._defaults[callee.key] = default_params(callee.node, is_method, names)
+            defaults = self._defaults[callee.key] = default_params(
+                callee.node, is_method, names, cls=callee.cls.qualname if callee.cls is not None else None
+            )
         base = bind_arguments(callee.node, args, is_method, defaults, names)
         key: StateKey = callee.key
         if callee.module is not self.root:
@@ -514,6 +554,11 @@ class Analysis:
         for c in self.project.mro(ci):
             if name in c.methods:
                 return self.call(caller, FuncRef(c.module, c, c.methods[name]), args)
+        if name == "forward":
+            # an object of the tree that is not a module (an attention processor): calling it runs `__call__`
+            for c in self.project.mro(ci):
+                if "__call__" in c.methods:
+                    return self.call(caller, FuncRef(c.module, c, c.methods["__call__"]), args)
         if name == "forward" and any(
             b.startswith("torch.nn.") and b.rsplit(".", 1)[-1] not in _CONTAINERS
             for c in self.project.mro(ci)
@@ -818,11 +863,56 @@ def _assign_self(out: dict[str, Kind], ci: ClassInfo, target: ast.expr, value: O
     """`self.<attr> = value` in a class's code: the attribute's kind joins the value's. (Not a closure in
     _self_attrs: a recursive closure is a cycle, which kept a module `fix` dropped alive.)"""
     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-        k = _value_kind(value, ci.module, ci) if value is not None else KP
+        k = _value_kind(value, ci.module, ci, out) if value is not None else KP
         out[target.attr] = join(out[target.attr], k) if target.attr in out else k
+    elif (
+        isinstance(target, ast.Subscript)
+        and isinstance(target.value, ast.Attribute)
+        and isinstance(target.value.value, ast.Name)
+        and target.value.value.id == "self"
+        and value is not None
+    ):
+        # `self.layers[key] = Layer()`: a dict of objects the class fills as it runs (a cache of layers). Only
+        # objects and functions: `self.buf[i] = t` writes into a tensor, it does not make it a dict
+        k = _value_kind(value, ci.module, ci, out)
+        if atoms_of(k, "mod") or atoms_of(k, "fns"):
+            name = target.value.attr
+            out[name] = join(out[name], dictof_kind(k)) if name in out else dictof_kind(k)
     elif isinstance(target, (ast.Tuple, ast.List)):
         for elt in target.elts:  # `a, self.scale = f(...)`: assigned, kind unknown
             _assign_self(out, ci, elt.value if isinstance(elt, ast.Starred) else elt, None)
+
+
+def _name_values(ci: ClassInfo, name: str) -> list[ast.expr]:
+    """What a name of the class's methods may hold: the values assigned to it (`_local_values`), and when it is
+    a parameter of a method, the arguments the class's own `self.method(...)` calls pass it (followed the same
+    way)."""
+    out = _local_values(ci, name, {name})
+    for fn in ci.node.body:
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        params = [a.arg for a in fn.args.posonlyargs + fn.args.args][1:]  # after self
+        if name not in params and name not in [a.arg for a in fn.args.kwonlyargs]:
+            continue
+        at = params.index(name) if name in params else None
+        for n in ast.walk(ci.node):
+            if not (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr == fn.name
+                and isinstance(n.func.value, ast.Name)
+                and n.func.value.id == "self"
+            ):
+                continue
+            given = [k.value for k in n.keywords if k.arg == name]
+            if not given and at is not None and at < len(n.args) and not isinstance(n.args[at], ast.Starred):
+                given = [n.args[at]]
+            for v in given:
+                if isinstance(v, ast.Name):
+                    out.extend(_local_values(ci, v.id, {v.id, name}))
+                else:
+                    out.append(v)
+    return out
 
 
 def _local_values(ci: ClassInfo, name: str, seen: set[str]) -> list[ast.expr]:
@@ -883,26 +973,61 @@ def _passed_classes(ci: ClassInfo, param: str) -> Optional[Kind]:
     return join(*out) if out else None
 
 
-def _value_kind(e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None) -> Kind:
-    """The kind of a value assigned to a `self` attribute, from its `ast`."""
+def _value_kind(
+    e: ast.expr, mod: ModuleInfo, ci: Optional[ClassInfo] = None, attrs: Optional[dict[str, Kind]] = None
+) -> Kind:
+    """The kind of a value assigned to a `self` attribute, from its `ast` (`attrs`: the attributes the class
+    assigned before it)."""
     if isinstance(e, ast.IfExp):
-        return join(_value_kind(e.body, mod, ci), _value_kind(e.orelse, mod, ci))
+        return join(_value_kind(e.body, mod, ci, attrs), _value_kind(e.orelse, mod, ci, attrs))
     if isinstance(e, ast.Constant):
         return KN if e.value is None else KP
     if isinstance(e, (ast.List, ast.Tuple)) and e.elts and not any(isinstance(x, ast.Starred) for x in e.elts):
         # a Python list of the model (`self.scales = [1.0, 2.0]`): indexing it with a tensor freezes
         return (
-            tup(_value_kind(x, mod, ci) for x in e.elts)
+            tup(_value_kind(x, mod, ci, attrs) for x in e.elts)
             if len(e.elts) <= 8
-            else iterable(join(*(_value_kind(x, mod, ci) for x in e.elts)))
+            else iterable(join(*(_value_kind(x, mod, ci, attrs) for x in e.elts)))
         )
+    if isinstance(e, ast.Name) and e.id in mod.functions:
+        # a function of the module held by the model (`self.kernel_fn = kernel`): calling it calls it
+        return fns_kind({FuncRef(mod, None, mod.functions[e.id])})
+    if isinstance(e, ast.Name) and ci is not None:
+        # `self.processor = processor` in `set_processor(self, processor)`, called as
+        # `self.set_processor(AttnProcessor())`: the objects or functions the class hands it
+        held = join(*(_value_kind(v, mod, None) for v in _name_values(ci, e.id)))
+        return held if atoms_of(held, "mod") or atoms_of(held, "fns") else KP
+    if (
+        isinstance(e, ast.Attribute)
+        and isinstance(e.value, ast.Name)
+        and e.value.id == "self"
+        and attrs is not None
+        and atoms_of(attrs.get(e.attr, EMPTY), "fns")
+    ):
+        return attrs[e.attr]
     if not isinstance(e, ast.Call):
         return KP
     d = ast_dotted(e.func)
     if d is None:
         return KU  # `ACT2FN[cfg.act]()`, `REGISTRY[name](cfg)`: built from a config string
+    if d.startswith("self."):
+        # `self.classifier = self.classifier.to(dtype)`: the same module, moved; another method's result
+        # is unknown
+        parts = d.split(".")
+        if len(parts) == 3 and parts[2] in api.MODULE_CASTS:
+            return attrs.get(parts[1], KU) if attrs is not None else KU
+        return KU
     q = mod.qualify_dotted(d)
     last = q.rsplit(".", 1)[-1]
+    if q == "functools.partial" and e.args and not isinstance(e.args[0], ast.Starred):
+        bound: list[Arg] = [
+            (None, "*", KU) if isinstance(a, ast.Starred) else (None, "", _value_kind(a, mod, ci, attrs))
+            for a in e.args[1:]
+        ]
+        bound += [(k.arg, "" if k.arg else "**", _value_kind(k.value, mod, ci, attrs)) for k in e.keywords]
+        wrapped = partial_of(_value_kind(e.args[0], mod, ci, attrs), bound)
+        if wrapped is not None:
+            return wrapped
     if last == "Parameter":
         return KT
     if q.startswith("torch.nn.") and last in ("ParameterList", "ParameterDict"):

@@ -44,9 +44,13 @@ from .kinds import (
     known_bool,
     mod as mod_kind,
     mods as mods_kind,
+    partial_of,
     surely_tensor,
     traced,
     tup,
+    nth_present,
+    present_tuples,
+    unbind,
     unpack,
 )
 from .project import dotted
@@ -352,6 +356,7 @@ class Walker:
         self.test_kinds: dict[int, Kind] = {}
         self._quiet = 0
         self._nesting = 0
+        self._tested: Optional[cst.BaseExpression] = None  # the test expression test_kind evaluates now
         self.nested: dict[int, tuple[cst.FunctionDef, Env]] = {}  # id(nested def) -> (node, env where defined)
         self.params = params
         self.guard_index = {"trace": 0, "dynamo": 1}.get(target)
@@ -644,7 +649,10 @@ class Walker:
             # a traced size is an int too: only the tensor possibility goes
             yes, no = k - {T} or KP, k - {P, S} or k
         elif all(q.rsplit(".", 1)[-1] in ("Tensor", "Parameter") and q.startswith("torch.") for q in quals):
-            yes, no = KT, k - {T}  # empty: the arm never runs for a value that is surely a tensor
+            # empty: the arm never runs for a value that is surely a tensor. Under the tracer a size is a
+            # 0-dim tensor too (`isinstance(x.shape[0], torch.Tensor)` holds while tracing)
+            tensors = frozenset({T, S}) if self.target == "trace" else frozenset({T})
+            yes, no = KT, k - tensors
         else:
             return env_t, env_f
         env_t[name], env_f[name] = (no, yes) if negate else (yes, no)
@@ -735,6 +743,7 @@ class Walker:
             self.test_kinds[id(e)] = self.test_kinds.get(id(e.expression), k)
             b = known_bool(k)
             return k if b is None else (KB0 if b else KB1)
+        self._tested = e
         k = self.ev(e, env)
         self.test_kinds[id(e)] = k
         if known_bool(k) is not None:
@@ -815,7 +824,10 @@ class Walker:
         out = []
         classes = atoms_of(base, "mod")
         if classes:
-            out.append(self.an.module_attr_kind(self.ref, classes, name))
+            held = self.an.module_attr_kind(self.ref, classes, name)
+            # another object's state set lazily (`self.cache = None` in `__init__`, a tensor once its `update`
+            # ran): which of the two a reader gets is that object's protocol, not a path of this function
+            out.append(held - {N} if N in held and len(held) > 1 else held)
         if U in base:
             # an opaque value read as only a tensor can be read is a tensor
             if name == "shape":
@@ -922,6 +934,15 @@ class Walker:
                     out.append(KP)
             elif isinstance(a, tuple) and a[0] == "mods":
                 out.append(mods_kind(a[1]) if is_slice else mod_kind(a[1]))
+            elif isinstance(a, tuple) and a[0] == "obj":
+                # a ModelOutput indexed like its `to_tuple()`: the fields passed, None ones skipped
+                values = [k for _, k in a[1]]
+                if is_slice:
+                    out.append(iterable(join(*(k - {N} for k in values))))
+                elif const_index is not None:
+                    out.append(nth_present(values, const_index) or KP)
+                else:
+                    out.append(join(*(k - {N} for k in values)))
             elif a == U or isinstance(a, tuple) and a[0] == "mod":
                 out.append(KU)
         return join(*out) if out else KP
@@ -991,6 +1012,7 @@ class Walker:
         return join(lk, rk)
 
     def ev_Comparison(self, e: cst.Comparison, env: Env) -> Kind:
+        tested, self._tested = self._tested is e, None
         left = self.ev(e.left, env)
         kinds = [left]
         result: list[Kind] = []
@@ -1014,9 +1036,13 @@ class Walker:
                 and isinstance(op, (cst.Equal, cst.NotEqual))
                 and not traced(join(prev, rk))
             ):
-                # torch.Size comparisons compare traced sizes element by element inside __eq__
-                self.coerce(e, KS, f"comparing shapes `{self.src(e)}`")
-                result.append(KP)
+                # torch.Size comparisons compare traced sizes element by element inside __eq__: frozen here.
+                # Tested straight away, the test reports it (a check that only raises is TS109)
+                if tested:
+                    result.append(KS)
+                else:
+                    self.coerce(e, KS, f"comparing shapes `{self.src(e)}`")
+                    result.append(KP)
             else:
                 both = join(prev, rk)
                 result.append(KT if is_tensor(both) else KS if is_size(both) else KP)
@@ -1053,8 +1079,12 @@ class Walker:
         kinds = [self.ev(el.value, env) for el in e.elements]
         if any(isinstance(el, cst.StarredElement) for el in e.elements):
             kinds = [element(k) if isinstance(el, cst.StarredElement) else k for el, k in zip(e.elements, kinds)]
-        if any(is_tensor(k) for k in kinds):
+        starred = any(isinstance(el, cst.StarredElement) for el in e.elements)
+        if any(is_tensor(k) for k in kinds) and (starred or all(surely_tensor(k) for k in kinds)):
             return KLT
+        if any(is_tensor(k) for k in kinds):
+            # `[hidden_states, all_hidden_states, attentions]`: a tensor beside tuples of them; each keeps its kind
+            return tup(kinds)
         if kinds and all(is_size(k) or k == KP for k in kinds) and any(is_size(k) for k in kinds):
             return KST
         return tup(kinds) if kinds and not any(isinstance(el, cst.StarredElement) for el in e.elements) else KP
@@ -1118,10 +1148,42 @@ class Walker:
 
     def ev_ListComp(self, e: cst.ListComp | cst.GeneratorExp, env: Env) -> Kind:
         (k,) = self._comprehension(e, env, [e.elt])
+        kept = self._present(e, env)
+        if kept is not None:
+            return kept
         if surely_tensor(k):
             return KLT
-        # elements that may be tensors or tuples of them (`tuple(v for v in [h, all_h] if v is not None)`)
-        return iterable(k) if is_tensor(k) else KST if is_size(k) else KP
+        # elements that may be tensors, tuples of them (`[self.decoder(h) for h in hs]`), objects
+        if is_size(k) and not is_tensor(k):
+            return KST
+        return iterable(k) if k - {P, N} else KP
+
+    def _present(self, e: cst.ListComp | cst.GeneratorExp, env: Env) -> Optional[Kind]:
+        """`[v for v in (a, b, c) if v is not None]` over a tuple of known values: the tuples it may build
+        (a model's `return_dict=False` output), so `outputs[0]` is still the first value."""
+        f = e.for_in
+        if not (
+            f.inner_for_in is None
+            and isinstance(f.target, cst.Name)
+            and isinstance(e.elt, cst.Name)
+            and e.elt.value == f.target.value
+            and f.ifs
+            and all(
+                isinstance(c.test, cst.Comparison)
+                and isinstance(c.test.left, cst.Name)
+                and c.test.left.value == f.target.value
+                and len(c.test.comparisons) == 1
+                and isinstance(c.test.comparisons[0].operator, cst.IsNot)
+                and isinstance(c.test.comparisons[0].comparator, cst.Name)
+                and c.test.comparisons[0].comparator.value == "None"
+                for c in f.ifs
+            )
+        ):
+            return None
+        seq = self.quietly(f.iter, env)
+        if len(seq) != 1 or not all(isinstance(a, tuple) and a[0] == "tup" for a in seq):
+            return None
+        return present_tuples(list(next(iter(seq))[1]))
 
     def ev_GeneratorExp(self, e: cst.GeneratorExp, env: Env) -> Kind:
         if self.target == "script":
@@ -1155,6 +1217,15 @@ class Walker:
         func = e.func
         if (
             isinstance(func, cst.Attribute)
+            and func.attr.value in api.MODULE_CASTS
+            and isinstance(func.value, cst.Name)
+            and func.value.value == "self"
+            and self.ref.cls is not None
+            and self.an.are_modules(self.ref, {self.ref.cls.qualname})
+        ):
+            self.module_cast(e)  # `self.float()`: the model's own parameters
+        if (
+            isinstance(func, cst.Attribute)
             and func.attr.value in _GROWERS
             and isinstance(func.value, cst.Name)
             and func.value.value in env
@@ -1164,6 +1235,9 @@ class Walker:
             added = element(pos[-1]) if func.attr.value == "extend" else pos[-1]
             if is_tensor(added):
                 env[func.value.value] = join(env[func.value.value], KLT)
+            elif added - {P, N}:
+                # `shapes.append((h, w))`: a list of sizes, not a value an annotation may call a tensor
+                env[func.value.value] = join(env[func.value.value], iterable(added))
         fname = dotted(func)
         # builtins first
         if (
@@ -1182,6 +1256,8 @@ class Walker:
             if q is None or not q.startswith(("torch.", "math.", "numpy.")) and not self.an.is_tree_name(self.ref, q):
                 recv = self.ev(func.value, env)
                 classes = atoms_of(recv, "mod")
+                if func.attr.value in api.MODULE_CASTS and classes and self.an.are_modules(self.ref, classes):
+                    self.module_cast(e)
                 if classes:
                     # a method of a submodule: reached like `self.method(...)`
                     return self.an.call_module(self.ref, classes, args, func.attr.value)
@@ -1190,6 +1266,10 @@ class Walker:
                     if res is not None:
                         return res
         q = self.ref.module.qualify(func) if fname else None
+        if q == "functools.partial" and args and args[0][0] is None and not args[0][1]:
+            held = partial_of(args[0][2], args[1:])
+            if held is not None:
+                return held
         if q is not None and q.startswith("torch.") and not self.an.is_tree_name(self.ref, q):
             return self.torch_call(e, q, args, pos)
         if q is not None and q.startswith("math.") and any(traced(k) for k in pos):
@@ -1208,11 +1288,17 @@ class Walker:
         if callee is not None:
             if isinstance(callee, str):  # "class": a constructor
                 fields = [(kw, k) for kw, star, k in args if kw is not None and not star]
-                if fields and self.an.constructs_dataclass(self.ref, func):
+                declared = self.an.dataclass_fields(self.ref, func) if fields else None
+                if declared is not None:
                     # a dataclass of the tree (a ModelOutput): its fields read back as what was passed
-                    # (`outputs.last_hidden_state`, `outputs["logits"]`)
-                    return frozenset({("obj", tuple(sorted(fields, key=lambda f: f[0])))})
-                return KP
+                    # (`outputs.last_hidden_state`, `outputs["logits"]`, `outputs[0]`), in declaration order
+                    rank = {name: i for i, name in enumerate(declared)}
+                    fields.sort(key=lambda f: (rank.get(f[0], len(rank)), f[0]))
+                    return frozenset({("obj", tuple(fields))})
+                q = self.ref.module.qualify(func)
+                # an instance of a class of the tree (a cache): its methods and attributes resolve like a
+                # submodule's
+                return mod_kind({q}) if q is not None else KP
             return self.an.call(self.ref, callee, args)
         # a value called: a submodule (its class's forward), functions held in a registry (each of them)
         fk = self.ev(func, env)
@@ -1220,10 +1306,20 @@ class Walker:
         if nested:
             return join(*(self.call_nested(n, args) for n in nested))
         classes, defs = atoms_of(fk, "mod"), atoms_of(fk, "fns")
+        if "torch.nn.MaxPool1d" in classes or (
+            isinstance(func, cst.Call) and self.ref.module.qualify(func.func) == "torch.nn.MaxPool1d"
+        ):
+            built = func.args if isinstance(func, cst.Call) else ()
+            indices = any(
+                a.keyword is not None and a.keyword.value == "return_indices" and dotted(a.value) != "False"
+                for a in built
+            )
+            self.pins_length(e, "nn.MaxPool1d", args, indices)
         if classes or defs:
             out = [self.an.call_module(self.ref, classes, args)] if classes else []
-            out.extend(self.an.call(self.ref, d, args) for d in defs)
-            if any(not (isinstance(a, tuple) and a[0] in ("mod", "fns")) for a in fk):
+            out.extend(self.an.call(self.ref, *unbind(d, args)) for d in defs)
+            # (None is not called: a call of `self.pool` sits under `if self.pool is not None`)
+            if any(not (isinstance(a, tuple) and a[0] in ("mod", "fns")) and a != N for a in fk):
                 out.append(KU)
             return join(*out)
         # an unknown callable given tensors: its result is opaque (a tensor, a tuple, an output object)
@@ -1287,8 +1383,14 @@ class Walker:
                     self.coerce(e, KT, f"`{name}()` over tensors")
                 elif ST in k or is_size(element(k)):
                     self.coerce(e, KS, f"`{name}()` over traced sizes")
+                    # the largest size is one of the traced sizes: it stays traced
+                    return KS if name != "sorted" else KP
             elif len(pos) > 1:
-                self.coerce(e, frozenset(a for a in anyk if a in (T, S)), f"`{name}()` of `{self.src(e)}`")
+                k = frozenset(a for a in anyk if a in (T, S))
+                self.coerce(e, k, f"`{name}()` of `{self.src(e)}`")
+                # `max(0, pad - x.shape[-1])` may be the traced value itself: comparing it again freezes again
+                if name != "sorted" and is_size(k) and not is_tensor(k):
+                    return KS
             return KP
         if name in _BUILTIN_ITERATE:
             for (kw, _star, k), a in zip(args, e.args):
@@ -1402,8 +1504,34 @@ class Walker:
                     f"torch.export reads it back as a data-dependent integer",
                 )
 
+    def module_cast(self, e: cst.Call) -> None:
+        if self.target == "dynamo":
+            self.report(
+                e,
+                "TS110",
+                f"`{self.src(e.func)}()` converts a module's parameters in `forward`: torch.export cannot swap "
+                f"them (`_apply(): Couldn't swap`); build the module in that dtype or device instead",
+            )
+
+    def pins_length(self, e: cst.Call, what: str, args: list[Arg], indices: bool = False) -> None:
+        """`F.max_pool1d(x, k)` / `nn.MaxPool1d(k)(x)`: torch.export (torch 2.13 and 2.14) specialises the
+        input's length axis there (the aten op without indices has no symbolic-shape path; with
+        `return_indices=True`, or `max_pool2d`, the length stays dynamic). The tracer records it, so only for
+        the dynamo target."""
+        if self.target != "dynamo" or indices or any(kw == "return_indices" for kw, _, _ in args):
+            return
+        if args and args[0][0] in (None, "input") and not args[0][1] and is_tensor(args[0][2]):
+            self.report(
+                e,
+                "TS108",
+                f"`{what}` pins the length axis under torch.export: the program takes only the example's "
+                f"length (`F.max_pool2d(x.unsqueeze(-1), (k, 1), (s, 1)).squeeze(-1)` keeps it dynamic)",
+            )
+
     def torch_call(self, e: cst.Call, q: str, args: list[Arg], pos: list[Kind]) -> Kind:
         last = q.rsplit(".", 1)[-1]
+        if q in ("torch.nn.functional.max_pool1d", "torch.max_pool1d"):
+            self.pins_length(e, last, args)
         if q in _SIZE_TAKING_TORCH:
             self.tensor_as_size(e, last, args)
         if q == "torch.div":

@@ -28,7 +28,7 @@ Atoms:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, NamedTuple, Optional
 
 T = "T"  # a tensor value (data-dependent under tracing)
 S = "S"  # a traced size: x.shape[i], x.size(i), x.numel()
@@ -93,6 +93,40 @@ def mods(classes: Iterable[Any]) -> Kind:
 
 def fns(defs: Iterable[Any]) -> Kind:
     return frozenset({("fns", frozenset(defs))})
+
+
+class Bound(NamedTuple):
+    """`functools.partial(f, *args, **kw)` of a function of the tree: f with these arguments bound first. An
+    item of a ``fns`` atom beside plain functions, so a partial held in an attribute or handed to a helper
+    is called like the function it wraps."""
+
+    fn: Any  # engine.FuncRef
+    args: tuple[Arg, ...]
+
+
+def bound_args(first: Iterable[Arg], then: Iterable[Arg]) -> list[Arg]:
+    """The arguments a call passes when `then` follows the bound `first`: positions of `first` come before
+    those of `then`, and a keyword of `then` overrides the same keyword of `first` (it is bound last)."""
+    a, b = list(first), list(then)
+    positional = [x for x in a if x[0] is None and not x[1]] + [x for x in b if x[0] is None and not x[1]]
+    return positional + [x for x in a if x[0] is not None or x[1]] + [x for x in b if x[0] is not None or x[1]]
+
+
+def unbind(d: Any, args: Iterable[Arg]) -> tuple[Any, list[Arg]]:
+    """The function a ``fns`` item calls and the arguments it receives."""
+    if isinstance(d, Bound):
+        return d.fn, bound_args(d.args, args)
+    return d, list(args)
+
+
+def partial_of(k: Kind, args: Iterable[Arg]) -> Optional[Kind]:
+    """`functools.partial(f, ...)` where f has kind k: the functions of the tree f may be, each with the
+    arguments bound (a partial of a partial binds both), else None."""
+    defs = atoms_of(k, "fns")
+    if not defs:
+        return None
+    bound = tuple(args)
+    return fns(Bound(d.fn, tuple(bound_args(d.args, bound))) if isinstance(d, Bound) else Bound(d, bound) for d in defs)
 
 
 def atoms_of(k: Kind, tag: str) -> frozenset[Any]:
@@ -187,6 +221,39 @@ def element(k: Kind) -> Kind:
         else:
             out.append(KP)
     return join(*out) if out else KP
+
+
+def nth_present(kinds: Iterable[Kind], i: int) -> Kind:
+    """The i-th (negative: from the end) of these values that is not None, as ModelOutput's `to_tuple()`
+    and `tuple(v for v in (a, b, c) if v is not None)` number them: a value that may be None shifts those
+    after it, so the kind joins every value that may land at i (EMPTY when none can)."""
+    seq = list(kinds) if i >= 0 else list(reversed(list(kinds)))
+    idx = i if i >= 0 else -i - 1
+    out: list[Kind] = []
+    positions = {0}  # where the next present value may land
+    for k in seq:
+        if k == KN:
+            continue
+        if idx in positions:
+            out.append(k - {N})
+        after = {p + 1 for p in positions if p < idx}
+        positions = (positions | after) if N in k else after
+        if not positions:
+            break
+    return join(*out) if out else EMPTY
+
+
+def present_tuples(kinds: list[Kind]) -> Kind:
+    """`tuple(v for v in (a, b, c) if v is not None)`: a tuple of the values present, one atom per way the
+    values that may be None are there or not (a few of them; else a sequence of their kinds)."""
+    maybe = [i for i, k in enumerate(kinds) if N in k and k != KN]
+    if len(maybe) > 3:
+        return iterable(join(*(k - {N} for k in kinds)))
+    out = []
+    for mask in range(1 << len(maybe)):
+        gone = {i for b, i in enumerate(maybe) if not mask >> b & 1}
+        out.append(tup(k - {N} for i, k in enumerate(kinds) if k != KN and i not in gone))
+    return join(*out)
 
 
 def unpack(k: Kind, n: int) -> list[Kind]:

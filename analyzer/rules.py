@@ -187,7 +187,10 @@ def forward(self, x):
         "warning",
         "control flow on a traced size",
         "Flags `if`/`while`/ternaries/asserts/comparisons on a traced size such as `x.shape[0] > 1`, "
-        "`x.size(1) == 3`, `x.numel()`, and `len(tensor)`.",
+        "`x.size(1) == 3`, `x.numel()`, and `len(tensor)`. Under `--target dynamo` it also flags what makes "
+        "torch.export pin a dynamic axis to the example's length: a loop or a list over a traced size "
+        "(`for i in range(seq_len)`, `[(h, w)] * batch`), and `F.max_pool1d` / `nn.MaxPool1d` without "
+        "`return_indices`, which specialises the length axis (torch 2.13, 2.14).",
         "The size is frozen to the example input's value: a batch or sequence axis that is dynamic at "
         "export time silently takes the example's branch. `x.dim()` and `x.ndim` are safe.",
         """
@@ -240,6 +243,32 @@ def forward(self, ids):
 """,
         targets=("trace", "dynamo"),
         forms=("where", "cond"),  # where: eager-only while tracing; cond: torch._check under torch.export
+    ),
+    Rule(
+        "TS110",
+        "module-cast",
+        "error",
+        "`forward` moves or casts a submodule's parameters",
+        "Under `--target dynamo`, flags a call in `forward` (or what it reaches) that converts a module's "
+        "parameters in place: `.to(...)`, `.float()`, `.half()`, `.double()`, `.bfloat16()`, `.type(...)`, "
+        "`.cuda()`, `.cpu()` on a submodule or on `self` (`self.classifier = self.classifier.to(self.dtype)`).",
+        "torch.export traces `forward` with fake parameters, and a module's `_apply` cannot swap them: the "
+        "export fails with `_apply(): Couldn't swap Linear.weight`, whatever the shapes and even when the "
+        "dtype is already the one asked for. The tracer records the cast, so only torch.export is affected.",
+        """
+def forward(self, hidden_states):
+    self.classifier = self.classifier.to(torch.float32)
+    return self.classifier(hidden_states.to(torch.float32))
+""",
+        """
+def __init__(self, config):
+    super().__init__()
+    self.classifier = nn.Linear(config.hidden_size, config.num_experts, dtype=torch.float32)
+
+def forward(self, hidden_states):
+    return self.classifier(hidden_states.to(torch.float32))
+""",
+        targets=("dynamo",),
     ),
     Rule(
         "TS201",

@@ -159,3 +159,6 @@ xlogy_ xpu zero_
 
 # torch.nn layers whose forward returns a tuple rather than one tensor
 TUPLE_LAYERS = frozenset("RNN LSTM GRU MultiheadAttention".split())
+
+# nn.Module methods that convert its parameters in place (Module._apply): torch.export cannot swap them
+MODULE_CASTS = frozenset({"to", "float", "half", "double", "bfloat16", "type", "cuda", "cpu"})

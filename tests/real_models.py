@@ -288,55 +288,79 @@ def header(spans, line: int) -> tuple[int, int]:
 
 
 def measure(sample=SAMPLE, jobs: int = 2) -> dict:
-    """Trace every sample model, check the files it ran, and compare line by line.
+    """Trace every sample model, check the files it ran, and compare line by line (`score`)."""
+    import transformers
 
-    A warned line is found when a TS1xx finding lies on the header of its statement. A TS1xx finding on a
-    statement that ran under the tracer without any warning in it is a false alarm (the tracer may have
-    short-circuited an `and`/`or` before the flagged operand: those are counted apart)."""
+    def case(name: str, family: str):
+        model = build(name)
+        x = inputs(model, family)
+        return traceable(model, list(x)), tuple(x.values()), getattr(transformers, name)
+
+    return score(transformers, [(name, lambda n=name, f=family: case(n, f)) for name, family in sample], jobs)
+
+
+def score(library, cases, jobs: int = 2) -> dict:
+    """Ground truth on a library's real code: `cases` are (name, make), make() -> (module to trace, inputs,
+    the model's class). A warned line is found when a TS1xx finding lies on the header of its statement. A
+    TS1xx finding on a statement that ran under the tracer without any warning in it is a false alarm (the
+    tracer may have short-circuited an `and`/`or` before the flagged operand: those are counted apart)."""
     import inspect
     import os
     import warnings
     from pathlib import Path
 
     import torch
-    import transformers
 
     from tracer_truth import trace_truth
     from tracesafe.analyzer import Config
     from tracesafe.runner import check_paths
 
-    pkg = Path(transformers.__file__).resolve().parent
+    pkg = Path(library.__file__).resolve().parent
     files = {str(p) for p in pkg.rglob("*.py")}
     warned: dict[str, set[int]] = {}
     executed: dict[str, set[int]] = {}
     external: dict[str, set[int]] = {}  # warned inside torch on a line's behalf: a finding there is confirmed
-    traced, failed = [], []
-    for name, family in sample:
+    traced, failed, classes = [], [], []
+    for name, make in cases:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = build(name)
-                x = inputs(model, family)
+                torch.manual_seed(0)
+                module, x, cls = make()
             with torch.no_grad():
-                w, e = trace_truth(
-                    traceable(model, list(x)), tuple(x.values()), files, direct_only=True, external=external
-                )
+                w, e = trace_truth(module, x, files, direct_only=True, external=external)
         except Exception as exc:  # a model that does not build or trace here says nothing either way
             failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
             continue
         traced.append(name)
+        classes.append(cls)
         for d, src in ((warned, w), (executed, e)):
             for fn, lines in src.items():
                 d.setdefault(fn, set()).update(lines)
-    roots = sorted(set(executed) | {str(Path(inspect.getfile(getattr(transformers, n))).resolve()) for n in traced})
-    rels = [os.path.relpath(p) for p in roots]
-    res = check_paths(rels, Config(target="trace"), jobs=jobs)
+    roots = sorted(set(executed) | {str(Path(inspect.getfile(c)).resolve()) for c in classes})
+    res = check_paths([os.path.relpath(p) for p in roots], Config(target="trace"), jobs=jobs)
     flagged: dict[str, list] = {}
     for f in res.findings:
         if f.code.startswith("TS1"):
             flagged.setdefault(str(Path(f.path).resolve()), []).append((f.line, f.code))
     counts = tally(warned, executed, external, flagged, lambda fn: Path(fn).relative_to(pkg).as_posix())
     return {"traced": traced, "failed": failed, **counts}
+
+
+def describe(r: dict) -> list[str]:
+    """The figures of a `score`, and every miss and false alarm, as lines to print."""
+    alarms = r["alarms"]
+    ran = r["confirmed"] + len(alarms)
+    short = sum(a for a, _ in alarms)
+    found = r["warned"] - len(r["missed"])
+    return [
+        f"  recall {found / r['warned'] if r['warned'] else 1:.3f} ({found}/{r['warned']} warned statements flagged)",
+        f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
+        f"{r['confirmed'] / (ran - short) if ran > short else 1:.3f} without and/or statements "
+        f"({len(alarms)} false alarms, {short} on and/or statements)",
+        *(f"  miss {m}" for m in r["missed"]),
+        *(f"  false alarm{' (and/or)' if a else ''} {text}" for a, text in alarms),
+    ]
 
 
 def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lambda fn: fn) -> dict:
@@ -366,7 +390,9 @@ def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lamb
                 confirmed += 1
             else:
                 text = " ".join(ln.strip() for ln in lines[a - 1 : b])
-                alarms.append((bool(re.search(r"\b(and|or)\b", text)), f"{rel}:{a} {code} {text[:100]}"))
+                # `and`/`or` or a conditional expression: the flagged operand may not have run
+                partial = re.search(r"\b(and|or)\b|\bif\b.+\belse\b", text)
+                alarms.append((bool(partial), f"{rel}:{a} {code} {text[:100]}"))
     return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms}
 
 

@@ -123,6 +123,8 @@ CASES = {
             "assert x.shape[1] == 3",
             "if x.isnan().any():\n    warnings.warn('nan')",
             "if x.size(0) > 8:\n    msg = 'too many'\n    raise ValueError(msg)",
+            "if x.shape[1:] != (3,):\n    raise ValueError('columns')",
+            "assert x.shape == (2, 3)",
         ],
     ),
 }
@@ -283,6 +285,71 @@ def test_error_messages_are_not_conversions():
     assert codes("msg = f'got {x.shape[0]}'") == ["TS106"]  # outside a raise it is still a conversion
 
 
+POOLS = {
+    "F.max_pool1d(x, 2)": True,
+    "nn.MaxPool1d(kernel_size=4, stride=4)(x)": True,
+    "F.max_pool1d(x, 2, return_indices=True)[0]": False,
+    "nn.MaxPool1d(4, return_indices=True)(x)[0]": False,
+    "F.max_pool2d(x.unsqueeze(-1), (2, 1)).squeeze(-1)": False,
+    "F.avg_pool1d(x, 2)": False,
+}
+
+
+@pytest.mark.parametrize("expr,pins", POOLS.items())
+def test_max_pool1d_pins_the_length_under_torch_export(expr, pins):
+    """Knowledge of torch, checked against it: max_pool1d without indices specialises the length axis in
+    torch.export (2.13, 2.14); the same pooling with indices or through max_pool2d keeps it dynamic."""
+    assert codes(f"x = {expr}", target="dynamo") == (["TS108"] if pins else [])
+    assert codes(f"x = {expr}") == []  # the tracer records the op
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    fn = eval(f"lambda x: {expr}", {"F": F, "nn": torch.nn})  # noqa: S307 - the snippets above
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    dyn = torch.export.Dim.DYNAMIC
+    try:
+        torch.export.export(M(), (torch.randn(2, 3, 16),), dynamic_shapes=({0: dyn, 2: dyn},), strict=False)
+        pinned = False
+    except Exception as e:  # noqa: BLE001 - the exporter's error is the measurement
+        pinned = "Constraints violated" in str(e)
+    assert pinned == pins
+
+
+CASTS = {
+    "self.lin = self.lin.to(torch.float32)": True,
+    "self.lin.float()": True,
+    "self.half().float()": True,
+    "x = x.to(torch.float32)": False,  # a tensor, not a module
+    "w = self.lin.weight.to(torch.float32)\nx = x @ w.t()": False,  # a copy of the weight
+}
+
+
+@pytest.mark.parametrize("stmt,fails", CASTS.items())
+def test_casting_a_module_in_forward_fails_torch_export(stmt, fails):
+    """TS110 (dynamo only) against torch.export: converting a module's parameters inside `forward` fails."""
+    src = (
+        "import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.lin = nn.Linear(3, 3)\n\n    def forward(self, x):\n"
+        + textwrap.indent(stmt, " " * 8)
+        + "\n        return self.lin(x)\n"
+    )
+    assert [f.code for f in check_source(src, "m.py", Config(target="dynamo"))] == (["TS110"] if fails else [])
+    assert [f.code for f in check_source(src, "m.py", Config(target="trace"))] == []
+    torch = pytest.importorskip("torch")
+    ns: dict = {}
+    exec(compile(src, "m.py", "exec"), ns)  # noqa: S102 - the snippets above
+    try:
+        torch.export.export(ns["M"](), (torch.randn(2, 3),), strict=False)
+        failed = False
+    except RuntimeError as e:
+        failed = "Couldn't swap" in str(e)
+    assert failed == fails
+
+
 def test_isinstance_narrows_a_name_in_each_arm():
     sig = "self, x, keep: int | torch.Tensor = 0"
     assert codes("if isinstance(keep, int):\n    if keep == 0:\n        x = -x", sig=sig) == []
@@ -292,6 +359,11 @@ def test_isinstance_narrows_a_name_in_each_arm():
     )
     n = "n = x.shape[0]\nif isinstance(n, int):\n    if n > 1:\n        x = -x"
     assert codes(n) == ["TS108"]  # a traced size is an int: still a size
+    # under the tracer a size is a 0-dim tensor: not an int where `isinstance(n, torch.Tensor)` fails; for
+    # torch.export it is a SymInt, not a tensor
+    t = "n = x.shape[0]\nif isinstance(n, torch.Tensor):\n    x = x * n\nelse:\n    if n > 1:\n        x = -x"
+    assert codes(t) == []
+    assert codes(t, target="dynamo") == ["TS108"]
 
 
 def test_entry_point_aliases():
@@ -336,6 +408,7 @@ def test_registry_is_complete():
         "TS107",
         "TS108",
         "TS109",
+        "TS110",
         "TS201",
         "TS202",
         "TS301",
