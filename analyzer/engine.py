@@ -34,6 +34,7 @@ from .kinds import (
     Env,
     Kind,
     atoms_of,
+    dct,
     dictof as dictof_kind,
     fns as fns_kind,
     join,
@@ -170,6 +171,8 @@ def bind_arguments(
     incoming: dict[str, Kind] = {}
     positional = True  # until a `*args`: then positions are unknown (keywords still map)
     spread = False  # a `**kwargs` may fill any parameter not passed by name
+    extra: dict[str, Kind] = {}  # keywords no parameter names: the callee's `**kwargs` holds them
+    named = set(pnames) | {p.name.value for p in fn.params.kwonly_params}
     i = 0
     for kw, star, k in args:
         if star == "*":
@@ -180,9 +183,16 @@ def bind_arguments(
             if positional and i < len(pnames):
                 incoming[pnames[i]] = k
             i += 1
-        else:
+        elif kw in named:
             incoming[kw] = k
+        else:
+            extra[kw] = k
     base = dict(defaults)
+    star_kwarg = fn.params.star_kwarg
+    if isinstance(star_kwarg, cst.Param) and extra:
+        # `helper(x, mask=mask)` into `def helper(x, **kwargs)`: `kwargs["mask"]`, `kwargs.get("mask")`
+        held = [dct(extra), frozenset({("dkv", tuple(sorted(extra.items())))}), dictof_kind(join(*extra.values()))]
+        base[star_kwarg.name.value] = join(*held, defaults.get(star_kwarg.name.value, KP))
     for p in params:
         n = p.name.value
         if n in incoming:
@@ -209,6 +219,7 @@ class Analysis:
         self._class_refs: dict[str, Optional[ClassInfo]] = {}
         self._name_kinds: dict[tuple[str, str], Optional[Kind]] = {}
         self._attr_kinds: dict[tuple[str, str], Kind] = {}
+        self._getters: dict[tuple[str, str], Optional[FuncRef]] = {}  # (class, name) -> its @property getter
         self._class_cache: dict[str, bool] = {}
         self._walking: list[StateKey] = []  # state keys being walked (the innermost is the caller of a call)
         # library function key -> contexts created (keyed by a state key's head: a context's function)
@@ -646,8 +657,35 @@ class Analysis:
             if ci is None:
                 out.append(KT if name in ("weight", "bias") and q.startswith("torch.nn.") else KU)
             else:
-                out.append(self._attr_kind_of_class(ci, name))
+                out.append(self._property(ref, ci, name) or self._attr_kind_of_class(ci, name))
         return join(*out) if out else KU
+
+    def _property(self, ref: FuncRef, ci: ClassInfo, name: str) -> Optional[Kind]:
+        """`obj.scale` where the class defines `scale` as a `@property` (or `cached_property`): what its
+        getter returns, else None."""
+        key = (ci.qualname, name)
+        if key not in self._getters:
+            self._getters[key] = None
+            for c in self.project.mro(ci):
+                if name in c.methods:
+                    node = next(
+                        (
+                            n
+                            for n in c.node.body
+                            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name
+                        ),
+                        None,
+                    )
+                    if node is not None and any(
+                        (ast_dotted(d) or "").rsplit(".", 1)[-1] in ("property", "cached_property")
+                        for d in node.decorator_list
+                    ):
+                        self._getters[key] = FuncRef(c.module, c, c.methods[name])
+                    break
+                if name in _self_attrs(c):
+                    break
+        getter = self._getters[key]
+        return self.call(ref, getter, []) if getter is not None else None
 
     def self_attr_kind(self, ref: FuncRef, name: str) -> Kind:
         """Parameters and buffers are tensors, submodules are module instances of their classes; other
@@ -655,7 +693,7 @@ class Analysis:
         decides (a subclass's `__init__` runs last)."""
         if ref.cls is None or name in _MODULE_STATE:
             return KP
-        return self._attr_kind_of_class(ref.cls, name)
+        return self._property(ref, ref.cls, name) or self._attr_kind_of_class(ref.cls, name)
 
     def _attr_kind_of_class(self, ci: ClassInfo, name: str) -> Kind:
         key = (ci.qualname, name)

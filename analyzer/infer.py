@@ -1468,6 +1468,21 @@ class Walker:
             ):
                 return KT
             vals = [a[1] for a in recv if isinstance(a, tuple) and a[0] == "dictof"]
+            key = e.args[0].value if e.args and isinstance(e.func, cst.Attribute) else None
+            if (
+                name in ("get", "pop")
+                and isinstance(key, cst.SimpleString)
+                and vals
+                and all(("dictof", v) in _literal_dictofs(recv) for v in vals)
+            ):
+                # `kwargs.get("output_attentions", False)` on keywords known by name: the value passed under
+                # that key, else the default (and anything an unknown part of the dict may hold)
+                known = [dict(a[1]).get(key.evaluated_value) for a in recv if isinstance(a, tuple) and a[0] == "dkv"]
+                default = args[1][2] if len(args) > 1 else KN
+                rest = recv & {P, U}
+                return join(
+                    *(k for k in known if k is not None), default if None in known or not known else EMPTY, rest
+                )
             if vals:
                 v = join(*vals)
                 if name not in ("get", "pop", "values", "items", "setdefault") and atoms_of(v, "fns"):
