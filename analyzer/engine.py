@@ -19,7 +19,7 @@ from libcst._nodes.internal import CodegenState
 
 from .finding import Finding
 from . import torchapi as api
-from .infer import Walker, all_params, annotation_kind, tensor_uses
+from .infer import Walker, all_params, annotation_kind, object_uses, tensor_uses
 from .kinds import (
     EMPTY,
     KLT,
@@ -503,6 +503,14 @@ class Analysis:
         base = bind_arguments(callee.node, args, is_method, defaults, names)
         key: StateKey = callee.key
         if callee.module is not self.root:
+            # a module instance handed to library code that only reads its attributes (`module.scaling` in an
+            # attention function) is a plain object there: one context for every calling class, not one each
+            used = object_uses(callee.node)
+            if is_method:
+                used = used | {p.name.value for p in all_params(callee.node.params)[:1]}  # its own `self`
+            for n, k in base.items():
+                if n not in used and any(isinstance(a, tuple) and a[0] == "mod" for a in k):
+                    base[n] = frozenset(a for a in k if not (isinstance(a, tuple) and a[0] == "mod")) | KP
             # library code: one state per argument kinds, up to _MAX_CONTEXTS of them per function. The
             # count is of the contexts this root holds, walked or installed from a summary alike: which
             # summaries an earlier root of the process left must not change this root's result

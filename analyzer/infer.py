@@ -1638,12 +1638,36 @@ class Walker:
 
 
 _USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
+_OBJECT_USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
+_READS_ONLY = frozenset({"getattr", "hasattr", "isinstance", "type", "id", "len", "str", "repr", "print"})
 
 
 def _literal_dictofs(k: Kind) -> set[Atom]:
     """The dictof atoms that only repeat the literals' values (no `d[k] = v` added to them)."""
     lit = [kv for a in k if isinstance(a, tuple) and a[0] == "dkv" for _, kv in a[1]]
     return {("dictof", join(*lit))} if lit else set()
+
+
+def object_uses(fn: cst.FunctionDef) -> set[str]:
+    """Names the body calls (`f(...)`), calls a method of (`attn.prepare_mask(...)`) or hands to a call:
+    a module instance passed there may matter by its class. (Only read for attributes, `module.scaling`,
+    it is a plain value.)"""
+    hit = _OBJECT_USES.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    out: set[str] = set()
+    _OBJECT_USES[id(fn)] = (fn, out)
+    stack: list[cst.CSTNode] = [fn.body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, cst.Call):
+            f = n.func.value if isinstance(n.func, cst.Attribute) else n.func
+            if isinstance(f, cst.Name):
+                out.add(f.value)
+            if not (isinstance(n.func, cst.Name) and n.func.value in _READS_ONLY):
+                out.update(a.value.value for a in n.args if isinstance(a.value, cst.Name))
+        stack.extend(n.children)
+    return out
 
 
 def tensor_uses(fn: cst.FunctionDef) -> set[str]:
