@@ -3,8 +3,8 @@ transformers oracle (a statement is the unit: its header).
 
 The analyzer was never tuned to diffusers: this measures how it generalises. Every statement the tracer
 warns on should carry a TS1xx finding (recall); a TS1xx finding on a statement that ran without a warning is
-a false alarm (precision on executed code; `and`/`or` statements are counted apart, since the tracer may
-have short-circuited before the flagged operand).
+a false alarm (precision on executed code), unless an operand of its `and`/`or` or an arm of its ternary
+never ran: the tracer had nothing to say about it, and it is left out, as in the shared oracle.
 
     python benchmarks/heldout.py            # needs torch and diffusers
 """

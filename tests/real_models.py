@@ -8,6 +8,7 @@ forward pass and a trace take well under a second on a CPU.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 # (model class, family). The family decides the inputs.
@@ -281,6 +282,56 @@ def statement_spans(path: str) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def branch_operands(path: str) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
+    """Statement header -> the spans of the operands of its `and`/`or`s and the arms of its ternaries: the
+    parts of a statement that can be skipped while the statement runs. The header is as in
+    `statement_spans`; an `assert` counts its test only (its message runs only when the test fails)."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    out: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.stmt) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body:
+            span = (node.lineno, max(node.lineno, body[0].lineno - 1))
+            skip = {"body", "orelse", "finalbody", "handlers", "cases"}
+            parts = [v for k, v in ast.iter_fields(node) if k not in skip]
+        else:
+            span = (node.lineno, node.end_lineno)
+            parts = [node.test] if isinstance(node, ast.Assert) else [node]
+        ops = []
+        roots = [p for part in parts for p in (part if isinstance(part, list) else [part]) if isinstance(p, ast.AST)]
+        for sub in (n for p in roots for n in ast.walk(p)):
+            if isinstance(sub, ast.BoolOp):
+                arms = sub.values
+            elif isinstance(sub, ast.IfExp):
+                arms = [sub.body, sub.orelse]  # its test runs whenever the ternary does
+            else:
+                continue
+            ops.extend((a.lineno, a.col_offset, a.end_lineno, a.end_col_offset) for a in arms)
+        if ops:
+            out.setdefault(span, []).extend(ops)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def operand_lines(path: str) -> frozenset[int]:
+    """The lines of the statement headers that hold an `and`/`or` or a ternary (branch_operands)."""
+    return frozenset(ln for a, b in branch_operands(path) for ln in range(a, b + 1))
+
+
+def fully_ran(path: str, span: tuple[int, int], ran_at: set) -> bool:
+    """Every operand of the statement's `and`/`or`s and every arm of its ternaries ran some instruction
+    (ran_at: the spans of the instructions that ran, from trace_truth)."""
+    for line, col, end_line, end_col in branch_operands(path).get(span, ()):
+        if not any((line, col) <= (a, c) and (b, d) <= (end_line, end_col) for a, b, c, d in ran_at):
+            return False
+    return True
+
+
 def header(spans, line: int) -> tuple[int, int]:
     """The innermost statement header holding line."""
     inside = [s for s in spans if s[0] <= line <= s[1]]
@@ -302,8 +353,8 @@ def measure(sample=SAMPLE, jobs: int = 2) -> dict:
 def score(library, cases, jobs: int = 2) -> dict:
     """Ground truth on a library's real code: `cases` are (name, make), make() -> (module to trace, inputs,
     the model's class). A warned line is found when a TS1xx finding lies on the header of its statement. A
-    TS1xx finding on a statement that ran under the tracer without any warning in it is a false alarm (the
-    tracer may have short-circuited an `and`/`or` before the flagged operand: those are counted apart)."""
+    TS1xx finding on a statement that ran under the tracer without any warning in it is a false alarm, unless
+    an operand of its `and`/`or` or an arm of its ternary never ran (then it is left out: `tally`)."""
     import inspect
     import os
     import warnings
@@ -320,6 +371,7 @@ def score(library, cases, jobs: int = 2) -> dict:
     warned: dict[str, set[int]] = {}
     executed: dict[str, set[int]] = {}
     external: dict[str, set[int]] = {}  # warned inside torch on a line's behalf: a finding there is confirmed
+    ran_at: dict[str, set] = {}  # the instructions run on statements with and/or or a ternary
     traced, failed, classes = [], [], []
     for name, make in cases:
         try:
@@ -328,7 +380,9 @@ def score(library, cases, jobs: int = 2) -> dict:
                 torch.manual_seed(0)
                 module, x, cls = make()
             with torch.no_grad():
-                w, e = trace_truth(module, x, files, direct_only=True, external=external)
+                w, e = trace_truth(
+                    module, x, files, direct_only=True, external=external, ran_at=ran_at, watch=operand_lines
+                )
         except Exception as exc:  # a model that does not build or trace here says nothing either way
             failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
             continue
@@ -343,34 +397,40 @@ def score(library, cases, jobs: int = 2) -> dict:
     for f in res.findings:
         if f.code.startswith("TS1"):
             flagged.setdefault(str(Path(f.path).resolve()), []).append((f.line, f.code))
-    counts = tally(warned, executed, external, flagged, lambda fn: Path(fn).relative_to(pkg).as_posix())
+    counts = tally(warned, executed, external, flagged, lambda fn: Path(fn).relative_to(pkg).as_posix(), ran_at)
     return {"traced": traced, "failed": failed, **counts}
 
 
 def describe(r: dict) -> list[str]:
     """The figures of a `score`, and every miss and false alarm, as lines to print."""
-    alarms = r["alarms"]
+    alarms, unrun = r["alarms"], r["unrun"]
     ran = r["confirmed"] + len(alarms)
-    short = sum(a for a, _ in alarms)
+    strict = r["confirmed"] / (ran + len(unrun)) if ran + len(unrun) else 1
     found = r["warned"] - len(r["missed"])
     return [
         f"  recall {found / r['warned'] if r['warned'] else 1:.3f} ({found}/{r['warned']} warned statements flagged)",
-        f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} strict, "
-        f"{r['confirmed'] / (ran - short) if ran > short else 1:.3f} without and/or statements "
-        f"({len(alarms)} false alarms, {short} on and/or statements)",
+        f"  precision on executed code {r['confirmed'] / ran if ran else 1:.3f} ({r['confirmed']} confirmed, "
+        f"{len(alarms)} false alarms, {sum(a for a, _ in alarms)} of them on and/or statements; {len(unrun)} not "
+        f"fully run left out; strict, counting those, {strict:.3f})",
         *(f"  miss {m}" for m in r["missed"]),
         *(f"  false alarm{' (and/or)' if a else ''} {text}" for a, text in alarms),
+        *(f"  not fully run {text}" for text in unrun),
     ]
 
 
-def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lambda fn: fn) -> dict:
+def tally(
+    warned: dict, executed: dict, external: dict, flagged: dict, name=lambda fn: fn, ran_at: dict | None = None
+) -> dict:
     """Score findings against the tracer, one unit throughout: a statement (its header). `warned`,
     `executed`, `external`: file -> lines; `flagged`: file -> [(line, code)]. Returns the warned statements,
-    those missed, the flagged statements that ran and were confirmed, and the false alarms (and/or apart)."""
+    those missed, the flagged statements that ran and were confirmed, and the false alarms (and/or apart).
+    With `ran_at` (trace_truth's instructions run), a flagged statement that ran without a warning but
+    skipped an operand of its `and`/`or` or an arm of its ternary is neither confirmed nor refuted: it goes
+    to `unrun`, out of precision, as the shared oracle scores it (its operands.json)."""
     import re
     from pathlib import Path
 
-    missed, confirmed, alarms, n_warned = [], 0, [], 0
+    missed, confirmed, alarms, unrun, n_warned = [], 0, [], [], 0
     for fn in sorted(set(warned) | set(flagged)):
         spans = statement_spans(fn)
         lines = Path(fn).read_text(encoding="utf-8").splitlines()
@@ -390,10 +450,13 @@ def tally(warned: dict, executed: dict, external: dict, flagged: dict, name=lamb
                 confirmed += 1
             else:
                 text = " ".join(ln.strip() for ln in lines[a - 1 : b])
+                if ran_at is not None and not fully_ran(fn, (a, b), ran_at.get(fn, set())):
+                    unrun.append(f"{rel}:{a} {code} {text[:100]}")
+                    continue
                 # `and`/`or` or a conditional expression: the flagged operand may not have run
                 partial = re.search(r"\b(and|or)\b|\bif\b.+\belse\b", text)
                 alarms.append((bool(partial), f"{rel}:{a} {code} {text[:100]}"))
-    return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms}
+    return {"warned": n_warned, "missed": missed, "confirmed": confirmed, "alarms": alarms, "unrun": unrun}
 
 
 def fix_command(form: str, *paths: str) -> list[str]:

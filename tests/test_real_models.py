@@ -15,12 +15,11 @@ from real_models import measure  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
-# Flagged statements that ran without a warning, as a share of the flagged statements that ran. Where
-# the statement holds `and`/`or`, the tracer may have short-circuited before the flagged operand
-# (`conv_state is not None and seq_len == 1` without a cache): the hazard is real on other inputs or
-# configs, so those are budgeted apart (measured at the time of writing: 5 and 20 of 69).
+# Flagged statements that ran in full without a warning, as a share of the flagged statements that ran
+# (measured at the time of writing: 2 of 46). A statement that skipped an operand of its `and`/`or` or an
+# arm of its ternary (`conv_state is not None and seq_len == 1` without a cache) is left out: the tracer
+# never saw the flagged part (18 such statements then).
 ALARM_BUDGET = 0.10
-ALARM_BUDGET_WITH_AND_OR = 0.40
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +39,9 @@ def test_every_warned_statement_is_flagged(result):
 def test_false_alarms_on_executed_code_stay_under_budget(result):
     alarms = result["alarms"]
     ran = result["confirmed"] + len(alarms)
-    plain = [text for and_or, text in alarms if not and_or]
     print(
-        f"\nconfirmed {result['confirmed']}, false alarms {len(alarms)} ({len(alarms) - len(plain)} on "
-        f"statements with and/or) of {ran} flagged statements that ran"
+        f"\nconfirmed {result['confirmed']}, false alarms {len(alarms)} of {ran} flagged statements that ran; "
+        f"{len(result['unrun'])} not fully run left out"
     )
     detail = "\n".join(text for _, text in alarms)
-    assert len(plain) <= ALARM_BUDGET * ran, f"{len(plain)} of {ran} ran without a warning:\n{detail}"
-    assert len(alarms) <= ALARM_BUDGET_WITH_AND_OR * ran, f"{len(alarms)} of {ran}:\n{detail}"
+    assert len(alarms) <= ALARM_BUDGET * ran, f"{len(alarms)} of {ran} ran without a warning:\n{detail}"

@@ -31,15 +31,28 @@ def load_fixture(path: Path, root: Path):
     return mod
 
 
-def trace_truth(model, inputs, files: set[str], direct_only: bool = False, external: dict | None = None):
+def trace_truth(
+    model,
+    inputs,
+    files: set[str],
+    direct_only: bool = False,
+    external: dict | None = None,
+    ran_at: dict | None = None,
+    watch=None,
+):
     """(warned, executed): {file: {line}} for TracerWarnings raised from, and lines run in, files.
 
     A warning is attributed to the innermost frame in files; with direct_only, only when the warning is
     raised at that line itself, not inside torch on its behalf (`F.embedding`'s padding_idx check, a
-    tensor formatted by `Tensor.__format__`), which then go to `external` (innermost frame in files)."""
+    tensor formatted by `Tensor.__format__`), which then go to `external` (innermost frame in files).
+
+    With `watch` (file -> the lines to watch), `ran_at` receives, per file, the source spans (line, col,
+    end_line, end_col) of the bytecode instructions run on those lines: which operands of an `and`/`or`
+    or arms of a ternary ran, which line events cannot tell."""
     import torch
 
     warned: dict[str, set[int]] = {}
+    ran_code: dict[str, set] = {}
     external = {} if external is None else external
     executed: dict[str, set[int]] = {}
     resolved: dict[str, str] = {}
@@ -70,10 +83,25 @@ def trace_truth(model, inputs, files: set[str], direct_only: bool = False, exter
             return None
         if event == "line":
             executed.setdefault(fn, set()).add(frame.f_lineno)
+            if watch is not None:
+                # opcode events cost a callback per instruction: only on the lines asked for
+                frame.f_trace_opcodes = frame.f_lineno in watch(fn)
+        elif event == "opcode":
+            ran_code.setdefault(fn, set()).add((frame.f_code, frame.f_lasti))
         return tracer
 
     with observing(hook, tracer):
         torch.jit.trace(model, inputs, check_trace=False, strict=False)
+    if ran_at is not None:
+        for fn, pairs in ran_code.items():
+            spans = ran_at.setdefault(fn, set())
+            table: dict = {}
+            for code, lasti in pairs:
+                if code not in table:
+                    table[code] = list(code.co_positions())  # one entry per 2-byte code unit
+                p = table[code][lasti // 2]
+                if None not in p:
+                    spans.add(p)
     return warned, executed
 
 
