@@ -171,6 +171,7 @@ def bind_arguments(
     incoming: dict[str, Kind] = {}
     positional = True  # until a `*args`: then positions are unknown (keywords still map)
     spread = False  # a `**kwargs` may fill any parameter not passed by name
+    spread_dicts: list[Kind] = []
     extra: dict[str, Kind] = {}  # keywords no parameter names: the callee's `**kwargs` holds them
     named = set(pnames) | {p.name.value for p in fn.params.kwonly_params}
     i = 0
@@ -179,6 +180,7 @@ def bind_arguments(
             positional = False
         elif star:
             spread = True
+            spread_dicts.append(k)
         elif kw is None:
             if positional and i < len(pnames):
                 incoming[pnames[i]] = k
@@ -193,12 +195,17 @@ def bind_arguments(
         # `helper(x, mask=mask)` into `def helper(x, **kwargs)`: `kwargs["mask"]`, `kwargs.get("mask")`
         held = [dct(extra), frozenset({("dkv", tuple(sorted(extra.items())))}), dictof_kind(join(*extra.values()))]
         base[star_kwarg.name.value] = join(*held, defaults.get(star_kwarg.name.value, KP))
+    # `layer(x, **kwargs)` where kwargs holds keywords a call passed by name (`layer(x, mask=m)` into a
+    # `def f(x, **kwargs)`): the parameter they name is that value
+    spelled = _spelled_out(spread_dicts[0]) if len(spread_dicts) == 1 else []
     for p in params:
         n = p.name.value
         if n in incoming:
             k = incoming[n]
             ann = annotation_kind(p.annotation, names) if k <= {P, U} else None
             base[n] = ann if ann is not None else k
+        elif spelled and all(n in d for d in spelled):
+            base[n] = join(*(d[n] for d in spelled))
         elif spread or not positional:
             ann = annotation_kind(p.annotation, names)
             base[n] = join(base.get(n, EMPTY), ann if ann is not None else KU)
@@ -1348,3 +1355,10 @@ def to_findings(
             seen.add(place)
             unique.append(f)
     return unique
+
+
+def _spelled_out(k: Kind) -> list[dict[str, Kind]]:
+    """The keywords a dict spread into a call (`**kwargs`) was built with, one mapping per way code of the
+    tree built it (keywords a call passed into a `**kwargs` parameter, a dict display). Other keys may be
+    there too, but a key passed by name is there with that value."""
+    return [dict(a[1]) for a in k if isinstance(a, tuple) and a[0] == "dkv"]

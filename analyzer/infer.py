@@ -6,7 +6,7 @@ passes) and asks its Analysis for the kinds of calls into other reached function
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import libcst as cst
 
@@ -849,9 +849,9 @@ class Walker:
             out.append(KT)
         for a in base:
             if isinstance(a, tuple) and a[0] == "obj":
-                field = dict(a[1]).get(name)
-                if field is not None:
-                    out.append(field)
+                # a field not given: None, or set later (`out.loss = ...`) or by a decorator of the function
+                # that built it (transformers' `@capture_outputs`)
+                out.append(dict(a[1]).get(name, _UNSET_FIELD))
         for a in base:
             if isinstance(a, tuple) and a[0] == "tup" and name in ("values", "indices"):
                 out.append(KT)
@@ -862,19 +862,12 @@ class Walker:
         idx_kinds = []
         const_index = None
         is_slice = False
+        bounds = _const_bounds(e.slice)  # `seq[1:]`, `seq[:-1]`: which elements of a tuple are kept
         for el in e.slice:
             if isinstance(el.slice, cst.Index):
                 ik = self.ev(el.slice.value, env)
                 idx_kinds.append(ik)
-                v = el.slice.value
-                if isinstance(v, cst.Integer):
-                    const_index = int(v.value, 0)
-                elif (
-                    isinstance(v, cst.UnaryOperation)
-                    and isinstance(v.expression, cst.Integer)
-                    and isinstance(v.operator, cst.Minus)
-                ):
-                    const_index = -int(v.expression.value, 0)
+                const_index = _const_int(el.slice.value)
             else:
                 is_slice = True
                 for part in (el.slice.lower, el.slice.upper, el.slice.step):  # type: ignore[attr-defined]  # libcst's unions / an invariant mypy cannot see
@@ -919,7 +912,9 @@ class Walker:
                 out.append(KLT if is_slice else KT)
             elif isinstance(a, tuple) and a[0] == "tup":
                 elems = a[1]
-                if is_slice:
+                if is_slice and bounds is not None:
+                    out.append(tup(elems[bounds[0] : bounds[1]]))
+                elif is_slice:
                     out.append(KLT if any(is_tensor(x) for x in elems) else KP)
                 elif const_index is not None and -len(elems) <= const_index < len(elems):
                     out.append(elems[const_index])
@@ -983,6 +978,9 @@ class Walker:
             return KS
         if ST in both and isinstance(op, (cst.Add, cst.Multiply)):
             return KST
+        if isinstance(op, cst.Add) and both and all(isinstance(a, tuple) and a[0] == "tup" for a in both):
+            # `(x,) + rest[1:]`: element i of the sum is known, as for a display
+            return join(*(tup(la[1] + ra[1]) for la in lk for ra in rk))
         if LT in both and isinstance(op, cst.Add):
             return KLT
         if U in both:
@@ -1639,6 +1637,7 @@ class Walker:
 
 _USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
 _OBJECT_USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
+_UNSET_FIELD = KN | KU  # a field the constructor was not given: its default, or what this analysis cannot see set
 _READS_ONLY = frozenset({"getattr", "hasattr", "isinstance", "type", "id", "len", "str", "repr", "print"})
 
 
@@ -1714,3 +1713,24 @@ def join_env(*envs: Env) -> Env:
         for k, v in env.items():
             out[k] = join(out[k], v) if k in out else v
     return out
+
+
+def _const_int(e: Optional[cst.BaseExpression]) -> Optional[int]:
+    """`3`, `-1`: an integer literal's value."""
+    if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Minus):
+        inner = _const_int(e.expression)
+        return -inner if inner is not None else None
+    return int(e.value, 0) if isinstance(e, cst.Integer) else None
+
+
+def _const_bounds(slices: Sequence[cst.SubscriptElement]) -> Optional[tuple[Optional[int], Optional[int]]]:
+    """(lower, upper) of a one-dimensional slice whose bounds are integer literals or absent, without a step."""
+    if len(slices) != 1 or not isinstance(slices[0].slice, cst.Slice):
+        return None
+    s = slices[0].slice
+    if s.step is not None:
+        return None
+    lo, hi = _const_int(s.lower), _const_int(s.upper)
+    if (s.lower is not None and lo is None) or (s.upper is not None and hi is None):
+        return None
+    return lo, hi

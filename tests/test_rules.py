@@ -88,6 +88,7 @@ CASES = {
             "v, i = x.max(dim=0)",
             "rows = [r for r in x.split(1)]",
             "h, weights = self.attn(x)",
+            "t = (x, 3, (x, x))\nfor h in t[2:][0]:\n    pass",
         ],
         [
             "for row in x:\n    pass",
@@ -95,6 +96,7 @@ CASES = {
             "rows = list(x)",
             "for i, r in enumerate(x):\n    pass",
             "z = [r * 2 for r in x]",
+            "t = (x, 3)\nrest = (x,) + t[:1]\nfor r in rest[1]:\n    pass",
         ],
     ),
     "TS108": (
@@ -965,3 +967,87 @@ def test_a_local_list_that_tensors_are_appended_to_holds_tensors():
                 return x
     """
     assert _found(src) == [(12, "TS108")]
+
+
+def test_an_output_field_the_constructor_was_not_given_is_not_a_tensor():
+    """`BaseModelOutput(last_hidden_state=h)` then `outputs.hidden_states`: the field's default (None) or
+    what a decorator filled in (transformers' `@capture_outputs`): not the tensor its consumer's
+    annotation claims (segformer's `zip(encoder_hidden_states, self.linear_projections)`)."""
+    src = """
+        from dataclasses import dataclass
+
+        import torch
+        import torch.nn as nn
+
+
+        @dataclass
+        class Output:
+            last_hidden_state: torch.Tensor = None
+            hidden_states: tuple = None
+
+
+        class Encoder(nn.Module):
+            def forward(self, x):
+                return Output(last_hidden_state=x * 2)
+
+
+        class Head(nn.Module):
+            def forward(self, states: torch.Tensor):
+                out = 0
+                for s in zip(states, range(3)):
+                    out = out + 1
+                return out
+
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = Encoder()
+                self.head = Head()
+
+            def forward(self, x):
+                outputs = self.encoder(x)
+                if outputs.last_hidden_state.sum() > 0:
+                    x = x + 1
+                return self.head(outputs.hidden_states), x
+    """
+    assert _found(src) == [(35, "TS101")]
+
+
+def test_keywords_spread_on_with_kwargs_reach_the_parameter_they_name():
+    """`self.attn(h, **kwargs)` where kwargs holds what the model passed by name (`position_embeddings=`):
+    the attention's parameter is that value, not its annotation (deepseek_v4's dict of `(cos, sin)` pairs
+    annotated as a dict or a tuple)."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+
+        class Attention(nn.Module):
+            def forward(self, h, position_embeddings: torch.Tensor, scale: torch.Tensor = None):
+                cos, sin = position_embeddings["main"]
+                if scale.sum() > 0:
+                    h = h * 2
+                return h * cos + sin
+
+
+        class Layer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = Attention()
+
+            def forward(self, h, **kwargs):
+                return self.attn(h, **kwargs)
+
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = Layer()
+
+            def forward(self, x, **kwargs):
+                pe = {"main": (x.cos(), x.sin())}
+                return self.layer(x, position_embeddings=pe, **kwargs)
+    """
+    # `scale` no key names: the model's own **kwargs may hold it, so its annotation stands
+    assert _found(src) == [(9, "TS101")]
