@@ -15,6 +15,7 @@ from .kinds import (
     EMPTY,
     KB0,
     KB1,
+    KD,
     KLT,
     KN,
     KP,
@@ -29,6 +30,7 @@ from .kinds import (
     ST,
     T,
     U,
+    D,
     Arg,
     Atom,
     Env,
@@ -384,10 +386,17 @@ class Walker:
         """An if/while/assert/ternary test: TS1xx on a tensor value, TS108 on a traced size; a check (an
         `if` whose arm only raises or warns, an `assert` on a size) is TS109."""
         if what in ("check", "size-assert"):
-            if traced(kind):
+            if traced(kind) or D in kind:
                 label = "`if`" if what == "check" else "`assert`"
-                value = "a tensor value" if is_tensor(kind) else "a traced size"
-                export = "torch.export cannot export it" if is_tensor(kind) else "torch.export guards on the size"
+                data = is_tensor(kind) or not is_size(kind)
+                value = (
+                    "a tensor value"
+                    if is_tensor(kind)
+                    else "a traced size"
+                    if is_size(kind)
+                    else "a number read from a tensor"
+                )
+                export = "torch.export cannot export it" if data else "torch.export guards on the size"
                 self.report(
                     stmt_node,
                     "TS109",
@@ -423,6 +432,14 @@ class Walker:
                 stmt_node,
                 "TS108",
                 f"{label} tests a traced size `{self.src(test)}`: the branch is frozen for dynamic axes",
+                end=test,
+            )
+        elif D in kind:
+            self.report(
+                stmt_node,
+                code_tensor,
+                f"{label} tests `{self.src(test)}`, a number read from a tensor (`.item()`): torch.export "
+                f"cannot branch on it (data-dependent)",
                 end=test,
             )
 
@@ -736,8 +753,8 @@ class Walker:
                 return rk
             rb = known_bool(rk)
             if rb is (not is_and):
-                return frozenset(a for a in lk if a in (T, S)) or rk
-            return frozenset(a for a in join(lk, rk) if a in (T, S))
+                return frozenset(a for a in lk if a in _TESTED) or rk
+            return frozenset(a for a in join(lk, rk) if a in _TESTED)
         if isinstance(e, cst.UnaryOperation) and isinstance(e.operator, cst.Not):
             k = self.test_kind(e.expression, env)
             self.test_kinds[id(e)] = self.test_kinds.get(id(e.expression), k)
@@ -748,7 +765,7 @@ class Walker:
         self.test_kinds[id(e)] = k
         if known_bool(k) is not None:
             return k
-        return frozenset(a for a in k if a in (T, S))
+        return frozenset(a for a in k if a in _TESTED)
 
     def coerce(self, node: cst.CSTNode, k: Kind, what: str) -> None:
         """A tensor or traced size turned into a Python bool here."""
@@ -756,6 +773,8 @@ class Walker:
             self.report(node, "TS104", f"{what} converts a tensor to a Python bool: tracing freezes it")
         elif is_size(k):
             self.report(node, "TS108", f"{what} compares a traced size: the result is frozen for dynamic axes")
+        elif D in k:
+            self.report(node, "TS104", f"{what} is a number read from a tensor: torch.export cannot branch on it")
 
     def ev(self, e: cst.BaseExpression, env: Env) -> Kind:
         m = getattr(self, "ev_" + type(e).__name__, None)
@@ -974,6 +993,8 @@ class Walker:
                 )
         if is_tensor(both):
             return KT
+        if D in both:
+            return KD
         if is_size(both):
             return KS
         if ST in both and isinstance(op, (cst.Add, cst.Multiply)):
@@ -995,7 +1016,7 @@ class Walker:
                 return KB0 if b else KB1
             self.coerce(e, k, f"`not {self.src(e.expression)}`")
             return KP
-        return frozenset(a for a in k if a in (T, S)) or KP
+        return frozenset(a for a in k if a in _TESTED) or KP
 
     def ev_BooleanOperation(self, e: cst.BooleanOperation, env: Env) -> Kind:
         lk = self.ev(e.left, env)
@@ -1043,13 +1064,13 @@ class Walker:
                     result.append(KP)
             else:
                 both = join(prev, rk)
-                result.append(KT if is_tensor(both) else KS if is_size(both) else KP)
+                result.append(KT if is_tensor(both) else KD if D in both else KS if is_size(both) else KP)
             prev = rk
         res = join(*result)
         if chained and traced(res):
             self.coerce(e, res, f"chained comparison `{self.src(e)}`")
             return KP
-        return frozenset(a for a in res if a in (T, S)) or KP
+        return frozenset(a for a in res if a in _TESTED) or KP
 
     def ev_IfExp(self, e: cst.IfExp, env: Env) -> Kind:
         k = self.test_kind(e.test, env)
@@ -1350,7 +1371,7 @@ class Walker:
                     f"{'tensor' if is_tensor(anyk) else 'traced size'} to {_BUILTIN_CONVERT[name]}: "
                     f"frozen by tracing",
                 )
-            return KP
+            return KD if D in anyk and name in ("int", "float") else KP
         if name == "len":
             if pos and surely_tensor(pos[0]):
                 self.report(
@@ -1436,7 +1457,9 @@ class Walker:
                     "TS106",
                     f"`.{name}()` converts a tensor to {api.CONVERTING_METHODS[name]}: the value is frozen by tracing",
                 )
-                return KP
+                # torch.export reads it as an unbacked symbol: the export fails where it is branched on, perhaps
+                # in another function (longformer's `is_global_attn`), not here
+                return KD if name == "item" and self.target == "dynamo" else KP
             if name in _SIZE_TAKING:
                 self.tensor_as_size(e, name, args)
             if name == "size":
@@ -1636,6 +1659,7 @@ class Walker:
 
 
 _USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
+_TESTED = (T, S, D)  # the atoms a condition's outcome depends on under export
 _OBJECT_USES: dict[int, tuple[cst.FunctionDef, set[str]]] = {}
 _UNSET_FIELD = KN | KU  # a field the constructor was not given: its default, or what this analysis cannot see set
 _READS_ONLY = frozenset({"getattr", "hasattr", "isinstance", "type", "id", "len", "str", "repr", "print"})

@@ -39,6 +39,9 @@ P = "P"  # a plain Python value (or anything we know nothing about)
 U = "U"  # an opaque value: a call result the analysis cannot see into (maybe a tensor, maybe not)
 B1 = "B1"  # a Python bool known to be True while exporting under this target
 B0 = "B0"  # ... known to be False
+# a Python number read from a tensor (`t.item()`) under torch.export: an unbacked symbol. Arithmetic and
+# sizes take it, but branching on it fails (GuardOnDataDependentSymNode), wherever the branch is
+D = "D"
 
 # An atom is one of the strings above or a tagged tuple ("tup", (kinds...)), ("mod", classes), ...: the
 # payload's type depends on the tag, which mypy cannot follow, so atoms are Any.
@@ -58,6 +61,7 @@ KP = frozenset({P})
 KU = frozenset({U})
 KB1 = frozenset({B1})
 KB0 = frozenset({B0})
+KD = frozenset({D})
 
 _MAX_TUPLE = 8
 

@@ -47,7 +47,9 @@ _RULES = [
         "`torch.jit.trace` and the TorchScript ONNX exporter run `forward` once and convert the "
         "condition to a Python `bool`. The branch taken for the example input is frozen into the "
         "graph and every later input takes it too, silently. The torch.export-based exporter "
-        "(`dynamo=True`) refuses it with `GuardOnDataDependentSymNode`.",
+        "(`dynamo=True`) refuses it with `GuardOnDataDependentSymNode`. Under `--target dynamo` this "
+        "includes a number read with `.item()`, wherever it is tested: torch.export reads it as an unbacked "
+        "symbol and fails at the `if`, not at `.item()` (the tracer freezes it at `.item()`, TS106).",
         """
 def forward(self, x):
     if x.sum() > 0:

@@ -11,6 +11,7 @@ import libcst as cst
 from tracesafe.analyzer.api import analyze_source
 from tracesafe.analyzer.config import Config
 from tracesafe.analyzer.engine import Analysis, FuncState, position_def
+from tracesafe.analyzer.kinds import EMPTY, D
 from tracesafe.analyzer.project import ClassInfo, ModuleInfo, Project, SourceError, parse_source
 from tracesafe.analyzer.rules import RULES
 
@@ -95,7 +96,12 @@ def _state_plans(an: Analysis, st: FuncState, mod: ModuleInfo, form: str) -> lis
         return plans + _unaddressed_plans(form, plans, list(st.found.values()) + other_returns)
     if none_returns:
         plans.append(Plan(form, {"TS201"}, none_returns, reason="a `None` output: use the flag or optional form"))
-    found = list(st.found.values())
+    found = []
+    for f in st.found.values():
+        if _tests_an_item(f[0], st):
+            plans.append(Plan(form, {f[1]}, [f[0]], reason=_ITEM_REASON))
+        else:
+            found.append(f)
     if form == "where":
         parents = _parents(fn) if any(code == "TS103" for _n, code, _m, _e in found) else {}
         names = cond.Names(fn)  # walks the function the first time a plan asks what it reads
@@ -173,6 +179,27 @@ def _state_plans(an: Analysis, st: FuncState, mod: ModuleInfo, form: str) -> lis
                 if p is not None:
                     plans.append(p)
     return plans + _unaddressed_plans(form, plans, found + other_returns)
+
+
+_ITEM_REASON = (
+    "it tests a number read with `.item()`: torch.cond needs a bool tensor or a SymBool, and `flag != 0` on a "
+    "SymBool is a Python constant (a branch torch.export silently specialises); test the tensor instead "
+    "(`t.any()`, not `t.any().item()`)"
+)
+
+
+def _tests_an_item(node: cst.CSTNode, st: FuncState) -> bool:
+    """Does the condition of this flagged statement test a number read with `.item()` (kind D)?"""
+    test = getattr(node, "test", None)
+    if not isinstance(test, cst.BaseExpression):
+        return False
+    stack: list[cst.CSTNode] = [test]
+    while stack:
+        e = stack.pop()
+        if D in st.test_kinds.get(id(e), EMPTY) or D in st.operand_kinds.get(id(e), EMPTY):
+            return True
+        stack.extend(child_nodes(e))
+    return False
 
 
 def _unaddressed_plans(form: str, plans: list[Plan], found: list[Found]) -> list[Plan]:

@@ -35,7 +35,9 @@ def measured(tmp_path_factory):
     finally:
         sys.path.remove(str(BENCH))
     types = sorted(set(SAMPLE["failing_flagged"]) | set(SAMPLE["working"]))
-    res = rescue.measure(types, "cond", 2, tmp_path_factory.mktemp("rescue"))
+    work = tmp_path_factory.mktemp("rescue")
+    res = rescue.measure(types, "cond", 2, work)
+    res["fixed"] = work / "fixed" / "transformers"  # the copy `fix` rewrote, for the next failing sites
     return res, rescue.summarise(res)
 
 
@@ -60,4 +62,26 @@ def test_every_statement_where_the_export_fails_is_flagged_by_target_dynamo(meas
     failing = [r for r in s["failing"] if r["where"] and not str(r.get("message") or "").startswith("over ")]
     assert len(failing) >= 15, [r["type"] for r in s["failing"]]  # the sample still fails where it did
     missed = [(r["type"], r["where"], r["message"]) for r in failing if not r.get("flagged")]
+    assert not missed, missed
+
+
+def test_where_the_export_fails_next_after_fix_is_flagged_too(measured):
+    """One model, several sites: once `fix` rewrote the first failing statement, the export of the fixed copy
+    fails further on (led and longformer: `if is_global_attn:`, a number the encoder read with `.item()`).
+    `check --target dynamo` on the fixed copy flags that statement too."""
+    res, s = measured
+    sys.path.insert(0, str(BENCH))
+    try:
+        from rescue import flagged_lines, statement
+    finally:
+        sys.path.remove(str(BENCH))
+    failing = ("data-dependent", "pinned", "other")
+    nxt = [r for r in res["rows"] if r.get("after") in failing and r.get("after_where") not in (None, r.get("where"))]
+    assert nxt, "no sampled export fails at a new statement after fix: the test measures nothing"
+    flagged = flagged_lines(res["fixed"])
+    missed = []
+    for r in nxt:
+        lo, hi = statement(res["fixed"], r["after_where"])
+        if not flagged.get(r["after_where"].rpartition(":")[0], set()) & set(range(lo, hi + 1)):
+            missed.append((r["type"], r["after_where"], r["after_message"]))
     assert not missed, missed

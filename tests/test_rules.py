@@ -1051,3 +1051,45 @@ def test_keywords_spread_on_with_kwargs_reach_the_parameter_they_name():
     """
     # `scale` no key names: the model's own **kwargs may hold it, so its annotation stands
     assert _found(src) == [(9, "TS101")]
+
+
+def test_a_number_read_with_item_fails_torch_export_where_it_is_branched_on():
+    """`.item()` under torch.export is an unbacked symbol: the export fails at the `if` that tests it, even
+    in another function (longformer and led compute `is_global_attn` in the encoder and test it in the
+    attention layer). The tracer freezes the value where `.item()` reads it, and only there."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+
+        class Attention(nn.Module):
+            def forward(self, h, is_global_attn=None):
+                if is_global_attn:
+                    h = h * 2
+                return h
+
+
+        class Encoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = Attention()
+
+            def forward(self, h, mask):
+                is_global_attn = (mask > 0).flatten().any().item()
+                return self.attn(h, is_global_attn=is_global_attn)
+    """
+    assert _found(src, "dynamo") == [(8, "TS101"), (19, "TS106")]
+    assert _found(src) == [(19, "TS106")]
+    # `cond` leaves it, saying why: `torch.cond(is_global_attn != 0, ...)` on the SymBool `.item()` gives
+    # would be a Python constant, one branch silently exported for every input
+    from tracesafe.rewriters.engine import fix_source
+
+    res = fix_source(textwrap.dedent(src), "cond", unsafe_fixes=True)
+    assert res.source == textwrap.dedent(src)
+    assert any("`.item()`" in (p.reason or "") and "TS101" in p.codes for p in res.refused)
+    torch = pytest.importorskip("torch")
+    ns: dict = {}
+    exec(compile(textwrap.dedent(src), "m.py", "exec"), ns)  # noqa: S102 - the source above
+    with pytest.raises(Exception, match="data-dependent") as failure:
+        torch.export.export(ns["Encoder"](), (torch.randn(2, 3), torch.ones(2, 3)), strict=False)
+    assert [f.lineno for f in __import__("traceback").extract_tb(failure.tb) if f.filename == "m.py"][-1] == 8
