@@ -1081,8 +1081,8 @@ def _value_kind(
         wrapped = partial_of(_value_kind(e.args[0], mod, ci, attrs), bound)
         if wrapped is not None:
             return wrapped
-    if last == "Parameter":
-        return KT
+    if last == "Parameter" or last == "Buffer" and q.startswith("torch."):
+        return KT  # `nn.Parameter(t)`, `nn.Buffer(t)` (torch >= 2.5): a tensor the module holds, not a submodule
     if q.startswith("torch.nn.") and last in ("ParameterList", "ParameterDict"):
         return KLT if last == "ParameterList" else dictof_kind(KT)
     if q.startswith("torch.nn.") and last in _CONTAINERS:

@@ -1093,3 +1093,28 @@ def test_a_number_read_with_item_fails_torch_export_where_it_is_branched_on():
     with pytest.raises(Exception, match="data-dependent") as failure:
         torch.export.export(ns["Encoder"](), (torch.randn(2, 3), torch.ones(2, 3)), strict=False)
     assert [f.lineno for f in __import__("traceback").extract_tb(failure.tb) if f.filename == "m.py"][-1] == 8
+
+
+def test_a_buffer_cast_in_forward_is_not_a_module_cast():
+    """`self.inv_freq = nn.Buffer(t)` holds a tensor, not a submodule: `self.inv_freq.to(x.device)` in
+    `forward` (every rotary embedding in transformers) exports; casting a submodule does not (TS110)."""
+    src = """
+        import torch
+        import torch.nn as nn
+
+
+        class Rotary(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inv_freq = nn.Buffer(torch.ones(3), persistent=False)
+
+            def forward(self, x):
+                return x * self.inv_freq.to(device=x.device, dtype=torch.float32)
+    """
+    assert _found(src, "dynamo") == []
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.nn, "Buffer"):
+        pytest.skip("torch.nn.Buffer is torch >= 2.5")
+    ns: dict = {}
+    exec(compile(textwrap.dedent(src), "m.py", "exec"), ns)  # noqa: S102 - the source above
+    torch.export.export(ns["Rotary"](), (torch.randn(2, 3),), strict=False)  # does not raise
