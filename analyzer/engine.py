@@ -34,7 +34,8 @@ from .kinds import (
     Env,
     Kind,
     atoms_of,
-    dct,
+    keyed,
+    keyed_ways,
     dictof as dictof_kind,
     fns as fns_kind,
     join,
@@ -193,11 +194,11 @@ def bind_arguments(
     star_kwarg = fn.params.star_kwarg
     if isinstance(star_kwarg, cst.Param) and extra:
         # `helper(x, mask=mask)` into `def helper(x, **kwargs)`: `kwargs["mask"]`, `kwargs.get("mask")`
-        held = [dct(extra), frozenset({("dkv", tuple(sorted(extra.items())))}), dictof_kind(join(*extra.values()))]
-        base[star_kwarg.name.value] = join(*held, defaults.get(star_kwarg.name.value, KP))
+        base[star_kwarg.name.value] = join(keyed(extra.items()), defaults.get(star_kwarg.name.value, KP))
     # `layer(x, **kwargs)` where kwargs holds keywords a call passed by name (`layer(x, mask=m)` into a
-    # `def f(x, **kwargs)`): the parameter they name is that value
-    spelled = _spelled_out(spread_dicts[0]) if len(spread_dicts) == 1 else []
+    # `def f(x, **kwargs)`): the parameter they name is that value (other keys may be there too, but not
+    # that one again)
+    spelled = keyed_ways(spread_dicts[0]) if len(spread_dicts) == 1 else []
     for p in params:
         n = p.name.value
         if n in incoming:
@@ -516,7 +517,7 @@ class Analysis:
             if is_method:
                 used = used | {p.name.value for p in all_params(callee.node.params)[:1]}  # its own `self`
             for n, k in base.items():
-                if n not in used and any(isinstance(a, tuple) and a[0] == "mod" for a in k):
+                if n not in used and atoms_of(k, "mod"):
                     base[n] = frozenset(a for a in k if not (isinstance(a, tuple) and a[0] == "mod")) | KP
             # library code: one state per argument kinds, up to _MAX_CONTEXTS of them per function. The
             # count is of the contexts this root holds, walked or installed from a summary alike: which
@@ -1355,10 +1356,3 @@ def to_findings(
             seen.add(place)
             unique.append(f)
     return unique
-
-
-def _spelled_out(k: Kind) -> list[dict[str, Kind]]:
-    """The keywords a dict spread into a call (`**kwargs`) was built with, one mapping per way code of the
-    tree built it (keywords a call passed into a `**kwargs` parameter, a dict display). Other keys may be
-    there too, but a key passed by name is there with that value."""
-    return [dict(a[1]) for a in k if isinstance(a, tuple) and a[0] == "dkv"]

@@ -41,6 +41,8 @@ from .kinds import (
     element,
     iterable,
     is_size,
+    keyed,
+    keyed_ways,
     is_tensor,
     join,
     known_bool,
@@ -1096,9 +1098,9 @@ class Walker:
 
     def ev_List(self, e: cst.List | cst.Tuple, env: Env) -> Kind:
         kinds = [self.ev(el.value, env) for el in e.elements]
-        if any(isinstance(el, cst.StarredElement) for el in e.elements):
-            kinds = [element(k) if isinstance(el, cst.StarredElement) else k for el, k in zip(e.elements, kinds)]
         starred = any(isinstance(el, cst.StarredElement) for el in e.elements)
+        if starred:
+            kinds = [element(k) if isinstance(el, cst.StarredElement) else k for el, k in zip(e.elements, kinds)]
         if any(is_tensor(k) for k in kinds) and (starred or all(surely_tensor(k) for k in kinds)):
             return KLT
         if any(is_tensor(k) for k in kinds):
@@ -1106,7 +1108,7 @@ class Walker:
             return tup(kinds)
         if kinds and all(is_size(k) or k == KP for k in kinds) and any(is_size(k) for k in kinds):
             return KST
-        return tup(kinds) if kinds and not any(isinstance(el, cst.StarredElement) for el in e.elements) else KP
+        return tup(kinds) if kinds and not starred else KP
 
     def ev_Set(self, e: cst.Set, env: Env) -> Kind:
         if self.target == "script":
@@ -1128,10 +1130,10 @@ class Walker:
             else:
                 values.append(element(self.ev(el.value, env)))
                 literal = False
-        out = dct(keys) if literal else KP
         if literal and keys:
             # per-key kinds, for `d["key"]` (a flag and a tensor in one dict stay apart)
-            out = join(out, frozenset({("dkv", tuple(sorted(zip(keys, values), key=lambda kv: kv[0])))}))
+            return keyed(zip(keys, values))
+        out = dct(keys) if literal else KP
         return join(out, dictof(join(*values))) if values else out
 
     def ev_Lambda(self, e: cst.Lambda, env: Env) -> Kind:
@@ -1498,7 +1500,7 @@ class Walker:
             ):
                 # `kwargs.get("output_attentions", False)` on keywords known by name: the value passed under
                 # that key, else the default (and anything an unknown part of the dict may hold)
-                known = [dict(a[1]).get(key.evaluated_value) for a in recv if isinstance(a, tuple) and a[0] == "dkv"]
+                known = [way.get(key.evaluated_value) for way in keyed_ways(recv)]
                 default = args[1][2] if len(args) > 1 else KN
                 rest = recv & {P, U}
                 return join(

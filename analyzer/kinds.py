@@ -82,6 +82,18 @@ def dct(keys: Iterable[Any]) -> Kind:
     return frozenset({("dict", frozenset(keys))})
 
 
+def keyed(items: Iterable[tuple[Any, Kind]]) -> Kind:
+    """A dict whose keys are known (a display, the keywords a `**kwargs` parameter received): its keys, each
+    key's kind (a "dkv" atom, for `d["key"]` and `**d`), and the kind of any value."""
+    pairs = sorted(items, key=lambda kv: kv[0])
+    return join(dct(k for k, _ in pairs), frozenset({("dkv", tuple(pairs))}), dictof(join(*(v for _, v in pairs))))
+
+
+def keyed_ways(k: Kind) -> list[dict[Any, Kind]]:
+    """The key -> kind mappings of k's dicts with known keys, one per way it was built (`keyed`)."""
+    return [dict(a[1]) for a in k if isinstance(a, tuple) and a[0] == "dkv"]
+
+
 def dictof(values: Kind) -> Kind:
     """A dict whose values have this kind (subscripting it gives them)."""
     return frozenset({("dictof", values)})

@@ -163,16 +163,11 @@ def dynamo(path: Path) -> None:
     # an export stopped by the runner's time limit names the line running when the alarm fired: no statement
     timed_out = [r for r in rows if re.fullmatch(r"over \d+ s", str(r.get("message") or ""))]
     import transformers
-    from rescue import flagged_lines, statement
+    from rescue import flagged_at, flagged_lines
 
     def hits(pkg: Path, wheres: list[str]) -> dict[str, bool]:
         flagged = flagged_lines(pkg)  # this build's findings, not the ones recorded with the rescue run
-
-        def hit(where: str) -> bool:
-            lo, hi = statement(pkg, where)
-            return bool(flagged.get(where.rpartition(":")[0], set()) & set(range(lo, hi + 1)))
-
-        return {w: hit(w) for w in wheres}
+        return {w: flagged_at(flagged, pkg, w) for w in wheres}
 
     failing_kinds = ("data-dependent", "pinned", "other")
     failing = hits(

@@ -37,6 +37,7 @@ def main() -> None:
     import transformers
 
     from behaviour_runner import export_dynamic
+    from tracer_truth import source_spans
     from real_models import SAMPLE, build, fully_ran, header, inputs, operand_lines, statement_spans
     from tracesafe.analyzer import Config
     from tracesafe.runner import check_paths
@@ -91,13 +92,7 @@ def main() -> None:
             ran.setdefault(rel, set()).update(got)
     secs = time.perf_counter() - t0
 
-    ran_at: dict[str, set] = {}
-    for rel, pairs in ran_code.items():
-        table: dict = {}
-        for code, lasti in pairs:
-            p = table.setdefault(code, list(code.co_positions()))[lasti // 2]
-            if None not in p:
-                ran_at.setdefault(rel, set()).add(p)
+    ran_at = source_spans(ran_code)
     files = sorted(set(ran) | set(failed_at))
     found = check_paths([str(pkg / f) for f in files], Config(target="dynamo"), jobs=2).findings
     confirmed, alarms, unjudged, unrun, seen = [], [], [], [], set()

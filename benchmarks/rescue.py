@@ -144,6 +144,12 @@ def flagged_lines(pkg: Path) -> dict[str, set[int]]:
     return out
 
 
+def flagged_at(flagged: dict[str, set[int]], pkg: Path, where: str) -> bool:
+    """Does a finding (`flagged_lines`) lie on the statement holding `where` ("path:line")?"""
+    lo, hi = statement(pkg, where)
+    return bool(flagged.get(where.rpartition(":")[0], set()) & set(range(lo, hi + 1)))
+
+
 def statement(pkg: Path, where: str) -> tuple[int, int]:
     """The header of the statement holding a line (an `if`'s test, a simple statement's lines)."""
     from real_models import header, statement_spans

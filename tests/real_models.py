@@ -266,20 +266,33 @@ def _params(model) -> set:
     return set(inspect.signature(model.forward).parameters)
 
 
-def statement_spans(path: str) -> list[tuple[int, int]]:
-    """The header lines of every statement (an `if`'s test, a simple statement's lines), from `ast`."""
+_ARMS = {"body", "orelse", "finalbody", "handlers", "cases"}  # a compound statement's parts after its header
+
+
+def _headers(path: str):
+    """Every statement but a definition, from `ast`: (node, its header's lines, the nodes that make the
+    header). The header of a compound statement is its test, iterable, items or subject; of a simple one,
+    all of it."""
     import ast
 
     tree = ast.parse(open(path, encoding="utf-8").read())
-    out = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body:
-                out.append((node.lineno, max(node.lineno, body[0].lineno - 1)))
-            else:
-                out.append((node.lineno, node.end_lineno))
-    return out
+        if not isinstance(node, ast.stmt) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body:
+            yield (
+                node,
+                (node.lineno, max(node.lineno, body[0].lineno - 1)),
+                [v for k, v in ast.iter_fields(node) if k not in _ARMS],
+            )
+        else:
+            yield node, (node.lineno, node.end_lineno), [node]
+
+
+def statement_spans(path: str) -> list[tuple[int, int]]:
+    """The header lines of every statement (an `if`'s test, a simple statement's lines)."""
+    return [span for _, span, _ in _headers(path)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -289,19 +302,10 @@ def branch_operands(path: str) -> dict[tuple[int, int], list[tuple[int, int, int
     `statement_spans`; an `assert` counts its test only (its message runs only when the test fails)."""
     import ast
 
-    tree = ast.parse(open(path, encoding="utf-8").read())
     out: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.stmt) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body:
-            span = (node.lineno, max(node.lineno, body[0].lineno - 1))
-            skip = {"body", "orelse", "finalbody", "handlers", "cases"}
-            parts = [v for k, v in ast.iter_fields(node) if k not in skip]
-        else:
-            span = (node.lineno, node.end_lineno)
-            parts = [node.test] if isinstance(node, ast.Assert) else [node]
+    for node, span, parts in _headers(path):
+        if isinstance(node, ast.Assert):
+            parts = [node.test]
         ops = []
         roots = [p for part in parts for p in (part if isinstance(part, list) else [part]) if isinstance(p, ast.AST)]
         for sub in (n for p in roots for n in ast.walk(p)):

@@ -72,16 +72,16 @@ def test_where_the_export_fails_next_after_fix_is_flagged_too(measured):
     res, s = measured
     sys.path.insert(0, str(BENCH))
     try:
-        from rescue import flagged_lines, statement
+        from rescue import flagged_at, flagged_lines
     finally:
         sys.path.remove(str(BENCH))
     failing = ("data-dependent", "pinned", "other")
     nxt = [r for r in res["rows"] if r.get("after") in failing and r.get("after_where") not in (None, r.get("where"))]
     assert nxt, "no sampled export fails at a new statement after fix: the test measures nothing"
     flagged = flagged_lines(res["fixed"])
-    missed = []
-    for r in nxt:
-        lo, hi = statement(res["fixed"], r["after_where"])
-        if not flagged.get(r["after_where"].rpartition(":")[0], set()) & set(range(lo, hi + 1)):
-            missed.append((r["type"], r["after_where"], r["after_message"]))
+    missed = [
+        (r["type"], r["after_where"], r["after_message"])
+        for r in nxt
+        if not flagged_at(flagged, res["fixed"], r["after_where"])
+    ]
     assert not missed, missed

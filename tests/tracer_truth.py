@@ -93,16 +93,25 @@ def trace_truth(
     with observing(hook, tracer):
         torch.jit.trace(model, inputs, check_trace=False, strict=False)
     if ran_at is not None:
-        for fn, pairs in ran_code.items():
-            spans = ran_at.setdefault(fn, set())
-            table: dict = {}
-            for code, lasti in pairs:
-                if code not in table:
-                    table[code] = list(code.co_positions())  # one entry per 2-byte code unit
-                p = table[code][lasti // 2]
-                if None not in p:
-                    spans.add(p)
+        for fn, spans in source_spans(ran_code).items():
+            ran_at.setdefault(fn, set()).update(spans)
     return warned, executed
+
+
+def source_spans(ran_code: dict) -> dict:
+    """{file: {(code, instruction offset)}} from opcode events -> {file: {(line, end_line, col, end_col)}}, the
+    source spans of those instructions (`co_positions`)."""
+    out: dict = {}
+    for fn, pairs in ran_code.items():
+        spans = out.setdefault(fn, set())
+        table: dict = {}
+        for code, lasti in pairs:
+            if code not in table:
+                table[code] = list(code.co_positions())  # one entry per 2-byte code unit
+            p = table[code][lasti // 2]
+            if None not in p:
+                spans.add(p)
+    return out
 
 
 @contextlib.contextmanager
